@@ -1,0 +1,268 @@
+"""
+The HTTP API under C{/api}: rooms, history, publishing, and the live connections view.
+
+Every answer is JSON; every refusal is C{{"error": CODE, "reason": TEXT}} with its status
+(see L{portshare.errors}), never an HTML page or a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from portshare import errors
+from portshare.auth import sameSecret
+from portshare.errors import BadRequest, PortshareError, TooLarge
+from portshare.hub import Hub
+from portshare.wire import dumps, validNick, validOffset, validRoom, validText
+
+log = Logger()
+
+
+def writeJson(request: Request, status: int, body: Any) -> bytes:
+    """Set the status and headers of a JSON answer; @return: its body."""
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    request.setHeader(b"x-content-type-options", b"nosniff")
+    return dumps(body)
+
+
+def writeError(request: Request, error: PortshareError) -> bytes:
+    """A JSON refusal with the status that the error's code maps to."""
+    return writeJson(request, error.httpStatus, {"error": error.code, "reason": error.reason})
+
+
+class ErrorResource(Resource):
+    """Answers every request with one JSON error (404 for unknown API paths)."""
+
+    isLeaf = True
+
+    def __init__(self, error: PortshareError) -> None:
+        super().__init__()
+        self.error = error
+
+    def render(self, request: Request) -> bytes:
+        return writeError(request, self.error)
+
+
+def notFound(what: str = "no such resource") -> ErrorResource:
+    return ErrorResource(PortshareError(what, errors.NOT_FOUND))
+
+
+class JsonResource(Resource):
+    """
+    A resource whose every answer is JSON: unknown children are 404, unknown methods 405,
+    and a L{PortshareError} raised by a C{render_*} method becomes its JSON refusal.
+    """
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        return notFound()
+
+    def render(self, request: Request) -> bytes | int:
+        method = request.method.decode("ascii", "replace")
+        handler = getattr(self, f"render_{method}", None)
+        if handler is None and method == "HEAD":
+            handler = getattr(self, "render_GET", None)
+        if handler is None:
+            allowed = sorted(
+                name[len("render_") :] for name in dir(self) if name.startswith("render_")
+            )
+            request.setHeader(b"allow", ", ".join(allowed).encode("ascii"))
+            return writeError(
+                request, PortshareError(f"{method} is not allowed here", errors.METHOD_NOT_ALLOWED)
+            )
+        try:
+            return handler(request)
+        except PortshareError as e:
+            return writeError(request, e)
+
+
+def answerLater(request: Request, d: Deferred[Any], status: int = 200) -> int:
+    """
+    Finish C{request} with the JSON result of C{d}, or with its refusal; nothing is written
+    if the client went away meanwhile.
+    """
+    gone: list[bool] = []
+    request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+    def done(body: Any) -> None:
+        if not gone:
+            request.write(writeJson(request, status, body))
+            request.finish()
+
+    def failed(failure: Failure) -> None:
+        if failure.check(PortshareError):
+            error = failure.value
+        else:
+            log.failure("API request failed", failure)
+            error = errors.Unavailable("the message broker is not available")
+        if not gone:
+            request.write(writeError(request, error))
+            request.finish()
+
+    d.addCallbacks(done, failed)
+    return NOT_DONE_YET
+
+
+def queryInt(request: Request, name: str, default: int) -> int:
+    values = request.args.get(name.encode("ascii"))
+    if not values:
+        return default
+    try:
+        value = int(values[0])
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number >= 0") from None
+    return validOffset(value, name)
+
+
+class TokenGuard:
+    """
+    The API token check: with no token configured everything passes; otherwise requests need
+    C{Authorization: Bearer TOKEN} (401 when absent, 403 when wrong).
+    """
+
+    def __init__(self, token: str | None) -> None:
+        self.token = token
+
+    def check(self, request: Request) -> None:
+        if self.token is None:
+            return
+        header = (request.getHeader(b"authorization") or b"").decode("latin-1")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            request.setHeader(b"www-authenticate", b'Bearer realm="portshare"')
+            raise PortshareError("this endpoint needs an API token", errors.UNAUTHORIZED)
+        if not sameSecret(given.strip(), self.token):
+            raise errors.Forbidden("the API token is not valid")
+
+
+class MessagesResource(JsonResource):
+    """C{/api/rooms/{room}/messages}: history (GET) and publishing (POST)."""
+
+    isLeaf = True
+
+    def __init__(self, hub: Hub, guard: TokenGuard, room: str) -> None:
+        super().__init__()
+        self.hub = hub
+        self.guard = guard
+        self.room = room
+
+    def render_GET(self, request: Request) -> int:
+        limits = self.hub.limits
+        since = queryInt(request, "since", 0)
+        limit = min(queryInt(request, "limit", limits.historyPageLimit), limits.historyPageLimit)
+        room = self.room
+        d = self.hub.history(room, since, limit)
+        d.addCallback(
+            lambda result: {
+                "room": room,
+                "epoch": result[0],
+                "messages": [m.toDict() for m in result[1]],
+            }
+        )
+        return answerLater(request, d)
+
+    def render_POST(self, request: Request) -> int:
+        self.guard.check(request)
+        body = readJsonBody(request, self.hub.limits.maxBody)
+        nick = validNick(body.get("nick"))
+        text = validText(body.get("text"), self.hub.limits.maxText)
+        d = self.hub.publish(self.room, nick, text)
+        d.addCallback(lambda message: {"offset": message.offset})
+        return answerLater(request, d, status=201)
+
+
+def readJsonBody(request: Request, maxBody: int) -> dict[str, Any]:
+    """
+    @return: the request's JSON object body.
+    @raise TooLarge: beyond C{maxBody} bytes.
+    @raise BadRequest: when it is not a JSON object.
+    """
+    length = request.getHeader(b"content-length")
+    if length is not None and length.isdigit() and int(length) > maxBody:
+        raise TooLarge(f"the body is larger than {maxBody} bytes")
+    content = request.content
+    raw = content.read(maxBody + 1) if content is not None else b""
+    if len(raw) > maxBody:
+        raise TooLarge(f"the body is larger than {maxBody} bytes")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+class RoomResource(JsonResource):
+    """C{/api/rooms/{room}}: only its C{messages} child exists."""
+
+    def __init__(self, hub: Hub, guard: TokenGuard, room: str) -> None:
+        super().__init__()
+        self.hub = hub
+        self.guard = guard
+        self.room = room
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        if path == b"messages":
+            return MessagesResource(self.hub, self.guard, self.room)
+        return notFound()
+
+
+class RoomsResource(JsonResource):
+    """C{/api/rooms}: the rooms this service knows, with members and last offset."""
+
+    def __init__(self, hub: Hub, guard: TokenGuard) -> None:
+        super().__init__()
+        self.hub = hub
+        self.guard = guard
+
+    def render_GET(self, request: Request) -> int:
+        d = self.hub.rooms()
+        d.addCallback(lambda rooms: {"rooms": [info.toDict() for info in rooms]})
+        return answerLater(request, d)
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        try:
+            room = validRoom(path.decode("utf-8"))
+        except (UnicodeDecodeError, BadRequest) as e:
+            reason = e.reason if isinstance(e, BadRequest) else "room must be UTF-8"
+            return ErrorResource(BadRequest(reason))
+        return RoomResource(self.hub, self.guard, room)
+
+
+class ConnectionsResource(JsonResource):
+    """C{/api/connections}: one row per TCP connection on the shared port."""
+
+    isLeaf = True
+
+    def __init__(
+        self,
+        rows: Callable[[], list[dict[str, Any]]],
+        listening: Callable[[], list[str]],
+        guard: TokenGuard,
+    ) -> None:
+        super().__init__()
+        self.rows = rows
+        self.listening = listening
+        self.guard = guard
+
+    def render_GET(self, request: Request) -> bytes:
+        self.guard.check(request)
+        return writeJson(request, 200, {"connections": self.rows(), "listening": self.listening()})
+
+
+def buildApi(hub: Hub, guard: TokenGuard, connections: ConnectionsResource) -> Resource:
+    """The C{/api} subtree."""
+    api = JsonResource()
+    api.putChild(b"rooms", RoomsResource(hub, guard))
+    api.putChild(b"connections", connections)
+    return api

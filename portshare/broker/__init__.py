@@ -1,0 +1,81 @@
+"""
+The broker: where offsets are assigned, history is kept and messages fan out between instances.
+
+The chat protocol code talks only to L{IBroker}.  The in-memory broker (L{memory}) serves one
+process; a broker backed by a shared server (Redis) makes several processes act as one chat by
+implementing the same interface.  Every call returns a Deferred so a networked broker fits; one
+instance subscribes once per room (not once per client) and fans out locally.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from portshare.wire import Message, Presence
+
+
+class IRoomListener(Interface):
+    """Receives what happens in one subscribed room, in order."""
+
+    def messagePublished(message: Message) -> None:
+        """A message was published to the room (on any instance)."""
+
+    def presenceChanged(presence: Presence) -> None:
+        """A nick joined or left the room (on any instance)."""
+
+
+class IBroker(Interface):
+    """Offsets, history, presence and cross-instance fan-out for chat rooms."""
+
+    unavailableReason = Attribute(
+        "None while the broker works; otherwise a short text saying why it does not "
+        "(reported by /healthz)."
+    )
+
+    def start():  # type: ignore[misc]
+        """Connect or prepare; @return: a Deferred that fires when ready."""
+
+    def stop():  # type: ignore[misc]
+        """Flush and disconnect; @return: a Deferred that fires when done."""
+
+    def subscribe(room, listener):  # type: ignore[misc]
+        """
+        Deliver C{room}'s messages and presence to C{listener} (an L{IRoomListener}) until
+        L{unsubscribe}.  One listener per room per instance.
+        @return: a Deferred that fires once deliveries have started.
+        """
+
+    def unsubscribe(room):  # type: ignore[misc]
+        """Stop delivering C{room}; @return: a Deferred."""
+
+    def publish(room, nick, text, ts):  # type: ignore[misc]
+        """
+        Give a new message the room's next offset, keep it in history and deliver it to every
+        subscriber of the room.
+        @return: a Deferred firing with the L{Message}.
+        @raise Unavailable: (as a failure) when the message could not be accepted.
+        """
+
+    def replay(room, since, epoch):  # type: ignore[misc]
+        """@return: a Deferred firing with a L{portshare.chat.Replay} for a join."""
+
+    def history(room, since, limit):  # type: ignore[misc]
+        """
+        @return: a Deferred firing with (epoch, messages after C{since}, oldest first, at
+            most C{limit}).
+        """
+
+    def enter(room, nick):  # type: ignore[misc]
+        """Count C{nick} as a member of C{room}; announce it if new.  @return: a Deferred."""
+
+    def exit(room, nick):  # type: ignore[misc]
+        """Count one join of C{nick} less; announce its leave if gone.  @return: a Deferred."""
+
+    def members(room, cap):  # type: ignore[misc]
+        """@return: a Deferred firing with (up to C{cap} nicks, total count)."""
+
+    def rooms():  # type: ignore[misc]
+        """@return: a Deferred firing with a list of L{portshare.chat.RoomInfo}."""

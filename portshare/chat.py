@@ -1,0 +1,216 @@
+"""
+The chat core, sans I/O: room history with offsets and epochs, presence, per-connection state.
+
+Theory of operation:
+ - A room's messages get offsets 1, 2, 3...; C{offset} 0 means "nothing yet".  A L{RoomLog}
+   keeps the last C{history} of them.  Its C{epoch} names that sequence of offsets: a new
+   epoch means older offsets mean nothing any more (the history was lost), so a client that
+   resumes with C{since} from another epoch gets what is held and C{recovered: false}.
+ - L{PresenceBook} counts each nick's joins per room, so the same nick from two tabs is one
+   member: C{join} is announced on the first, C{leave} on the last.
+ - L{TokenBucket} is the per-connection rate limit; it reads time only from its caller.
+
+Nothing here reads a clock, touches a socket or returns a Deferred.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import islice
+
+from portshare.wire import Message
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """
+    What a join with C{since} gets from history.
+
+    @ivar epoch: the room's current epoch.
+    @ivar last: the room's last offset (0 when empty), the C{offset} of the C{joined} reply.
+    @ivar messages: the held messages after C{since}, oldest first.
+    @ivar recovered: whether no message after C{since} is missing.
+    """
+
+    epoch: str
+    last: int
+    messages: tuple[Message, ...]
+    recovered: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    """One row of C{GET /api/rooms}."""
+
+    room: str
+    members: int
+    offset: int
+
+    def toDict(self) -> dict[str, object]:
+        return {"room": self.room, "members": self.members, "offset": self.offset}
+
+
+class RoomLog:
+    """
+    The bounded, offset-numbered history of one room.
+
+    @ivar room: the room's name.
+    @ivar epoch: names this history; see the module docstring.
+    @ivar last: the offset of the newest message, 0 before the first.
+    """
+
+    __slots__ = ("_held", "epoch", "last", "room")
+
+    def __init__(self, room: str, epoch: str, history: int, last: int = 0) -> None:
+        self.room = room
+        self.epoch = epoch
+        self.last = last
+        self._held: deque[Message] = deque(maxlen=history)
+
+    def append(self, nick: str, text: str, ts: int) -> Message:
+        """Record a new message and give it the next offset."""
+        self.last += 1
+        message = Message(room=self.room, offset=self.last, ts=ts, nick=nick, text=text)
+        self._held.append(message)
+        return message
+
+    @property
+    def first(self) -> int:
+        """The offset of the oldest held message (C{last + 1} when none is held)."""
+        return self._held[0].offset if self._held else self.last + 1
+
+    def after(self, since: int, limit: int | None = None) -> tuple[Message, ...]:
+        """
+        @return: held messages with offsets greater than C{since}, oldest first, at most
+            C{limit} of them.
+        """
+        start = max(since + 1 - self.first, 0)
+        stop = None if limit is None else start + limit
+        return tuple(islice(self._held, start, stop))
+
+    def replay(self, since: int | None, epoch: str | None = None) -> Replay:
+        """
+        What a client resuming after C{since} (from C{epoch}, when it says) should get.
+
+        Offsets from another epoch, or beyond our last one (a history that was lost and
+        started again), are meaningless here: such a client gets everything held and
+        C{recovered=False}.
+        """
+        if since is None:
+            return Replay(self.epoch, self.last, (), True)
+        if (epoch is not None and epoch != self.epoch) or since > self.last:
+            return Replay(self.epoch, self.last, tuple(self._held), False)
+        return Replay(self.epoch, self.last, self.after(since), since + 1 >= self.first)
+
+
+class PresenceBook:
+    """Which nicks are in which rooms, counting repeated joins of one nick as one member."""
+
+    __slots__ = ("_rooms",)
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, Counter[str]] = {}
+
+    def enter(self, room: str, nick: str) -> bool:
+        """
+        Count one more join of C{nick} to C{room}.
+
+        @return: whether C{nick} is new to the room (a presence C{join} to announce).
+        """
+        counts = self._rooms.setdefault(room, Counter())
+        counts[nick] += 1
+        return counts[nick] == 1
+
+    def exit(self, room: str, nick: str) -> bool:
+        """
+        Count one join of C{nick} to C{room} less.
+
+        @return: whether C{nick} is gone from the room (a presence C{leave} to announce).
+        """
+        counts = self._rooms.get(room)
+        if counts is None or counts[nick] <= 0:
+            return False
+        counts[nick] -= 1
+        if counts[nick]:
+            return False
+        del counts[nick]
+        if not counts:
+            del self._rooms[room]
+        return True
+
+    def members(self, room: str, cap: int | None = None) -> tuple[tuple[str, ...], int]:
+        """
+        @return: up to C{cap} nicks in C{room} (sorted), and how many there are in all.
+        """
+        counts = self._rooms.get(room)
+        if not counts:
+            return (), 0
+        nicks = sorted(counts)
+        return tuple(nicks if cap is None else nicks[:cap]), len(nicks)
+
+    def count(self, room: str) -> int:
+        """How many distinct nicks are in C{room}."""
+        return len(self._rooms.get(room, ()))
+
+    def rooms(self) -> Iterable[str]:
+        """Rooms with at least one member."""
+        return self._rooms.keys()
+
+
+class TokenBucket:
+    """
+    A token bucket: C{burst} messages at once, C{rate} per second sustained.
+
+    The caller passes C{now} (seconds); nothing here reads a clock.
+    """
+
+    __slots__ = ("_last", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last = now
+
+    def take(self, now: float) -> bool:
+        """Spend one token if there is one; C{False} means rate limited."""
+        elapsed = now - self._last
+        if elapsed > 0:
+            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+        self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+
+class Session:
+    """
+    What the server knows about one chat connection.
+
+    @ivar nick: the nick its messages are sent under.
+    @ivar rooms: the rooms it has joined (or is joining).
+    @ivar strikes: rate-limited messages in a row; reset by an accepted one.
+    """
+
+    __slots__ = ("bucket", "closed", "member", "mute", "nick", "rooms", "strikes")
+
+    def __init__(self, member: object, nick: str, bucket: TokenBucket) -> None:
+        self.member = member
+        self.nick = nick
+        self.rooms: set[str] = set()
+        self.bucket = bucket
+        self.strikes = 0
+        self.closed = False
+        #: rooms joined with a token that does not allow saying there
+        self.mute: set[str] = set()
+
+    def admit(self, now: float) -> bool:
+        """Whether this message fits the rate limit; counts strikes when it does not."""
+        if self.bucket.take(now):
+            self.strikes = 0
+            return True
+        self.strikes += 1
+        return False

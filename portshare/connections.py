@@ -1,0 +1,129 @@
+"""
+The live connections view: every TCP connection on the shared port, upgraded or not.
+
+L{TrackingFactory} wraps the site's factory, so each accepted connection passes through a
+L{TrackingProtocol} that counts bytes both ways.  When C{/ws} takes a connection over,
+Autobahn swaps the wrapper's inner protocol from the HTTP channel to the WebSocket protocol,
+so the same row (same socket, same client port) then reads "websocket": the port-sharing
+question, shown live.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
+
+HTTP = "http/1.1"
+WEBSOCKET = "websocket"
+
+
+def describeAddress(address: IAddress) -> tuple[str, int | None]:
+    """A (host, port) pair for any address type; UNIX sockets have no port."""
+    host = getattr(address, "host", None)
+    if host is not None:
+        return str(host), getattr(address, "port", None)
+    name = getattr(address, "name", None)
+    return (
+        name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or "unix"),
+        None,
+    )
+
+
+class TrackingProtocol(ProtocolWrapper):
+    """Counts the bytes of one connection and says what it speaks now."""
+
+    def __init__(self, factory: TrackingFactory, wrappedProtocol: Any) -> None:
+        super().__init__(factory, wrappedProtocol)
+        self.id = next(factory.ids)
+        self.openedAt = factory.clock.seconds()
+        self.bytesIn = 0
+        self.bytesOut = 0
+        self.requests = 0
+        self._lostWaiters: list[Deferred[None]] = []
+
+    def notifyLost(self) -> Deferred[None]:
+        """A Deferred that fires once this connection is closed."""
+        d: Deferred[None] = Deferred()
+        self._lostWaiters.append(d)
+        return d
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        waiters, self._lostWaiters = self._lostWaiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.bytesIn += len(data)
+        self.wrappedProtocol.dataReceived(data)
+
+    def write(self, data: bytes) -> None:
+        self.bytesOut += len(data)
+        self.transport.write(data)
+
+    def writeSequence(self, data: Any) -> None:
+        data = list(data)
+        self.bytesOut += sum(map(len, data))
+        self.transport.writeSequence(data)
+
+    @property
+    def protocolName(self) -> str:
+        return WEBSOCKET if isinstance(self.wrappedProtocol, WebSocketProtocol) else HTTP
+
+    def describe(self, now: float) -> dict[str, Any]:
+        """One row of C{GET /api/connections}."""
+        host, port = describeAddress(self.getPeer())
+        inner = self.wrappedProtocol
+        isWebSocket = isinstance(inner, WebSocketProtocol)
+        return {
+            "id": self.id,
+            "peer": f"{host}:{port}" if port is not None else host,
+            "host": host,
+            "port": port,
+            "protocol": WEBSOCKET if isWebSocket else HTTP,
+            "path": getattr(inner, "http_request_path", None) if isWebSocket else None,
+            "subprotocol": getattr(inner, "websocket_protocol_in_use", None)
+            if isWebSocket
+            else None,
+            "bytes_in": self.bytesIn,
+            "bytes_out": self.bytesOut,
+            "age": round(now - self.openedAt, 3),
+            "requests": self.requests,
+        }
+
+
+class TrackingFactory(WrappingFactory):
+    """
+    Wraps the site so that every connection it accepts is listed.
+
+    @ivar listening: the addresses the service listens on (set by the service).
+    """
+
+    protocol = TrackingProtocol
+
+    def __init__(self, wrappedFactory: Any, clock: IReactorTime) -> None:
+        super().__init__(wrappedFactory)
+        self.clock = clock
+        self.ids = itertools.count(1)
+        self.listening: list[str] = []
+
+    def connections(self) -> list[TrackingProtocol]:
+        return sorted(self.protocols, key=lambda p: p.id)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every open connection, oldest first."""
+        now = self.clock.seconds()
+        return [p.describe(now) for p in self.connections()]
+
+    def counts(self) -> dict[str, float]:
+        """Open connections by protocol, for C{/metrics}."""
+        counts = {HTTP: 0.0, WEBSOCKET: 0.0}
+        for p in self.protocols:
+            counts[p.protocolName] += 1
+        return counts

@@ -1,0 +1,109 @@
+"""
+Error codes of the wire contract, and where each one ends up.
+
+Two kinds, as in h11: a L{RemoteError} is the client's fault (bad input, not allowed, too
+much); a L{LocalError} is ours (the broker is away).  Each maps, in this one module, to the
+C{error} event code on the chat socket and to an HTTP status on the API.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+# Error codes carried by {"type": "error"} events (the contract's list).
+BAD_REQUEST = "bad_request"
+UNKNOWN_TYPE = "unknown_type"
+NOT_JOINED = "not_joined"
+TOO_LARGE = "too_large"
+RATE_LIMITED = "rate_limited"
+FORBIDDEN = "forbidden"
+UNAVAILABLE = "unavailable"
+
+# HTTP-only codes in {"error": CODE, "reason": TEXT} bodies.
+UNAUTHORIZED = "unauthorized"
+NOT_FOUND = "not_found"
+METHOD_NOT_ALLOWED = "method_not_allowed"
+
+HTTP_STATUS: dict[str, int] = {
+    BAD_REQUEST: 400,
+    UNKNOWN_TYPE: 400,
+    NOT_JOINED: 409,
+    TOO_LARGE: 413,
+    RATE_LIMITED: 429,
+    FORBIDDEN: 403,
+    UNAVAILABLE: 503,
+    UNAUTHORIZED: 401,
+    NOT_FOUND: 404,
+    METHOD_NOT_ALLOWED: 405,
+}
+
+# WebSocket close codes (RFC 6455 section 7.4.1) used by the service.
+CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_INVALID_DATA = 1007
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_SERVER_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class PortshareError(Exception):
+    """
+    A refusal that is reported to the client, never a traceback.
+
+    @ivar code: the contract's error code.
+    @ivar reason: a human-readable explanation, safe to show to the client.
+    """
+
+    code: ClassVar[str] = BAD_REQUEST
+    #: the client's C{ref} of the message this error answers, when known
+    ref: str | int | None = None
+
+    def __init__(self, reason: str, code: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        if code is not None:
+            self.code = code
+
+    @property
+    def httpStatus(self) -> int:
+        """The HTTP status this error is answered with on the API."""
+        return HTTP_STATUS.get(self.code, 400)
+
+
+class RemoteError(PortshareError):
+    """The client sent something we refuse."""
+
+
+class BadRequest(RemoteError):
+    code = BAD_REQUEST
+
+
+class UnknownType(RemoteError):
+    code = UNKNOWN_TYPE
+
+
+class NotJoined(RemoteError):
+    code = NOT_JOINED
+
+
+class TooLarge(RemoteError):
+    code = TOO_LARGE
+
+
+class RateLimited(RemoteError):
+    code = RATE_LIMITED
+
+
+class Forbidden(RemoteError):
+    code = FORBIDDEN
+
+
+class LocalError(PortshareError):
+    """We cannot do what was asked right now; the client may try again later."""
+
+    code = UNAVAILABLE
+
+
+class Unavailable(LocalError):
+    code = UNAVAILABLE

@@ -1,0 +1,399 @@
+"""
+The chat application: sessions, commands, the broker and local fan-out, tied together.
+
+Theory of operation:
+ - The protocol layer (L{portshare.ws}) calls L{Hub.connected}, L{Hub.received} and
+   L{Hub.disconnected}; everything a client sees goes back through its L{IMember}.
+ - This instance subscribes to a room at the broker when its first local member joins and
+   unsubscribes when the last one leaves: one subscription per room per instance.  Each event
+   the broker delivers is encoded and framed once (C{prepare}) and the same frame goes to every
+   member.
+ - A join is asynchronous (the broker may be remote): while it is in flight the member's live
+   events are buffered, and once the C{joined} reply and the replayed history have been sent,
+   buffered messages newer than the replay go out, so nothing is lost or sent twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import Attribute, Interface, implementer
+
+from portshare import errors
+from portshare.auth import JoinTokens
+from portshare.broker import IBroker, IRoomListener
+from portshare.chat import Replay, RoomInfo, Session, TokenBucket
+from portshare.errors import BadRequest, NotJoined, RemoteError, TooLarge, Unavailable
+from portshare.limits import Limits
+from portshare.metrics import Metrics
+from portshare.wire import (
+    Ack,
+    Command,
+    Error,
+    Event,
+    Join,
+    Joined,
+    Leave,
+    Left,
+    Message,
+    Nick,
+    Presence,
+    Ref,
+    Say,
+    encode,
+    parseCommand,
+)
+
+
+class IMember(Interface):
+    """One chat connection, as the hub sees it."""
+
+    peer = Attribute("A short text naming the client, for logs.")
+
+    def sendPayload(payload: bytes) -> None:
+        """Send one text frame to this member alone."""
+
+    def sendPrepared(prepared: Any) -> None:
+        """Send a frame prepared once for every member (see C{Hub(prepare=...)})."""
+
+    def closeWith(code: int, reason: str) -> None:
+        """Close the connection with a WebSocket close code."""
+
+
+@implementer(IRoomListener)
+class RoomFanout:
+    """
+    This instance's members of one room, and the delivery of the room's events to them.
+
+    @ivar members: each member's session, mapped to C{None} once live or to a list buffering
+        C{(offset, frame)} pairs while its join is in flight.
+    """
+
+    __slots__ = ("_hub", "_waiters", "members", "room", "subscribed")
+
+    def __init__(self, hub: Hub, room: str) -> None:
+        self._hub = hub
+        self.room = room
+        self.members: dict[Session, list[tuple[int, Any]] | None] = {}
+        self.subscribed = False
+        self._waiters: list[Deferred[None]] = []
+
+    def whenSubscribed(self) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        if self.subscribed:
+            d.callback(None)
+        else:
+            self._waiters.append(d)
+        return d
+
+    def _subscribeDone(self, result: Failure | None) -> None:
+        waiters, self._waiters = self._waiters, []
+        self.subscribed = not isinstance(result, Failure)
+        for d in waiters:
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(None)
+
+    def messagePublished(self, message: Message) -> None:
+        self._deliver(message.offset, message)
+
+    def presenceChanged(self, presence: Presence) -> None:
+        self._deliver(0, presence)
+
+    def _deliver(self, offset: int, event: Event) -> None:
+        prepared = self._hub.prepare(encode(event))
+        sent = 0
+        for session, pending in self.members.items():
+            if pending is None:
+                session.member.sendPrepared(prepared)
+                sent += 1
+            else:
+                pending.append((offset, prepared))
+        self._hub.metrics.messagesOut.inc(sent)
+
+
+def _identity(payload: bytes) -> bytes:
+    return payload
+
+
+class Hub:
+    """
+    The chat service of one instance.
+
+    @param broker: where offsets, history and presence live.
+    @param clock: the time source for message timestamps and rate limits.
+    @param prepare: frames an encoded event once for all members (the WebSocket factory's
+        C{prepareMessage}); members get its result in L{IMember.sendPrepared}.
+    @param joinTokens: when given, joins need a signed token (see L{portshare.auth}).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        broker: IBroker,
+        clock: IReactorTime,
+        limits: Limits,
+        metrics: Metrics,
+        prepare: Callable[[bytes], Any] = _identity,
+        joinTokens: JoinTokens | None = None,
+    ) -> None:
+        self.broker = broker
+        self.clock = clock
+        self.limits = limits
+        self.metrics = metrics
+        self.prepare = prepare
+        self._joinTokens = joinTokens
+        self._rooms: dict[str, RoomFanout] = {}
+        self.sessions: set[Session] = set()
+        self._guests = itertools.count(1)
+        self._handlers: dict[type, Callable[[Session, Any], None]] = {
+            Join: self._join,
+            Leave: self._leave,
+            Say: self._say,
+            Nick: self._nick,
+        }
+
+    # -- connection lifecycle -------------------------------------------------------------
+
+    def connected(self, member: IMember) -> Session:
+        """A chat connection opened; @return: its session, to pass to later calls."""
+        limits = self.limits
+        session = Session(
+            member,
+            nick=f"guest-{next(self._guests)}",
+            bucket=TokenBucket(limits.rate, limits.burst, self.clock.seconds()),
+        )
+        self.sessions.add(session)
+        return session
+
+    def disconnected(self, session: Session) -> None:
+        """A chat connection closed: leave every room it was in."""
+        if session.closed:
+            return
+        session.closed = True
+        self.sessions.discard(session)
+        for room in list(session.rooms):
+            self._removeFromRoom(session, room)
+
+    def received(self, session: Session, payload: bytes) -> None:
+        """Handle one text frame from C{session}."""
+        try:
+            command: Command = parseCommand(payload, self.limits.maxText)
+        except RemoteError as e:
+            self._refuse(session, e, e.ref)
+            return
+        if not session.admit(self.clock.seconds()):
+            if session.strikes >= self.limits.floodStrikes:
+                self.log.info("{peer} closed for flooding", peer=session.member.peer)
+                session.member.closeWith(errors.CLOSE_POLICY, "message rate limit exceeded")
+                return
+            self._refuse(
+                session,
+                errors.RateLimited(f"more than {self.limits.rate:g} messages per second"),
+                command.ref,
+            )
+            return
+        try:
+            self._handlers[type(command)](session, command)
+        except RemoteError as e:
+            self._refuse(session, e, command.ref)
+
+    def closeAll(self, code: int, reason: str) -> None:
+        """Close every chat connection (at shutdown: 1001 going away)."""
+        for session in list(self.sessions):
+            session.member.closeWith(code, reason)
+
+    # -- replies ----------------------------------------------------------------------------
+
+    def _send(self, session: Session, event: Event) -> None:
+        if not session.closed:
+            session.member.sendPayload(encode(event))
+
+    def _refuse(self, session: Session, error: Exception, ref: Ref | None) -> None:
+        reply = Error.fromException(error, ref)
+        self.metrics.refused(reply.code)
+        self._send(session, reply)
+
+    def _refuseFailure(self, failure: Failure, session: Session, ref: Ref | None) -> None:
+        if failure.check(errors.PortshareError):
+            self._refuse(session, failure.value, ref)
+            return
+        self.log.failure("broker call failed", failure)
+        self._refuse(session, Unavailable("the message broker is not available"), ref)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def _join(self, session: Session, command: Join) -> None:
+        room = command.room
+        if room not in session.rooms and len(session.rooms) >= self.limits.roomsPerConnection:
+            raise TooLarge(f"a connection may join at most {self.limits.roomsPerConnection} rooms")
+        if self._joinTokens is not None:
+            grant = self._joinTokens.verify(command.token, self.clock.seconds())
+            if not grant.mayJoin(room):
+                raise errors.Forbidden(f"your token does not allow joining {room}")
+            if grant.maySay(room):
+                session.mute.discard(room)
+            else:
+                session.mute.add(room)
+        if command.nick is not None:
+            self._renick(session, command.nick)
+        fanout = self._rooms.get(room)
+        if fanout is not None and session in fanout.members:
+            if fanout.members[session] is not None:
+                raise BadRequest(f"already joining {room}")
+            self._rejoin(session, command)
+            return
+        if fanout is None:
+            fanout = self._rooms[room] = RoomFanout(self, room)
+            self.metrics.rooms.set(len(self._rooms))
+            self.broker.subscribe(room, fanout).addBoth(fanout._subscribeDone)
+        session.rooms.add(room)
+        fanout.members[session] = []
+        nick = session.nick
+        entered = False
+
+        def enter(_: object) -> Deferred[None]:
+            return self.broker.enter(room, nick)
+
+        def snapshot(_: object) -> Deferred[Any] | None:
+            nonlocal entered
+            entered = True
+            if session not in fanout.members:
+                # left, or disconnected, while joining: undo the presence just counted
+                self.broker.exit(room, nick).addErrback(self._logFailure, "exit")
+                return None
+            return self._snapshot(room, command)
+
+        def failed(failure: Failure) -> None:
+            if fanout.members.get(session) is not None:  # still joining
+                if entered:
+                    fanout.members[session] = None  # so that the removal undoes the presence
+                self._removeFromRoom(session, room)
+            self._refuseFailure(failure, session, command.ref)
+
+        d = fanout.whenSubscribed()
+        d.addCallback(enter)
+        d.addCallback(snapshot)
+        d.addCallback(self._joined, session, fanout, command)
+        d.addErrback(failed)
+
+    def _snapshot(self, room: str, command: Join) -> Deferred[Any]:
+        return gatherResults(
+            [
+                self.broker.replay(room, command.since, command.epoch),
+                self.broker.members(room, self.limits.presenceMembersCap),
+            ],
+            consumeErrors=True,
+        ).addErrback(lambda f: f.value.subFailure if hasattr(f.value, "subFailure") else f)
+
+    def _joined(
+        self, snapshot: list[Any] | None, session: Session, fanout: RoomFanout, command: Join
+    ) -> None:
+        if snapshot is None:
+            return
+        replay: Replay = snapshot[0]
+        nicks, count = snapshot[1]
+        last = max(replay.last, replay.messages[-1].offset if replay.messages else 0)
+        self._send(
+            session,
+            Joined(
+                room=command.room,
+                offset=last,
+                epoch=replay.epoch,
+                members=nicks,
+                count=count,
+                recovered=replay.recovered,
+                ref=command.ref,
+            ),
+        )
+        for message in replay.messages:
+            self._send(session, message)
+        pending = fanout.members.get(session)
+        if pending is None:
+            return
+        fanout.members[session] = None
+        for offset, prepared in pending:
+            if offset == 0 or offset > last:
+                session.member.sendPrepared(prepared)
+
+    def _rejoin(self, session: Session, command: Join) -> None:
+        d = self._snapshot(command.room, command)
+        d.addCallback(self._joined, session, self._rooms[command.room], command)
+        d.addErrback(self._refuseFailure, session, command.ref)
+
+    def _leave(self, session: Session, command: Leave) -> None:
+        if command.room not in session.rooms:
+            raise NotJoined(f"not in room {command.room}")
+        self._removeFromRoom(session, command.room)
+        self._send(session, Left(room=command.room, ref=command.ref))
+
+    def _removeFromRoom(self, session: Session, room: str) -> None:
+        session.rooms.discard(room)
+        session.mute.discard(room)
+        fanout = self._rooms.get(room)
+        if fanout is None:
+            return
+        pending = fanout.members.pop(session, ())
+        if pending is None:
+            # only a member whose join completed has its presence counted
+            self.broker.exit(room, session.nick).addErrback(self._logFailure, "exit")
+        if not fanout.members:
+            del self._rooms[room]
+            self.metrics.rooms.set(len(self._rooms))
+            self.broker.unsubscribe(room).addErrback(self._logFailure, "unsubscribe")
+
+    def _say(self, session: Session, command: Say) -> None:
+        room = command.room
+        if room not in session.rooms:
+            raise NotJoined(f"join {room} before saying anything there")
+        if room in session.mute:
+            raise errors.Forbidden(f"your token does not allow saying anything in {room}")
+        self.metrics.messagesIn.inc()
+        d = self.broker.publish(room, session.nick, command.text, self.now())
+        if command.ref is not None:
+            ref = command.ref
+            d.addCallback(
+                lambda message: self._send(session, Ack(ref=ref, offset=message.offset, room=room))
+            )
+        d.addErrback(self._refuseFailure, session, command.ref)
+
+    def _nick(self, session: Session, command: Nick) -> None:
+        self._renick(session, command.nick)
+
+    def _renick(self, session: Session, nick: str) -> None:
+        old, session.nick = session.nick, nick
+        if old == nick:
+            return
+        for room in session.rooms:
+            fanout = self._rooms.get(room)
+            if fanout is not None and fanout.members.get(session, ()) is None:
+                self.broker.exit(room, old).addErrback(self._logFailure, "exit")
+                self.broker.enter(room, nick).addErrback(self._logFailure, "enter")
+
+    def _logFailure(self, failure: Failure, what: str) -> None:
+        self.log.failure("broker {what} failed", failure, what=what)
+
+    # -- the HTTP API's entry points ------------------------------------------------------
+
+    def now(self) -> int:
+        """Milliseconds since the epoch, by the injected clock."""
+        return int(self.clock.seconds() * 1000)
+
+    def publish(self, room: str, nick: str, text: str) -> Deferred[Message]:
+        """Publish a message that did not come from a chat connection (the HTTP API)."""
+        self.metrics.messagesIn.inc()
+        return self.broker.publish(room, nick, text, self.now())
+
+    def rooms(self) -> Deferred[list[RoomInfo]]:
+        return self.broker.rooms()
+
+    def history(self, room: str, since: int, limit: int) -> Deferred[Any]:
+        return self.broker.history(room, since, limit)

@@ -1,0 +1,60 @@
+"""
+Every limit of the service, in one place.
+
+Autobahn's and twisted.web's defaults accept everything (unlimited payloads, any origin, no
+keepalive, no handshake timeout).  Each number here is chosen deliberately, shown in
+C{twistd portshare --help} and documented in docs/security.md; L{portshare.tap} builds one
+L{Limits} from the command line and every layer reads from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """
+    Tunables of the chat and echo endpoints and the HTTP API.
+
+    @ivar maxMessageSize: largest WebSocket message (and frame) on C{/ws}, in bytes; more
+        closes the socket with 1009.
+    @ivar maxText: largest C{text} of a chat message, in characters; more is refused with
+        error C{too_large}.
+    @ivar history: messages kept per room for recovery with C{since}.
+    @ivar maxRooms: rooms the in-memory broker keeps; idle ones are forgotten first.
+    @ivar roomsPerConnection: rooms one WebSocket may have joined at once.
+    @ivar rate: sustained chat messages per second per connection (token bucket refill).
+    @ivar burst: chat messages a connection may send at once (token bucket size).
+    @ivar floodStrikes: rate-limited messages in a row after which the socket is closed 1008.
+    @ivar historyPageLimit: most messages returned by one history request.
+    @ivar maxBody: largest HTTP API request body, in bytes (413 beyond).
+    @ivar echoMaxMessageSize: largest message on C{/ws/echo}, also after inflation.
+    @ivar openHandshakeTimeout: seconds a client has to complete the WebSocket handshake.
+    @ivar closeHandshakeTimeout: seconds we wait for the peer's close frame.
+    @ivar pingInterval: seconds between keepalive pings on idle sockets.
+    @ivar pingTimeout: seconds a pong may take before the socket is dropped.
+    @ivar presenceMembersCap: most nicks listed in a C{joined} reply (C{count} has them all).
+    """
+
+    maxMessageSize: int = 64 * 1024
+    maxText: int = 4096
+    history: int = 1000
+    maxRooms: int = 10_000
+    roomsPerConnection: int = 64
+    rate: float = 20.0
+    burst: int = 40
+    floodStrikes: int = 20
+    historyPageLimit: int = 1000
+    maxBody: int = 64 * 1024
+    echoMaxMessageSize: int = 16 * 1024 * 1024
+    openHandshakeTimeout: float = 10.0
+    closeHandshakeTimeout: float = 5.0
+    pingInterval: float = 30.0
+    pingTimeout: float = 10.0
+    presenceMembersCap: int = 100
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, not {value!r}")

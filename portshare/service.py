@@ -1,0 +1,224 @@
+"""
+The service: one hub, one tree, one site, served on every configured endpoint.
+
+Start order: the broker, then the WebSocket factories, then the listeners.  Stop order, for
+a graceful shutdown: report unhealthy, stop listening, close every WebSocket with 1001 and
+wait for them (at most C{shutdownTimeout}, then abort the stragglers), stop the factories,
+and stop the broker last so that it can flush.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IAddress, IListeningPort, IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from portshare import errors
+from portshare.api import ConnectionsResource, TokenGuard, buildApi
+from portshare.auth import JoinTokens
+from portshare.broker import IBroker
+from portshare.broker.memory import MemoryBroker
+from portshare.connections import TrackingFactory, describeAddress
+from portshare.echo import buildEchoFactory
+from portshare.hub import Hub
+from portshare.limits import Limits
+from portshare.metrics import Metrics
+from portshare.web import buildSite, buildTree
+from portshare.ws import buildChatFactory
+
+
+def formatAddress(address: IAddress) -> str:
+    """C{tcp:127.0.0.1:8080}, C{tcp6:[::1]:8080} or C{unix:/path}: what C{tcp:0} became."""
+    host, port = describeAddress(address)
+    if port is None:
+        return f"unix:{host}"
+    if getattr(address, "type", "TCP") == "TCP" and ":" in host:
+        return f"tcp6:[{host}]:{port}"
+    return f"tcp:{host}:{port}"
+
+
+class ListeningService(Service):
+    """
+    Listens on one endpoint while running and logs the address actually bound.
+
+    A port that cannot be bound fails the start (so C{twistd} exits with the reason)
+    instead of being logged and forgotten.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, description: str, endpoint: IStreamServerEndpoint, factory: Any, listening: list[str]
+    ) -> None:
+        self.description = description
+        self.endpoint = endpoint
+        self.factory = factory
+        self.port: IListeningPort | None = None
+        self._listening = listening
+        self._waiting: Deferred[IListeningPort] | None = None
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._waiting = self.endpoint.listen(self.factory)
+        problems: list[Failure] = []
+        self._waiting.addCallbacks(self._bound, problems.append)
+        if problems:
+            problems[0].raiseException()
+
+    def _bound(self, port: IListeningPort) -> None:
+        self.port = port
+        address = formatAddress(port.getHost())
+        self._listening.append(address)
+        self.log.info("listening on {address}", address=address, endpoint=self.description)
+
+    def startService(self) -> None:
+        super().startService()
+        if self._waiting is None:
+            self.privilegedStartService()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None and self.port is None:
+            waiting.cancel()
+        port, self.port = self.port, None
+        if port is None:
+            return succeed(None)
+        self._listening[:] = [a for a in self._listening if a != formatAddress(port.getHost())]
+        return Deferred.fromCoroutine(_stop(port))
+
+
+async def _stop(port: IListeningPort) -> None:
+    await port.stopListening()
+
+
+@dataclass
+class Settings:
+    """Everything C{twistd portshare} can be told; see L{portshare.tap.Options}."""
+
+    ports: Sequence[str] = ("tcp:8080",)
+    limits: Limits = field(default_factory=Limits)
+    echo: bool = False
+    allowedOrigins: Sequence[str] = ()
+    apiToken: str | None = None
+    joinSecret: bytes | None = None
+    staticDir: Path | None = None
+    shutdownTimeout: float = 5.0
+
+
+class PortshareService(MultiService):
+    """
+    The whole portshare service of one process.
+
+    @ivar hub: the chat application.
+    @ivar site: the twisted.web site of the one tree.
+    @ivar tracker: the factory the endpoints listen with (the site, wrapped to list
+        connections).
+    @ivar listening: the addresses bound right now.
+    """
+
+    log = Logger()
+
+    def __init__(self, settings: Settings, reactor: Any, broker: IBroker | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.reactor = reactor
+        limits = settings.limits
+        self.metrics = Metrics()
+        self.broker: IBroker = broker or MemoryBroker(limits.history, limits.maxRooms)
+        self.chatFactory = buildChatFactory(limits, reactor, settings.allowedOrigins)
+        self.echoFactory = (
+            buildEchoFactory(limits, reactor, settings.allowedOrigins) if settings.echo else None
+        )
+        self.hub = Hub(
+            self.broker,
+            reactor,
+            limits,
+            self.metrics,
+            prepare=self.chatFactory.prepareMessage,
+            joinTokens=JoinTokens(settings.joinSecret) if settings.joinSecret else None,
+        )
+        self.chatFactory.hub = self.hub
+        self.stopping = False
+        self.listening: list[str] = []
+        guard = TokenGuard(settings.apiToken)
+        connections = ConnectionsResource(
+            lambda: self.tracker.rows(), lambda: list(self.listening), guard
+        )
+        self.root = buildTree(
+            api=buildApi(self.hub, guard, connections),
+            chatFactory=self.chatFactory,
+            echoFactory=self.echoFactory,
+            metrics=self.metrics,
+            unavailableReason=self.unavailableReason,
+            staticDir=settings.staticDir,
+        )
+        self.site = buildSite(self.root, reactor)
+        self.tracker = TrackingFactory(self.site, reactor)
+        self.metrics.watchConnections(self.tracker.counts)
+        for description in settings.ports:
+            endpoint = serverFromString(reactor, description)
+            ListeningService(description, endpoint, self.tracker, self.listening).setServiceParent(
+                self
+            )
+
+    def unavailableReason(self) -> str | None:
+        """Why the service does not accept work now, or C{None} (for C{/healthz})."""
+        if self.stopping:
+            return "shutting down"
+        return self.broker.unavailableReason
+
+    def _factories(self) -> list[Any]:
+        return [f for f in (self.chatFactory, self.echoFactory) if f is not None]
+
+    def privilegedStartService(self) -> None:
+        self.broker.start().addErrback(lambda f: self.log.failure("broker did not start", f))
+        for factory in self._factories():
+            factory.doStart()
+        super().privilegedStartService()
+
+    def stopService(self) -> Deferred[Any]:
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        self.stopping = True
+        await super().stopService()
+        await self.closeWebSockets(errors.CLOSE_GOING_AWAY, "server shutting down")
+        for factory in self._factories():
+            factory.doStop()
+        await self.broker.stop()
+
+    def closeWebSockets(self, code: int, reason: str) -> Deferred[Any]:
+        """
+        Close every WebSocket on every endpoint with C{code}, and wait for them to go, at
+        most C{shutdownTimeout} seconds; then the stragglers' sockets are aborted.
+        """
+        waits = []
+        for tracked in self.tracker.connections():
+            protocol = tracked.wrappedProtocol
+            if isinstance(protocol, WebSocketProtocol):
+                waits.append(tracked.notifyLost())
+                protocol.sendClose(code, reason)
+        if not waits:
+            return succeed(None)
+        timeout = self.settings.shutdownTimeout
+
+        def abortStragglers(result: Any) -> Any:
+            for tracked in self.tracker.connections():
+                if isinstance(tracked.wrappedProtocol, WebSocketProtocol):
+                    tracked.transport.abortConnection()
+            return result
+
+        d = DeferredList(waits)
+        d.addTimeout(timeout, self.reactor, onTimeoutCancel=lambda r, t: None)
+        d.addBoth(abortStragglers)
+        return d

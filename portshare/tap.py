@@ -1,0 +1,210 @@
+"""
+C{twistd portshare}: the command line, validated, turned into a L{PortshareService}.
+
+This is the only module that reads options and the only one that falls back to the global
+reactor (imported inside L{makeService}, as twisted's own C{strports} does).  Nothing listens
+here: the service starts listening when twistd starts it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import ILogObserver, jsonFileLogObserver
+from twisted.python import usage
+
+from portshare import __version__
+from portshare.limits import Limits
+from portshare.service import PortshareService, Settings
+
+DEFAULT_PORT = "tcp:8080"
+
+# option name, Limits field, type, help text
+_LIMIT_OPTIONS: list[tuple[str, str, type, str]] = [
+    (
+        "max-message-size",
+        "maxMessageSize",
+        int,
+        "Largest WebSocket message on /ws, in bytes (bigger: close 1009).",
+    ),
+    ("max-text", "maxText", int, "Longest chat text, in characters (longer: error too_large)."),
+    ("history", "history", int, "Messages kept per room for recovery with since."),
+    ("max-rooms", "maxRooms", int, "Rooms kept in memory; idle ones are forgotten first."),
+    ("rooms-per-connection", "roomsPerConnection", int, "Rooms one WebSocket may join at once."),
+    ("rate", "rate", float, "Chat messages per second per connection, sustained."),
+    ("burst", "burst", int, "Chat messages a connection may send at once."),
+    (
+        "flood-strikes",
+        "floodStrikes",
+        int,
+        "Rate-limited messages in a row before the socket is closed with 1008.",
+    ),
+    ("max-body", "maxBody", int, "Largest HTTP API request body, in bytes (bigger: 413)."),
+    (
+        "echo-max-message-size",
+        "echoMaxMessageSize",
+        int,
+        "Largest message on /ws/echo, in bytes, also after inflation.",
+    ),
+    (
+        "handshake-timeout",
+        "openHandshakeTimeout",
+        float,
+        "Seconds a client has to finish the WebSocket handshake.",
+    ),
+    ("ping-interval", "pingInterval", float, "Seconds between keepalive pings."),
+    ("ping-timeout", "pingTimeout", float, "Seconds a pong may take before the socket is dropped."),
+    (
+        "presence-cap",
+        "presenceMembersCap",
+        int,
+        "Most nicks listed in a joined reply (count has them all).",
+    ),
+]
+
+_DEFAULTS = Limits()
+
+
+class Options(usage.Options):
+    """The options of C{twistd portshare}."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serve the portshare chat (web client, HTTP API, WebSocket /ws) on one port through one "
+        "resource tree.  Every limit has a safe default; see docs/operations.md."
+    )
+    optFlags = [
+        ["echo", None, "Enable the /ws/echo endpoint (for Autobahn testsuite runs)."],
+    ]
+    optParameters = [
+        [name, None, getattr(_DEFAULTS, field), text, kind]
+        for name, field, kind, text in _LIMIT_OPTIONS
+    ] + [
+        [
+            "api-token",
+            None,
+            None,
+            "Token required (Authorization: Bearer) to publish over HTTP and to list connections.",
+        ],
+        ["api-token-file", None, None, "Read the API token from this file (keeps it out of ps)."],
+        [
+            "join-secret-file",
+            None,
+            None,
+            "Require signed join tokens, verified with the secret in this file.",
+        ],
+        ["static", None, None, "Serve this directory at / instead of the built-in web client."],
+        [
+            "log-format",
+            None,
+            "text",
+            "Log format: text (twistd's) or json (one object per line on standard output).",
+        ],
+        [
+            "shutdown-timeout",
+            None,
+            5.0,
+            "Seconds to wait for WebSockets to close at shutdown.",
+            float,
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["ports"] = []
+        self["allowed-origins"] = []
+
+    def opt_port(self, description: str) -> None:
+        """
+        A Twisted server endpoint string to listen on (tcp:8080, tcp:0:interface=127.0.0.1,
+        ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/run/portshare.sock, systemd:...).
+        Repeat to serve the same tree on several endpoints. [default: tcp:8080]
+        """
+        self["ports"].append(description)
+
+    opt_p = opt_port
+
+    def opt_allowed_origin(self, origin: str) -> None:
+        """
+        A browser origin allowed to open WebSockets, with * wildcards (https://*.example.com).
+        Repeatable. [default: only the page's own origin]
+        """
+        self["allowed-origins"].append(origin)
+
+    def opt_version(self) -> None:
+        """Print the version and exit."""
+        print(f"portshare {__version__}")
+        sys.exit(0)
+
+    def postOptions(self) -> None:
+        if not self["ports"]:
+            self["ports"] = [DEFAULT_PORT]
+        for description in self["ports"]:
+            try:
+                serverFromString(None, description)
+            except Exception as e:
+                raise usage.UsageError(f"--port {description!r} is not valid: {e}") from None
+        try:
+            self["limits"] = Limits(**{field: self[name] for name, field, _, _ in _LIMIT_OPTIONS})
+        except ValueError as e:
+            raise usage.UsageError(str(e).replace("maxMessageSize", "--max-message-size")) from None
+        if self["shutdown-timeout"] < 0:
+            raise usage.UsageError("--shutdown-timeout must be 0 or more")
+        if self["log-format"] not in ("text", "json"):
+            raise usage.UsageError("--log-format must be text or json")
+        if self["static"] is not None and not Path(self["static"]).is_dir():
+            raise usage.UsageError(f"--static {self['static']!r} is not a directory")
+        if self["api-token-file"] is not None:
+            if self["api-token"] is not None:
+                raise usage.UsageError("give --api-token or --api-token-file, not both")
+            self["api-token"] = _readSecret(self["api-token-file"]).decode("utf-8")
+        if self["api-token"] is not None and len(self["api-token"]) < 16:
+            raise usage.UsageError("the API token must be at least 16 characters")
+        self["join-secret"] = None
+        if self["join-secret-file"] is not None:
+            self["join-secret"] = _readSecret(self["join-secret-file"])
+            if len(self["join-secret"]) < 16:
+                raise usage.UsageError("the join secret must be at least 16 bytes")
+
+    def settings(self) -> Settings:
+        """The service's settings from the parsed options."""
+        return Settings(
+            ports=tuple(self["ports"]),
+            limits=self["limits"],
+            echo=bool(self["echo"]),
+            allowedOrigins=tuple(self["allowed-origins"]),
+            apiToken=self["api-token"],
+            joinSecret=self["join-secret"],
+            staticDir=Path(self["static"]) if self["static"] else None,
+            shutdownTimeout=self["shutdown-timeout"],
+        )
+
+
+def _readSecret(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes().strip()
+    except OSError as e:
+        raise usage.UsageError(f"cannot read {path}: {e.strerror}") from None
+
+
+class _JsonLogging(PortshareService):
+    """The service, also installing a JSON log observer on twistd's application."""
+
+    def setServiceParent(self, parent: Any) -> None:
+        super().setServiceParent(parent)
+        if hasattr(parent, "setComponent"):
+            parent.setComponent(ILogObserver, jsonFileLogObserver(sys.stdout))
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """Build the service twistd runs; @param reactor: defaults to the global one."""
+    if reactor is None:
+        from twisted.internet import reactor as globalReactor
+
+        reactor = globalReactor
+    kind = _JsonLogging if options["log-format"] == "json" else PortshareService
+    return kind(options.settings(), reactor)

@@ -1,0 +1,332 @@
+"""
+The chat wire format, sans I/O: bytes in, typed commands out; typed events in, bytes out.
+
+Nothing here touches a socket or a clock.  L{parseCommand} turns one text frame into one of
+the frozen command classes or raises a L{RemoteError} (carrying the client's C{ref} when it
+could be read); L{encode} turns an event into the bytes of one text frame.  Encoding happens
+once per event, whatever the number of recipients.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import orjson
+
+from portshare.errors import BadRequest, RemoteError, TooLarge, UnknownType
+
+SUBPROTOCOL = "portshare.chat.v1"
+
+Ref = Union[str, int]
+
+_ROOM = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+MAX_NICK = 32
+MAX_REF = 64
+MAX_EPOCH = 64
+MAX_TOKEN = 2048
+# JSON numbers a browser can hold exactly; larger integers would change on the round trip.
+_MAX_SAFE_INT = 2**53 - 1
+
+
+# -- commands (client to server) ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """Join C{room}; with C{since}, replay what history holds after that offset."""
+
+    room: str
+    nick: str | None = None
+    since: int | None = None
+    epoch: str | None = None
+    token: str | None = None
+    ref: Ref | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """Leave C{room}."""
+
+    room: str
+    ref: Ref | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    """Publish C{text} to C{room}, which the sender must have joined."""
+
+    room: str
+    text: str
+    ref: Ref | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Nick:
+    """Use C{nick} for later messages."""
+
+    nick: str
+    ref: Ref | None = None
+
+
+Command = Union[Join, Leave, Say, Nick]
+
+
+# -- events (server to client) --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A chat message as stored in history and delivered to members."""
+
+    room: str
+    offset: int
+    ts: int
+    nick: str
+    text: str
+
+    def toDict(self) -> dict[str, Any]:
+        return {
+            "type": "message",
+            "room": self.room,
+            "offset": self.offset,
+            "ts": self.ts,
+            "nick": self.nick,
+            "text": self.text,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """The reply to L{Join}; C{members} may be capped, C{count} is the full number."""
+
+    room: str
+    offset: int
+    epoch: str
+    members: tuple[str, ...]
+    count: int
+    recovered: bool
+    ref: Ref | None = None
+
+    def toDict(self) -> dict[str, Any]:
+        return _withRef(
+            {
+                "type": "joined",
+                "room": self.room,
+                "offset": self.offset,
+                "epoch": self.epoch,
+                "members": list(self.members),
+                "count": self.count,
+                "recovered": self.recovered,
+            },
+            self.ref,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    """The reply to L{Leave}."""
+
+    room: str
+    ref: Ref | None = None
+
+    def toDict(self) -> dict[str, Any]:
+        return _withRef({"type": "left", "room": self.room}, self.ref)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Tells the sender of a L{Say} with a C{ref} which offset its message got."""
+
+    ref: Ref
+    offset: int
+    room: str | None = field(default=None)
+
+    def toDict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": "ack", "ref": self.ref, "offset": self.offset}
+        if self.room is not None:
+            d["room"] = self.room
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """A member joined or left a room."""
+
+    room: str
+    event: str  # "join" | "leave"
+    nick: str
+
+    def toDict(self) -> dict[str, Any]:
+        return {"type": "presence", "room": self.room, "event": self.event, "nick": self.nick}
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """A refusal of one client message; the connection stays open."""
+
+    code: str
+    reason: str
+    ref: Ref | None = None
+
+    def toDict(self) -> dict[str, Any]:
+        return _withRef({"type": "error", "code": self.code, "reason": self.reason}, self.ref)
+
+    @classmethod
+    def fromException(cls, error: RemoteError | Exception, ref: Ref | None = None) -> Error:
+        code = getattr(error, "code", "bad_request")
+        reason = getattr(error, "reason", str(error))
+        return cls(code=code, reason=reason, ref=getattr(error, "ref", None) or ref)
+
+
+Event = Union[Message, Joined, Left, Ack, Presence, Error]
+
+
+def _withRef(d: dict[str, Any], ref: Ref | None) -> dict[str, Any]:
+    if ref is not None:
+        d["ref"] = ref
+    return d
+
+
+def encode(event: Event) -> bytes:
+    """
+    Serialize one event as the UTF-8 payload of a text frame.
+
+    @return: compact JSON; non-ASCII text is kept as UTF-8, not escaped.
+    """
+    return orjson.dumps(event.toDict())
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialize an HTTP API body the same way as frames."""
+    return orjson.dumps(obj)
+
+
+# -- validation -----------------------------------------------------------------------------
+
+
+def validRoom(room: object) -> str:
+    """
+    @return: C{room}, if it is a valid room name.
+    @raise BadRequest: otherwise.
+    """
+    if not isinstance(room, str) or _ROOM.match(room) is None:
+        raise BadRequest("room must be 1 to 64 characters of A-Z a-z 0-9 . _ -")
+    return room
+
+
+def validNick(nick: object) -> str:
+    """
+    @return: C{nick}, if it is 1 to 32 printable characters, not only spaces.
+    @raise BadRequest: otherwise.
+    """
+    if (
+        not isinstance(nick, str)
+        or not 1 <= len(nick) <= MAX_NICK
+        or not nick.isprintable()
+        or nick.isspace()
+    ):
+        raise BadRequest("nick must be 1 to 32 printable characters")
+    return nick
+
+
+def validText(text: object, maxText: int) -> str:
+    """
+    @return: C{text}, if it is a non-empty string of at most C{maxText} characters.
+    @raise BadRequest: when it is not a non-empty string.
+    @raise TooLarge: when it is longer than C{maxText}.
+    """
+    if not isinstance(text, str) or not text:
+        raise BadRequest("text must be a non-empty string")
+    if len(text) > maxText:
+        raise TooLarge(f"text is longer than {maxText} characters")
+    return text
+
+
+def validOffset(value: object, name: str = "since") -> int:
+    """
+    @return: C{value}, if it is a whole number from 0 to 2**53-1 (booleans are not numbers).
+    @raise BadRequest: otherwise.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_SAFE_INT:
+        raise BadRequest(f"{name} must be a whole number >= 0")
+    return value
+
+
+def _validRef(ref: object) -> Ref:
+    if isinstance(ref, bool):
+        raise BadRequest("ref must be a string or an integer")
+    if isinstance(ref, int) and -_MAX_SAFE_INT <= ref <= _MAX_SAFE_INT:
+        return ref
+    if isinstance(ref, str) and len(ref) <= MAX_REF:
+        return ref
+    raise BadRequest(f"ref must be a string of at most {MAX_REF} characters or an integer")
+
+
+def _optionalString(obj: dict[str, Any], key: str, limit: int) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= limit:
+        raise BadRequest(f"{key} must be a string of 1 to {limit} characters")
+    return value
+
+
+def _parseJoin(obj: dict[str, Any], ref: Ref | None, maxText: int) -> Join:
+    nick = obj.get("nick")
+    since = obj.get("since")
+    return Join(
+        room=validRoom(obj.get("room")),
+        nick=None if nick is None else validNick(nick),
+        since=None if since is None else validOffset(since),
+        epoch=_optionalString(obj, "epoch", MAX_EPOCH),
+        token=_optionalString(obj, "token", MAX_TOKEN),
+        ref=ref,
+    )
+
+
+def _parseLeave(obj: dict[str, Any], ref: Ref | None, maxText: int) -> Leave:
+    return Leave(room=validRoom(obj.get("room")), ref=ref)
+
+
+def _parseSay(obj: dict[str, Any], ref: Ref | None, maxText: int) -> Say:
+    return Say(room=validRoom(obj.get("room")), text=validText(obj.get("text"), maxText), ref=ref)
+
+
+def _parseNick(obj: dict[str, Any], ref: Ref | None, maxText: int) -> Nick:
+    return Nick(nick=validNick(obj.get("nick")), ref=ref)
+
+
+_PARSERS = {"join": _parseJoin, "leave": _parseLeave, "say": _parseSay, "nick": _parseNick}
+
+
+def parseCommand(payload: bytes | str, maxText: int = 4096) -> Command:
+    """
+    Read one client frame.
+
+    @param payload: the text frame's payload (UTF-8 already checked by the WebSocket layer).
+    @param maxText: the longest C{text} accepted in a C{say}.
+    @return: the typed command.
+    @raise RemoteError: with C{.ref} set to the client's ref when it was readable.
+    """
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise BadRequest("frame is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise BadRequest("frame must be a JSON object")
+    ref: Ref | None = None
+    try:
+        if "ref" in obj:
+            ref = _validRef(obj["ref"])
+        kind = obj.get("type")
+        if not isinstance(kind, str):
+            raise BadRequest('"type" must be a string')
+        parser = _PARSERS.get(kind)
+        if parser is None:
+            raise UnknownType(f"unknown message type {kind[:32]!r}")
+        return parser(obj, ref, maxText)
+    except RemoteError as e:
+        e.ref = ref  # type: ignore[attr-defined]
+        raise

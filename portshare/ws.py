@@ -1,0 +1,165 @@
+"""
+Thin Autobahn protocols over the chat hub, the origin policy, and each endpoint's limits.
+
+Every Autobahn callback maps one-to-one onto a L{portshare.hub.Hub} call; nothing here knows
+what a room is.  The factories set every limit deliberately (Autobahn's defaults accept
+anything): message and frame sizes, handshake timeouts, keepalive pings, and no compression
+on the chat endpoint, whose frames are prepared once for all members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
+from typing import Any
+from urllib.parse import urlsplit
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from portshare import errors
+from portshare.hub import Hub, IMember
+from portshare.limits import Limits
+from portshare.wire import SUBPROTOCOL, Error, encode
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def originAllowed(origin: str | None, host: str | None, patterns: Sequence[str]) -> bool:
+    """
+    The cross-site WebSocket hijacking check.
+
+    @param origin: the handshake's C{Origin} header; absent for non-browser clients, which
+        are allowed (they could forge it anyway).
+    @param host: the handshake's C{Host} header.
+    @param patterns: allowed origins with C{*} wildcards (C{https://*.example.com}); when
+        empty, only the page's own origin (same host and port as C{Host}) is allowed.
+    """
+    if not origin:
+        return True
+    origin = origin.strip().lower()
+    if patterns:
+        return any(fnmatchcase(origin, p.lower()) for p in patterns)
+    if not host:
+        return False
+    try:
+        parts = urlsplit(origin)
+        originHost, originPort = parts.hostname, parts.port
+        hostParts = urlsplit("//" + host.strip().lower())
+        hostName, hostPort = hostParts.hostname, hostParts.port
+    except ValueError:
+        return False
+    default = _DEFAULT_PORTS.get(parts.scheme)
+    return (
+        originHost is not None
+        and originHost == hostName
+        and (originPort or default) == (hostPort or default)
+    )
+
+
+class OriginCheckingProtocol(WebSocketServerProtocol):
+    """Refuses handshakes from origins the factory does not allow, with HTTP 403."""
+
+    log = Logger()
+
+    def onConnect(self, request: ConnectionRequest) -> Any:
+        origin = request.headers.get("origin")
+        if not originAllowed(origin, request.headers.get("host"), self.factory.originPatterns):
+            self.log.info(
+                "{peer} refused: origin {origin} not allowed", peer=request.peer, origin=origin
+            )
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
+        return self.selectSubprotocol(request.protocols)
+
+    def selectSubprotocol(self, offered: list[str]) -> str | None:
+        return None
+
+
+@implementer(IMember)
+class ChatProtocol(OriginCheckingProtocol):
+    """One chat connection on C{/ws}: frames in and out, everything else in the hub."""
+
+    session: Any = None
+
+    def selectSubprotocol(self, offered: list[str]) -> str | None:
+        return SUBPROTOCOL if SUBPROTOCOL in offered else None
+
+    def onOpen(self) -> None:
+        hub: Hub = self.factory.hub
+        self.session = hub.connected(self)
+        hub.metrics.wsOpened.labels("/ws").inc()
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        hub: Hub = self.factory.hub
+        if isBinary:
+            hub.metrics.refused(errors.BAD_REQUEST)
+            self.sendMessage(encode(Error(errors.BAD_REQUEST, "frames must be text (JSON)")))
+            return
+        hub.received(self.session, payload)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.session is not None:
+            hub: Hub = self.factory.hub
+            hub.disconnected(self.session)
+            hub.metrics.wsClosed.labels(str(code)).inc()
+            self.session = None
+
+    # IMember
+
+    def sendPayload(self, payload: bytes) -> None:
+        self.sendMessage(payload)
+
+    def sendPrepared(self, prepared: Any) -> None:
+        self.sendPreparedMessage(prepared)
+
+    def closeWith(self, code: int, reason: str) -> None:
+        self.sendClose(code, reason)
+
+
+def _refuseCompression(offers: list[Any]) -> None:
+    return None
+
+
+def configureFactory(
+    factory: WebSocketServerFactory,
+    limits: Limits,
+    maxMessageSize: int,
+    originPatterns: Sequence[str],
+    **options: Any,
+) -> WebSocketServerFactory:
+    """Set the limits every portshare WebSocket endpoint shares, plus C{options}."""
+    factory.originPatterns = tuple(originPatterns)
+    factory.setProtocolOptions(
+        maxFramePayloadSize=maxMessageSize,
+        maxMessagePayloadSize=maxMessageSize,
+        openHandshakeTimeout=limits.openHandshakeTimeout,
+        closeHandshakeTimeout=limits.closeHandshakeTimeout,
+        autoPingInterval=limits.pingInterval,
+        autoPingTimeout=limits.pingTimeout,
+        utf8validateIncoming=True,
+        requireMaskedClientFrames=True,
+        webStatus=False,
+        **options,
+    )
+    return factory
+
+
+def buildChatFactory(
+    limits: Limits, reactor: IReactorTime, originPatterns: Sequence[str] = ()
+) -> WebSocketServerFactory:
+    """
+    The factory of C{/ws}: chat-sized limits, no compression.  Set its C{hub} before use
+    (the hub needs the factory's C{prepareMessage}, so they are made in two steps).
+    """
+    factory = WebSocketServerFactory(reactor=reactor, protocols=[SUBPROTOCOL], server="portshare")
+    factory.protocol = ChatProtocol
+    return configureFactory(
+        factory,
+        limits,
+        limits.maxMessageSize,
+        originPatterns,
+        perMessageCompressionAccept=_refuseCompression,
+    )
