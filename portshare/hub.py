@@ -19,7 +19,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -75,26 +75,32 @@ class RoomFanout:
         C{(offset, frame)} pairs while its join is in flight.
     """
 
-    __slots__ = ("_hub", "_waiters", "members", "room", "subscribed")
+    __slots__ = ("_failure", "_hub", "_waiters", "members", "room", "subscribed")
 
     def __init__(self, hub: Hub, room: str) -> None:
         self._hub = hub
         self.room = room
-        self.members: dict[Session, list[tuple[int, Any]] | None] = {}
+        self.members: dict[Session, list[tuple[Event, Any]] | None] = {}
         self.subscribed = False
+        self._failure: Failure | None = None
         self._waiters: list[Deferred[None]] = []
 
     def whenSubscribed(self) -> Deferred[None]:
-        d: Deferred[None] = Deferred()
+        """A Deferred that fires once the broker delivers this room (or failed to)."""
         if self.subscribed:
-            d.callback(None)
-        else:
-            self._waiters.append(d)
+            return succeed(None)
+        if self._failure is not None:
+            return fail(self._failure)
+        d: Deferred[None] = Deferred()
+        self._waiters.append(d)
         return d
 
-    def _subscribeDone(self, result: Failure | None) -> None:
+    def subscribeDone(self, result: Failure | None) -> None:
+        if isinstance(result, Failure):
+            self._failure = result
+        else:
+            self.subscribed = True
         waiters, self._waiters = self._waiters, []
-        self.subscribed = not isinstance(result, Failure)
         for d in waiters:
             if isinstance(result, Failure):
                 d.errback(result)
@@ -102,12 +108,12 @@ class RoomFanout:
                 d.callback(None)
 
     def messagePublished(self, message: Message) -> None:
-        self._deliver(message.offset, message)
+        self._deliver(message)
 
     def presenceChanged(self, presence: Presence) -> None:
-        self._deliver(0, presence)
+        self._deliver(presence)
 
-    def _deliver(self, offset: int, event: Event) -> None:
+    def _deliver(self, event: Message | Presence) -> None:
         prepared = self._hub.prepare(encode(event))
         sent = 0
         for session, pending in self.members.items():
@@ -115,8 +121,15 @@ class RoomFanout:
                 session.member.sendPrepared(prepared)
                 sent += 1
             else:
-                pending.append((offset, prepared))
+                pending.append((event, prepared))
         self._hub.metrics.messagesOut.inc(sent)
+
+
+def _newToJoiner(event: Message | Presence, last: int, nick: str) -> bool:
+    """Whether a buffered event adds to what the C{joined} reply and replay already said."""
+    if isinstance(event, Message):
+        return event.offset > last
+    return not (event.event == "join" and event.nick == nick)
 
 
 def _identity(payload: bytes) -> bytes:
@@ -191,7 +204,7 @@ class Hub:
             self._refuse(session, e, e.ref)
             return
         if not session.admit(self.clock.seconds()):
-            if session.strikes >= self.limits.floodStrikes:
+            if session.strikes > self.limits.floodStrikes:
                 self.log.info("{peer} closed for flooding", peer=session.member.peer)
                 session.member.closeWith(errors.CLOSE_POLICY, "message rate limit exceeded")
                 return
@@ -254,7 +267,7 @@ class Hub:
         if fanout is None:
             fanout = self._rooms[room] = RoomFanout(self, room)
             self.metrics.rooms.set(len(self._rooms))
-            self.broker.subscribe(room, fanout).addBoth(fanout._subscribeDone)
+            self.broker.subscribe(room, fanout).addBoth(fanout.subscribeDone)
         session.rooms.add(room)
         fanout.members[session] = []
         nick = session.nick
@@ -272,6 +285,17 @@ class Hub:
                 return None
             return self._snapshot(room, command)
 
+        def joined(snapshot: list[Any] | None) -> None:
+            if snapshot is None:
+                return
+            if session not in fanout.members:
+                self.broker.exit(room, nick).addErrback(self._logFailure, "exit")
+                return
+            self._joined(snapshot, session, fanout, command)
+            if session.nick != nick:  # renamed while joining
+                self.broker.exit(room, nick).addErrback(self._logFailure, "exit")
+                self.broker.enter(room, session.nick).addErrback(self._logFailure, "enter")
+
         def failed(failure: Failure) -> None:
             if fanout.members.get(session) is not None:  # still joining
                 if entered:
@@ -282,7 +306,7 @@ class Hub:
         d = fanout.whenSubscribed()
         d.addCallback(enter)
         d.addCallback(snapshot)
-        d.addCallback(self._joined, session, fanout, command)
+        d.addCallback(joined)
         d.addErrback(failed)
 
     def _snapshot(self, room: str, command: Join) -> Deferred[Any]:
@@ -295,10 +319,8 @@ class Hub:
         ).addErrback(lambda f: f.value.subFailure if hasattr(f.value, "subFailure") else f)
 
     def _joined(
-        self, snapshot: list[Any] | None, session: Session, fanout: RoomFanout, command: Join
+        self, snapshot: list[Any], session: Session, fanout: RoomFanout, command: Join
     ) -> None:
-        if snapshot is None:
-            return
         replay: Replay = snapshot[0]
         nicks, count = snapshot[1]
         last = max(replay.last, replay.messages[-1].offset if replay.messages else 0)
@@ -320,13 +342,19 @@ class Hub:
         if pending is None:
             return
         fanout.members[session] = None
-        for offset, prepared in pending:
-            if offset == 0 or offset > last:
+        for event, prepared in pending:
+            if _newToJoiner(event, last, session.nick):
                 session.member.sendPrepared(prepared)
 
     def _rejoin(self, session: Session, command: Join) -> None:
+        fanout = self._rooms[command.room]
+
+        def joined(snapshot: list[Any]) -> None:
+            if session in fanout.members:
+                self._joined(snapshot, session, fanout, command)
+
         d = self._snapshot(command.room, command)
-        d.addCallback(self._joined, session, self._rooms[command.room], command)
+        d.addCallback(joined)
         d.addErrback(self._refuseFailure, session, command.ref)
 
     def _leave(self, session: Session, command: Leave) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IAddress, IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
@@ -33,7 +33,7 @@ from portshare.hub import Hub
 from portshare.limits import Limits
 from portshare.metrics import Metrics
 from portshare.web import buildSite, buildTree
-from portshare.ws import buildChatFactory
+from portshare.ws import buildChatFactory, closeWithCode
 
 
 def formatAddress(address: IAddress) -> str:
@@ -94,11 +94,7 @@ class ListeningService(Service):
         if port is None:
             return succeed(None)
         self._listening[:] = [a for a in self._listening if a != formatAddress(port.getHost())]
-        return Deferred.fromCoroutine(_stop(port))
-
-
-async def _stop(port: IListeningPort) -> None:
-    await port.stopListening()
+        return maybeDeferred(port.stopListening)
 
 
 @dataclass
@@ -207,7 +203,7 @@ class PortshareService(MultiService):
             protocol = tracked.wrappedProtocol
             if isinstance(protocol, WebSocketProtocol):
                 waits.append(tracked.notifyLost())
-                protocol.sendClose(code, reason)
+                closeWithCode(protocol, code, reason)
         if not waits:
             return succeed(None)
         timeout = self.settings.shutdownTimeout

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import orjson
 
@@ -19,7 +19,7 @@ from portshare.errors import BadRequest, RemoteError, TooLarge, UnknownType
 
 SUBPROTOCOL = "portshare.chat.v1"
 
-Ref = Union[str, int]
+Ref = str | int
 
 _ROOM = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 MAX_NICK = 32
@@ -70,7 +70,7 @@ class Nick:
     ref: Ref | None = None
 
 
-Command = Union[Join, Leave, Say, Nick]
+Command = Join | Leave | Say | Nick
 
 
 # -- events (server to client) --------------------------------------------------------------
@@ -180,7 +180,7 @@ class Error:
         return cls(code=code, reason=reason, ref=getattr(error, "ref", None) or ref)
 
 
-Event = Union[Message, Joined, Left, Ack, Presence, Error]
+Event = Message | Joined | Left | Ack | Presence | Error
 
 
 def _withRef(d: dict[str, Any], ref: Ref | None) -> dict[str, Any]:

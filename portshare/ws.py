@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -116,7 +117,17 @@ class ChatProtocol(OriginCheckingProtocol):
         self.sendPreparedMessage(prepared)
 
     def closeWith(self, code: int, reason: str) -> None:
-        self.sendClose(code, reason)
+        closeWithCode(self, code, reason)
+
+
+def closeWithCode(protocol: WebSocketProtocol, code: int, reason: str) -> None:
+    """
+    Start the closing handshake with any RFC 6455 code.  Autobahn's public C{sendClose} only
+    lets applications send 1000 and 3000-4999; a server also needs 1001 (going away), 1008
+    (policy) and 1013 (try again later), which its own protocol code sends this way.
+    """
+    if protocol.state in (WebSocketProtocol.STATE_OPEN, WebSocketProtocol.STATE_CONNECTING):
+        protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123], isReply=False)
 
 
 def _refuseCompression(offers: list[Any]) -> None:
@@ -140,6 +151,9 @@ def configureFactory(
         autoPingInterval=limits.pingInterval,
         autoPingTimeout=limits.pingTimeout,
         utf8validateIncoming=True,
+        # send a close frame with the reason's code (1002, 1007, 1009) instead of dropping TCP,
+        # after what was already queued: clients learn why, and earlier replies still arrive
+        failByDrop=False,
         requireMaskedClientFrames=True,
         webStatus=False,
         **options,

@@ -1,0 +1,1225 @@
+/*
+ * portshare web chat client. Plain browser JavaScript: no build step, no framework.
+ *
+ * Theory of operation
+ * -------------------
+ * The client keeps one WebSocket to `/ws` (subprotocol `portshare.chat.v1`) and a set of
+ * rooms the user wants to be in. That set, not the socket, is the source of truth: whenever
+ * a socket opens, every room in the set is (re)joined. Each room remembers
+ *
+ *   epoch   the server's name for the history its offsets belong to (from `joined`);
+ *   offset  the highest message offset accepted in that epoch (null: none yet);
+ *   floor   the room's last offset when we first joined it (from `joined.offset`).
+ *
+ * A rejoin sends `since` = max(offset, floor) and `epoch`, so the server replays exactly what
+ * was said while we were away. Any message whose offset is <= `offset` (same epoch) is a
+ * duplicate and dropped. `recovered: false` (or a changed epoch) on a rejoin adds a visible
+ * notice to the room. When the socket closes, reconnection is scheduled with exponential
+ * backoff plus jitter; the attempt counter resets once a connection has opened (unless it
+ * dies again within a second, which counts as a failed attempt, so a flapping server is not
+ * hammered).
+ *
+ * Section 1 holds the pure logic (no DOM, no timers, no I/O) and is also loadable by Node
+ * for tests (`require('./app.js')` returns it). Section 2 is the browser UI. The only global
+ * is `window.portshare`, which exposes the state and the logic for debugging and tests.
+ *
+ * Security: every string that came from a user or the server is put into the page with
+ * textContent / createTextNode only, never as HTML.
+ */
+(function (root) {
+  'use strict';
+
+  /* =====================================================================================
+   * 1. Pure logic
+   * ===================================================================================== */
+
+  const VERSION = '1';
+  const SUBPROTOCOL = 'portshare.chat.v1';
+  const LIMITS = Object.freeze({ roomMax: 64, nickMax: 32, textMax: 4096, logMax: 1000 });
+  const BACKOFF = Object.freeze({ baseMs: 500, maxMs: 15000, jitter: 0.5, stableMs: 1000 });
+  const ROOM_RE = /^[A-Za-z0-9._-]+$/;
+  // "Printable" as Python's str.isprintable(): no control/format/unassigned/private-use
+  // characters (\p{C}) and no separators (\p{Z}) other than the ASCII space.
+  const UNPRINTABLE_RE = /[\p{C}\p{Z}]/u;
+
+  /** Length in Unicode code points (what the server counts), not UTF-16 units. */
+  function codePointLength(s) {
+    let n = 0;
+    for (const _ of s) n += 1; // eslint-disable-line no-unused-vars
+    return n;
+  }
+
+  /** @return {string|null} a message for the user, or null when the room name is valid. */
+  function validateRoom(name) {
+    if (typeof name !== 'string' || name.length === 0) return 'Enter a room name.';
+    if (name.length > LIMITS.roomMax) {
+      return 'A room name is at most ' + LIMITS.roomMax + ' characters (this one has ' + name.length + ').';
+    }
+    if (!ROOM_RE.test(name)) {
+      return 'A room name may only contain letters A–Z and a–z, digits 0–9, “.”, “_” and “-” (no spaces).';
+    }
+    return null;
+  }
+
+  /** @return {string|null} a message for the user, or null when the nickname is valid. */
+  function validateNick(nick) {
+    if (typeof nick !== 'string' || nick.length === 0) return 'Choose a nickname.';
+    const n = codePointLength(nick);
+    if (n > LIMITS.nickMax) {
+      return 'A nickname is at most ' + LIMITS.nickMax + ' characters (this one has ' + n + ').';
+    }
+    if (UNPRINTABLE_RE.test(nick.replace(/ /g, ''))) {
+      return 'A nickname may only contain printable characters (no control, invisible or direction-changing characters).';
+    }
+    return null;
+  }
+
+  /** @return {string|null} a message for the user, or null when the text can be sent. */
+  function validateText(text, max) {
+    const limit = max || LIMITS.textMax;
+    if (typeof text !== 'string' || text.trim().length === 0) return 'Type a message first.';
+    const n = codePointLength(text);
+    if (n > limit) return 'A message is at most ' + limit + ' characters (this one has ' + n + ').';
+    return null;
+  }
+
+  /**
+   * Delay before reconnect attempt number `attempt` (0-based): 0.5 s doubling up to 15 s,
+   * with "equal jitter" (a random value between half of and all of that ceiling).
+   * @param {number} attempt consecutive failed attempts so far
+   * @param {number} [random] a number in [0, 1); Math.random() when omitted
+   */
+  function backoffDelay(attempt, random) {
+    const r = typeof random === 'number' ? random : Math.random();
+    const n = Math.max(0, Math.min(30, attempt | 0));
+    const ceiling = Math.min(BACKOFF.maxMs, BACKOFF.baseMs * Math.pow(2, n));
+    return Math.round(ceiling * (1 - BACKOFF.jitter * r));
+  }
+
+  /**
+   * The attempt counter after a socket closed.
+   * @param {number} attempt the counter now (0 if the socket had opened)
+   * @param {number} attemptAtOpen the counter just before the socket opened
+   * @param {number|null} openForMs how long the socket was open (null: it never opened)
+   * @param {number} code the WebSocket close code
+   */
+  function attemptAfterClose(attempt, attemptAtOpen, openForMs, code) {
+    let next = attempt;
+    if (openForMs !== null && openForMs < BACKOFF.stableMs) next = Math.max(attempt, attemptAtOpen);
+    if (code === 1013) next = Math.max(next, 2); // "try again later": start at 2 s or more
+    return next;
+  }
+
+  /** A human description of a WebSocket close code. */
+  function describeClose(code, reason) {
+    const known = {
+      1000: 'closed normally',
+      1001: 'server going away (restart?)',
+      1006: 'connection lost',
+      1008: 'closed by server: policy violation',
+      1009: 'closed by server: message too big',
+      1011: 'closed by server: internal error',
+      1012: 'server restarting',
+      1013: 'server busy, try again later',
+      1015: 'TLS handshake failed',
+    };
+    let text = known[code] || 'closed';
+    if (code) text += ' (' + code + ')';
+    if (reason) text += ': ' + reason;
+    return text;
+  }
+
+  /** Fresh per-room state. */
+  function createRoom(name) {
+    return {
+      name: name,
+      status: 'joining', // 'offline' | 'joining' | 'joined' | 'failed'
+      joinedOnce: false,
+      epoch: null,
+      offset: null,
+      floor: null,
+      members: [],
+      count: 0,
+      unread: 0,
+      log: [],
+      pendingJoin: null,
+    };
+  }
+
+  /** The `since` to send when (re)joining, or null on a first join. */
+  function sinceFor(room) {
+    if (!room.joinedOnce) return null;
+    const a = Number.isInteger(room.offset) ? room.offset : null;
+    const b = Number.isInteger(room.floor) ? room.floor : null;
+    if (a === null) return b;
+    if (b === null) return a;
+    return Math.max(a, b);
+  }
+
+  /** The join command for a room: a rejoin carries `since` and `epoch`. */
+  function joinCommand(room, nick) {
+    const msg = { type: 'join', room: room.name };
+    if (nick) msg.nick = nick;
+    const since = sinceFor(room);
+    if (since !== null) {
+      msg.since = since;
+      if (room.epoch !== null && room.epoch !== undefined) msg.epoch = room.epoch;
+    }
+    return msg;
+  }
+
+  /**
+   * Apply a `joined` reply to the room.
+   * @param {object} request the join command that was sent (or null)
+   * @return {{rejoin: boolean, lost: boolean, epochChanged: boolean}}
+   */
+  function applyJoined(room, msg, request) {
+    const rejoin = !!request && request.since !== undefined;
+    const hasEpoch = msg.epoch !== undefined && msg.epoch !== null;
+    const epochChanged = rejoin && hasEpoch && room.epoch !== null && msg.epoch !== room.epoch;
+    const lost = rejoin && (msg.recovered === false || epochChanged);
+    if (hasEpoch) room.epoch = msg.epoch;
+    if (!rejoin || epochChanged) {
+      // First join (or history lost): everything from here on is new to us.
+      if (epochChanged) room.offset = null;
+      if (Number.isInteger(msg.offset)) room.floor = msg.offset;
+    }
+    room.members = Array.isArray(msg.members) ? msg.members.filter((m) => typeof m === 'string') : [];
+    room.count = Number.isInteger(msg.count) ? msg.count : room.members.length;
+    room.status = 'joined';
+    room.joinedOnce = true;
+    room.pendingJoin = null;
+    return { rejoin: rejoin, lost: lost, epochChanged: epochChanged };
+  }
+
+  /** Append an entry to the room's log, keeping at most LIMITS.logMax. @return removed count */
+  function pushLog(room, entry) {
+    room.log.push(entry);
+    let removed = 0;
+    while (room.log.length > LIMITS.logMax) {
+      room.log.shift();
+      removed += 1;
+    }
+    return removed;
+  }
+
+  /**
+   * Accept a `message` event unless it is a duplicate.
+   * @param {boolean} isCurrent whether the room is the one on screen (no unread count then)
+   * @return {object|null} the new log entry, or null for a duplicate
+   */
+  function acceptMessage(room, msg, isCurrent) {
+    const hasOffset = Number.isInteger(msg.offset);
+    if (msg.epoch !== undefined && msg.epoch !== null && msg.epoch !== room.epoch) {
+      if (room.epoch !== null) room.offset = null; // a new history: old offsets mean nothing
+      room.epoch = msg.epoch;
+    }
+    if (hasOffset && room.offset !== null && msg.offset <= room.offset) return null;
+    if (hasOffset) room.offset = msg.offset;
+    const entry = {
+      kind: 'message',
+      offset: hasOffset ? msg.offset : null,
+      ts: typeof msg.ts === 'number' ? msg.ts : null,
+      nick: typeof msg.nick === 'string' ? msg.nick : '',
+      text: typeof msg.text === 'string' ? msg.text : String(msg.text),
+    };
+    entry.removed = pushLog(room, entry);
+    if (!isCurrent) room.unread += 1;
+    return entry;
+  }
+
+  /** Apply a `presence` event to the member list. @return the log entry */
+  function applyPresence(room, msg, now) {
+    const nick = typeof msg.nick === 'string' ? msg.nick : '';
+    if (msg.event === 'join') {
+      if (room.members.indexOf(nick) === -1) room.members.push(nick);
+      room.count = Math.max(room.count + 1, room.members.length);
+    } else if (msg.event === 'leave') {
+      const i = room.members.indexOf(nick);
+      if (i !== -1) room.members.splice(i, 1);
+      room.count = Math.max(room.count - 1, room.members.length);
+    }
+    const entry = { kind: 'presence', event: msg.event === 'leave' ? 'leave' : 'join', nick: nick, ts: now };
+    entry.removed = pushLog(room, entry);
+    return entry;
+  }
+
+  /** Append a notice to the room log. @return the log entry */
+  function addNotice(room, text, now) {
+    const entry = { kind: 'notice', text: text, ts: now };
+    entry.removed = pushLog(room, entry);
+    return entry;
+  }
+
+  function markRead(room) {
+    room.unread = 0;
+  }
+
+  function totalUnread(rooms) {
+    let n = 0;
+    rooms.forEach((r) => { n += r.unread; });
+    return n;
+  }
+
+  /** Members for display: sorted case-insensitively, duplicates kept. */
+  function sortedMembers(room) {
+    return room.members.slice().sort((a, b) => a.localeCompare(b, undefined, { sensitivity: 'base' }) || (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  /** A small stable hash of a nick to pick one of `n` colour classes. */
+  function nickColour(nick, n) {
+    let h = 0;
+    for (let i = 0; i < nick.length; i += 1) h = (h * 31 + nick.charCodeAt(i)) | 0;
+    return Math.abs(h) % n;
+  }
+
+  function formatBytes(n) {
+    if (!Number.isFinite(n)) return '–';
+    if (n < 1024) return n + ' B';
+    if (n < 1024 * 1024) return (n / 1024).toFixed(1) + ' KiB';
+    if (n < 1024 * 1024 * 1024) return (n / 1024 / 1024).toFixed(1) + ' MiB';
+    return (n / 1024 / 1024 / 1024).toFixed(2) + ' GiB';
+  }
+
+  function formatAge(seconds) {
+    if (!Number.isFinite(seconds) || seconds < 0) return '–';
+    if (seconds < 10) return seconds.toFixed(1) + ' s';
+    const s = Math.floor(seconds);
+    if (s < 60) return s + ' s';
+    const m = Math.floor(s / 60);
+    if (m < 60) return m + ' min ' + String(s % 60).padStart(2, '0') + ' s';
+    const h = Math.floor(m / 60);
+    return h + ' h ' + String(m % 60).padStart(2, '0') + ' min';
+  }
+
+  /** "HTTP/1.1 keep-alive" or "WebSocket /ws (portshare.chat.v1)". */
+  function describeProtocol(c) {
+    const p = String(c.protocol || '').toLowerCase();
+    if (p === 'websocket') {
+      let s = 'WebSocket';
+      if (c.path) s += ' ' + c.path;
+      if (c.subprotocol) s += ' (' + c.subprotocol + ')';
+      return s;
+    }
+    if (p === 'http/1.1') return 'HTTP/1.1 keep-alive';
+    if (p === 'http/1.0') return 'HTTP/1.0';
+    if (p === 'h2' || p === 'http/2') return 'HTTP/2';
+    return c.protocol ? String(c.protocol) : 'unknown';
+  }
+
+  function peerOf(c) {
+    if (typeof c.peer === 'string' && c.peer) return c.peer;
+    if (c.host !== undefined && c.port !== undefined) {
+      return String(c.host).indexOf(':') !== -1 ? '[' + c.host + ']:' + c.port : c.host + ':' + c.port;
+    }
+    return '?';
+  }
+
+  const logic = Object.freeze({
+    VERSION, SUBPROTOCOL, LIMITS, BACKOFF,
+    codePointLength, validateRoom, validateNick, validateText,
+    backoffDelay, attemptAfterClose, describeClose,
+    createRoom, sinceFor, joinCommand, applyJoined, acceptMessage, applyPresence,
+    addNotice, pushLog, markRead, totalUnread, sortedMembers, nickColour,
+    formatBytes, formatAge, describeProtocol, peerOf,
+  });
+
+  if (typeof module === 'object' && module && module.exports) module.exports = logic;
+  if (!root || !root.document) return; // Node: logic only.
+
+  /* =====================================================================================
+   * 2. Browser UI
+   * ===================================================================================== */
+
+  const win = root;
+  const doc = win.document;
+  const NICK_KEY = 'portshare.nick';
+  const ROOMS_KEY = 'portshare.rooms';
+  const TOKEN_KEY = 'portshare.apiToken';
+  const CONNECT_TIMEOUT_MS = 10000;
+  const POLL_MS = 2000;
+  const NICK_COLOURS = 8;
+
+  /* ---------- storage (may be unavailable: private mode, disabled cookies) ---------- */
+
+  function storageGet(kind, key) {
+    try { return win[kind].getItem(key); } catch (e) { return null; }
+  }
+  function storageSet(kind, key, value) {
+    try {
+      if (value === null) win[kind].removeItem(key);
+      else win[kind].setItem(key, value);
+    } catch (e) { /* ignore */ }
+  }
+
+  /* ---------- state ---------- */
+
+  const state = {
+    nick: '',
+    rooms: new Map(), // name -> room state (see createRoom), in tab order
+    current: null,
+    conn: {
+      ws: null,
+      status: 'connecting', // 'connecting' | 'online' | 'reconnecting'
+      attempt: 0,
+      attemptAtOpen: 0,
+      openedAt: null,
+      everOpened: false,
+      retryAt: null,
+      retryTimer: null,
+      tickTimer: null,
+      connectTimer: null,
+      lastClose: null,
+    },
+    refs: new Map(), // ref -> {kind: 'join'|'say'|'leave'|'nick', room?, text?, nick?}
+    nextRef: 1,
+    lastError: null,
+    api: {
+      open: false,
+      token: storageGet('sessionStorage', TOKEN_KEY) || '',
+      needsToken: false,
+      timer: null,
+      gen: 0,
+      last: null,
+    },
+  };
+
+  /* ---------- DOM ---------- */
+
+  function $(id) { return doc.getElementById(id); }
+  const el = {
+    nickForm: $('nick-form'), nickInput: $('nick-input'), nickError: $('nick-error'),
+    connState: $('conn-state'), connAnnounce: $('conn-announce'), reconnect: $('reconnect-button'),
+    connToggle: $('connections-toggle'), layout: $('layout'),
+    banner: $('error-banner'), bannerText: $('error-text'), bannerDismiss: $('error-dismiss'),
+    joinForm: $('join-form'), roomInput: $('room-input'), roomError: $('room-error'),
+    tabs: $('room-tabs'), roomsEmpty: $('rooms-empty'),
+    roomTitle: $('room-title'), roomStatus: $('room-status'),
+    messages: $('messages'), emptyHint: $('empty-hint'),
+    messageForm: $('message-form'), messageInput: $('message-input'), messageError: $('message-error'),
+    members: $('members'), memberCount: $('member-count'),
+    panel: $('connections-panel'), listening: $('connections-listening'),
+    tokenForm: $('api-token-form'), tokenInput: $('api-token-input'), tokenClear: $('api-token-clear'),
+    apiStatus: $('connections-status'), table: $('connections-table'),
+  };
+
+  function h(tag, className, text) {
+    const node = doc.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = text;
+    return node;
+  }
+
+  function setFieldError(input, errorEl, message) {
+    errorEl.textContent = message || '';
+    errorEl.hidden = !message;
+    if (message) input.setAttribute('aria-invalid', 'true');
+    else input.removeAttribute('aria-invalid');
+  }
+
+  function showError(text, code) {
+    state.lastError = { code: code || null, text: text, at: Date.now() };
+    el.bannerText.textContent = text;
+    if (code) el.banner.setAttribute('data-code', code);
+    else el.banner.removeAttribute('data-code');
+    el.banner.hidden = false;
+  }
+
+  function clearError() {
+    el.banner.hidden = true;
+    el.bannerText.textContent = '';
+    el.banner.removeAttribute('data-code');
+  }
+
+  function formatClock(ts) {
+    const d = new Date(ts);
+    return String(d.getHours()).padStart(2, '0') + ':' + String(d.getMinutes()).padStart(2, '0');
+  }
+
+  /* ---------- rendering: log ---------- */
+
+  function renderEntry(entry) {
+    let li;
+    if (entry.kind === 'message') {
+      li = h('li', 'message');
+      if (entry.offset !== null) li.setAttribute('data-offset', String(entry.offset));
+      if (entry.nick === state.nick) li.classList.add('own');
+      li.appendChild(timeNode(entry.ts));
+      const nick = h('span', 'nick nick-c' + nickColour(entry.nick, NICK_COLOURS), entry.nick);
+      nick.setAttribute('dir', 'auto');
+      li.appendChild(nick);
+      const text = h('span', 'text', entry.text);
+      text.setAttribute('dir', 'auto');
+      li.appendChild(text);
+    } else if (entry.kind === 'presence') {
+      li = h('li', 'presence presence-' + entry.event);
+      li.appendChild(timeNode(entry.ts));
+      const body = h('span', 'presence-text');
+      const nick = h('span', 'nick', entry.nick);
+      nick.setAttribute('dir', 'auto');
+      body.appendChild(nick);
+      body.appendChild(doc.createTextNode(entry.event === 'join' ? ' joined' : ' left'));
+      li.appendChild(body);
+    } else {
+      li = h('li', 'notice');
+      li.appendChild(timeNode(entry.ts));
+      li.appendChild(h('span', 'notice-text', entry.text));
+    }
+    return li;
+  }
+
+  function timeNode(ts) {
+    const t = h('time', 'time');
+    if (typeof ts === 'number' && Number.isFinite(ts)) {
+      const d = new Date(ts);
+      t.textContent = formatClock(ts);
+      t.setAttribute('datetime', d.toISOString());
+      t.title = d.toLocaleString();
+    }
+    return t;
+  }
+
+  function nearBottom() {
+    const m = el.messages;
+    return m.scrollHeight - m.scrollTop - m.clientHeight < 48;
+  }
+
+  function scrollToBottom() {
+    el.messages.scrollTop = el.messages.scrollHeight;
+  }
+
+  function renderLog() {
+    const room = currentRoom();
+    el.messages.setAttribute('aria-busy', 'true');
+    el.messages.textContent = '';
+    if (room) {
+      const frag = doc.createDocumentFragment();
+      room.log.forEach((e) => frag.appendChild(renderEntry(e)));
+      el.messages.appendChild(frag);
+    }
+    el.messages.setAttribute('aria-busy', 'false');
+    scrollToBottom();
+  }
+
+  /** Append one new entry if it belongs to the room on screen. */
+  function appendEntry(room, entry) {
+    if (!room || room.name !== state.current) return;
+    const stick = nearBottom();
+    for (let i = 0; i < (entry.removed || 0) && el.messages.firstChild; i += 1) {
+      el.messages.removeChild(el.messages.firstChild);
+    }
+    el.messages.appendChild(renderEntry(entry));
+    if (stick || (entry.kind === 'message' && entry.nick === state.nick)) scrollToBottom();
+  }
+
+  /* ---------- rendering: tabs, members, header ---------- */
+
+  const STATUS_TEXT = {
+    offline: 'waiting for connection',
+    joining: 'joining…',
+    joined: '',
+    failed: 'could not join',
+  };
+
+  function renderTabs() {
+    const existing = new Map();
+    const wanted = [];
+    Array.prototype.forEach.call(el.tabs.children, (li) => existing.set(li.getAttribute('data-key'), li));
+    state.rooms.forEach((room, name) => {
+      let li = existing.get(name);
+      if (!li) {
+        li = h('li', 'room-tab');
+        li.setAttribute('data-key', name);
+        const tab = h('button', 'tab');
+        tab.type = 'button';
+        tab.setAttribute('data-room', name);
+        tab.appendChild(h('span', 'tab-name', name));
+        tab.appendChild(h('span', 'unread'));
+        const leave = h('button', 'leave small', '×');
+        leave.type = 'button';
+        leave.setAttribute('data-leave', name);
+        leave.setAttribute('aria-label', 'Leave room ' + name);
+        leave.title = 'Leave ' + name;
+        li.appendChild(tab);
+        li.appendChild(leave);
+      }
+      existing.delete(name);
+      const tab = li.firstChild;
+      const unread = tab.querySelector('.unread');
+      unread.textContent = String(room.unread);
+      unread.hidden = room.unread === 0;
+      const label = name + (room.unread ? ', ' + room.unread + ' unread' : '') +
+        (STATUS_TEXT[room.status] ? ', ' + STATUS_TEXT[room.status] : '');
+      tab.setAttribute('aria-label', label);
+      tab.title = STATUS_TEXT[room.status] ? name + ' (' + STATUS_TEXT[room.status] + ')' : name;
+      if (name === state.current) tab.setAttribute('aria-current', 'true');
+      else tab.removeAttribute('aria-current');
+      li.classList.toggle('is-current', name === state.current);
+      li.setAttribute('data-status', room.status);
+      wanted.push(li);
+    });
+    existing.forEach((li) => li.remove());
+    // Put the tabs in state order, moving only misplaced ones (moving a node blurs it).
+    let cursor = el.tabs.firstElementChild;
+    wanted.forEach((li) => {
+      if (li === cursor) cursor = cursor.nextElementSibling;
+      else el.tabs.insertBefore(li, cursor);
+    });
+    el.roomsEmpty.hidden = state.rooms.size > 0;
+    const total = totalUnread(state.rooms);
+    doc.title = (total ? '(' + total + ') ' : '') + (state.current ? '#' + state.current + ' – ' : '') + 'portshare';
+  }
+
+  function renderMembers() {
+    const room = currentRoom();
+    el.members.textContent = '';
+    if (!room) {
+      el.memberCount.textContent = '';
+      return;
+    }
+    const frag = doc.createDocumentFragment();
+    sortedMembers(room).forEach((nick) => {
+      const li = h('li', 'member nick-c' + nickColour(nick, NICK_COLOURS), nick);
+      li.setAttribute('dir', 'auto');
+      if (nick === state.nick) {
+        li.classList.add('self');
+        li.title = 'you';
+      }
+      frag.appendChild(li);
+    });
+    el.members.appendChild(frag);
+    const shown = room.members.length;
+    el.memberCount.textContent = room.count > shown
+      ? '(' + shown + ' shown of ' + room.count + ')'
+      : '(' + shown + ')';
+  }
+
+  function renderRoomHeader() {
+    const room = currentRoom();
+    el.roomTitle.textContent = room ? '#' + room.name : 'No room selected';
+    el.roomStatus.textContent = room ? STATUS_TEXT[room.status] || '' : '';
+    el.emptyHint.hidden = !!room;
+    el.messageInput.placeholder = room ? 'Message #' + room.name : 'Join a room first';
+  }
+
+  let lastAnnounced = null;
+
+  function renderConnState() {
+    const c = state.conn;
+    el.connState.setAttribute('data-state', c.status);
+    let text;
+    if (c.status === 'online') {
+      text = 'Online';
+    } else if (c.status === 'connecting') {
+      text = 'Connecting…';
+    } else {
+      const left = c.retryAt !== null ? c.retryAt - Date.now() : 0;
+      text = left > 0
+        ? 'Reconnecting in ' + Math.ceil(left / 1000) + ' s (attempt ' + c.attempt + ')'
+        : 'Reconnecting… (attempt ' + c.attempt + ')';
+      if (c.lastClose) text += ' – ' + describeClose(c.lastClose.code, c.lastClose.reason);
+    }
+    el.connState.textContent = text;
+    if (c.status !== lastAnnounced) {
+      // Announce state changes once (the countdown itself would be chatty).
+      lastAnnounced = c.status;
+      el.connAnnounce.textContent = c.status === 'online' ? 'Connected.'
+        : c.status === 'connecting' ? 'Connecting.' : 'Connection lost, reconnecting.';
+    }
+    el.connState.setAttribute('data-attempt', String(c.attempt));
+    el.reconnect.hidden = c.status !== 'reconnecting' || c.retryTimer === null;
+  }
+
+  function renderAll() {
+    renderTabs();
+    renderRoomHeader();
+    renderLog();
+    renderMembers();
+    renderConnState();
+  }
+
+  /* ---------- rooms ---------- */
+
+  function currentRoom() {
+    return state.current !== null ? state.rooms.get(state.current) || null : null;
+  }
+
+  function saveRooms() {
+    storageSet('sessionStorage', ROOMS_KEY, JSON.stringify({
+      rooms: Array.from(state.rooms.keys()),
+      current: state.current,
+    }));
+  }
+
+  function allocRef(info) {
+    const ref = state.nextRef;
+    state.nextRef += 1;
+    state.refs.set(ref, info);
+    return ref;
+  }
+
+  function takeRef(ref) {
+    if (ref === undefined || ref === null) return null;
+    let key = ref;
+    if (!state.refs.has(key) && typeof ref === 'string' && /^\d+$/.test(ref)) key = Number(ref);
+    const info = state.refs.get(key) || null;
+    state.refs.delete(key);
+    return info;
+  }
+
+  function isOnline() {
+    const ws = state.conn.ws;
+    return state.conn.status === 'online' && ws !== null && ws.readyState === 1;
+  }
+
+  function send(obj) {
+    if (!isOnline()) return false;
+    try {
+      state.conn.ws.send(JSON.stringify(obj));
+      return true;
+    } catch (e) {
+      return false;
+    }
+  }
+
+  function sendJoin(room) {
+    const cmd = joinCommand(room, state.nick);
+    cmd.ref = allocRef({ kind: 'join', room: room.name });
+    room.pendingJoin = cmd;
+    room.status = 'joining';
+    if (!send(cmd)) {
+      room.status = 'offline';
+      room.pendingJoin = null;
+      takeRef(cmd.ref);
+    }
+  }
+
+  function joinRoom(name) {
+    const problem = validateRoom(name);
+    if (problem) {
+      setFieldError(el.roomInput, el.roomError, problem);
+      return false;
+    }
+    setFieldError(el.roomInput, el.roomError, null);
+    let room = state.rooms.get(name);
+    if (!room) {
+      room = createRoom(name);
+      room.status = 'offline';
+      state.rooms.set(name, room);
+    }
+    if (room.status !== 'joined' && room.status !== 'joining' && isOnline()) sendJoin(room);
+    switchRoom(name);
+    saveRooms();
+    return true;
+  }
+
+  function leaveRoom(name) {
+    const room = state.rooms.get(name);
+    if (!room) return;
+    if (isOnline() && room.status !== 'failed') {
+      send({ type: 'leave', room: name, ref: allocRef({ kind: 'leave', room: name }) });
+    }
+    const names = Array.from(state.rooms.keys());
+    const idx = names.indexOf(name);
+    state.rooms.delete(name);
+    if (state.current === name) {
+      const rest = names.filter((n) => n !== name);
+      state.current = rest.length ? rest[Math.min(idx, rest.length - 1)] : null;
+      const now = currentRoom();
+      if (now) markRead(now);
+      renderAll();
+    } else {
+      renderTabs();
+    }
+    saveRooms();
+  }
+
+  function switchRoom(name) {
+    if (!state.rooms.has(name)) return;
+    state.current = name;
+    markRead(state.rooms.get(name));
+    setFieldError(el.messageInput, el.messageError, null);
+    renderAll();
+    saveRooms();
+  }
+
+  function setNick(value) {
+    const nick = value.trim();
+    const problem = validateNick(nick);
+    if (problem) {
+      setFieldError(el.nickInput, el.nickError, problem);
+      return false;
+    }
+    setFieldError(el.nickInput, el.nickError, null);
+    el.nickInput.value = nick;
+    if (nick === state.nick) return true;
+    state.nick = nick;
+    storageSet('localStorage', NICK_KEY, nick);
+    // `nick` has no reply unless it fails: keep only the latest ref so they do not pile up.
+    state.refs.forEach((info, ref) => { if (info.kind === 'nick') state.refs.delete(ref); });
+    if (isOnline()) send({ type: 'nick', nick: nick, ref: allocRef({ kind: 'nick', nick: nick }) });
+    renderMembers();
+    return true;
+  }
+
+  function sendText() {
+    const room = currentRoom();
+    const text = el.messageInput.value;
+    const fail = (msg) => { setFieldError(el.messageInput, el.messageError, msg); return false; };
+    if (!room) return fail('Join a room first.');
+    const problem = validateText(text, LIMITS.textMax);
+    if (problem) return fail(problem);
+    if (!isOnline()) return fail('Not connected – your message was not sent (it is still in the box).');
+    if (room.status !== 'joined') return fail('Still joining #' + room.name + ' – try again in a moment.');
+    const ref = allocRef({ kind: 'say', room: room.name, text: text });
+    if (!send({ type: 'say', room: room.name, text: text, ref: ref })) {
+      takeRef(ref);
+      return fail('Could not send – the connection is closing.');
+    }
+    el.messageInput.value = '';
+    setFieldError(el.messageInput, el.messageError, null);
+    return true;
+  }
+
+  /* ---------- server events ---------- */
+
+  function onJoined(msg, info) {
+    const room = state.rooms.get(msg.room);
+    if (!room) return; // left before the reply arrived
+    const result = applyJoined(room, msg, room.pendingJoin || (info && info.request) || null);
+    if (result.lost) {
+      const entry = addNotice(room,
+        'Some messages from while you were away could not be recovered' +
+        (result.epochChanged ? ' (the server’s history was reset).' : '.'), Date.now());
+      appendEntry(room, entry);
+    }
+    if (room.name === state.current) {
+      renderRoomHeader();
+      renderMembers();
+    }
+    renderTabs();
+  }
+
+  function onMessage(msg) {
+    const room = state.rooms.get(msg.room);
+    if (!room) return;
+    const entry = acceptMessage(room, msg, room.name === state.current);
+    if (!entry) return;
+    appendEntry(room, entry);
+    if (room.name !== state.current) renderTabs();
+  }
+
+  function onPresence(msg) {
+    const room = state.rooms.get(msg.room);
+    if (!room) return;
+    const entry = applyPresence(room, msg, Date.now());
+    appendEntry(room, entry);
+    if (room.name === state.current) renderMembers();
+  }
+
+  function onLeft(msg, info) {
+    if (info && info.kind === 'leave') return; // our own leave, already applied
+    const room = state.rooms.get(msg.room);
+    if (!room) return;
+    state.rooms.delete(msg.room);
+    if (state.current === msg.room) {
+      const first = state.rooms.keys().next();
+      state.current = first.done ? null : first.value;
+    }
+    showError('You are no longer in room ' + msg.room + '.', 'left');
+    renderAll();
+    saveRooms();
+  }
+
+  function onServerError(msg, info) {
+    const code = typeof msg.code === 'string' ? msg.code : 'error';
+    const reason = typeof msg.reason === 'string' && msg.reason ? msg.reason : code.replace(/_/g, ' ');
+    let context = '';
+    if (info && info.kind === 'join') {
+      const room = state.rooms.get(info.room);
+      context = 'Could not join ' + info.room + ': ';
+      if (room && !room.joinedOnce) {
+        leaveRoomLocally(info.room);
+        setFieldError(el.roomInput, el.roomError, context + reason);
+      } else if (room) {
+        room.status = 'failed';
+        room.pendingJoin = null;
+        appendEntry(room, addNotice(room, 'Could not rejoin this room: ' + reason + ' (' + code + ')', Date.now()));
+        renderTabs();
+        renderRoomHeader();
+      }
+    } else if (info && info.kind === 'say') {
+      context = 'Message not sent: ';
+      const room = state.rooms.get(info.room);
+      if (info.room === state.current && el.messageInput.value === '') el.messageInput.value = info.text;
+      if (info.room === state.current) setFieldError(el.messageInput, el.messageError, context + reason);
+      if (code === 'not_joined' && room && isOnline()) sendJoin(room); // server forgot us: rejoin
+    } else if (info && info.kind === 'nick') {
+      context = 'Nickname not accepted: ';
+      setFieldError(el.nickInput, el.nickError, context + reason);
+    } else if (info && info.kind === 'leave') {
+      context = 'Leaving ' + info.room + ': ';
+    }
+    showError(context + reason + ' [' + code + ']', code);
+  }
+
+  function leaveRoomLocally(name) {
+    state.rooms.delete(name);
+    if (state.current === name) {
+      const first = state.rooms.keys().next();
+      state.current = first.done ? null : first.value;
+    }
+    renderAll();
+    saveRooms();
+  }
+
+  function handleFrame(data) {
+    if (typeof data !== 'string') return;
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch (e) {
+      return;
+    }
+    if (!msg || typeof msg !== 'object' || typeof msg.type !== 'string') return;
+    const info = (msg.type === 'joined' || msg.type === 'left' || msg.type === 'ack' || msg.type === 'error')
+      ? takeRef(msg.ref) : null;
+    switch (msg.type) {
+      case 'message': onMessage(msg); break;
+      case 'presence': onPresence(msg); break;
+      case 'joined': onJoined(msg, info); break;
+      case 'left': onLeft(msg, info); break;
+      case 'ack': break; // the message event itself shows the text
+      case 'error': onServerError(msg, info); break;
+      default: break; // newer server, unknown event: ignore
+    }
+  }
+
+  /* ---------- connection ---------- */
+
+  function wsUrl() {
+    return (win.location.protocol === 'https:' ? 'wss://' : 'ws://') + win.location.host + '/ws';
+  }
+
+  function clearTimers() {
+    const c = state.conn;
+    if (c.retryTimer !== null) win.clearTimeout(c.retryTimer);
+    if (c.tickTimer !== null) win.clearInterval(c.tickTimer);
+    if (c.connectTimer !== null) win.clearTimeout(c.connectTimer);
+    c.retryTimer = c.tickTimer = c.connectTimer = null;
+    c.retryAt = null;
+  }
+
+  function connect() {
+    const c = state.conn;
+    clearTimers();
+    if (c.ws) return;
+    c.status = c.everOpened || c.attempt > 0 ? 'reconnecting' : 'connecting';
+    renderConnState();
+    let ws;
+    try {
+      ws = new win.WebSocket(wsUrl(), SUBPROTOCOL);
+    } catch (e) {
+      c.lastClose = { code: 0, reason: String(e && e.message || e) };
+      scheduleReconnect();
+      return;
+    }
+    c.ws = ws;
+    c.openedAt = null;
+    c.connectTimer = win.setTimeout(() => {
+      if (c.ws === ws && ws.readyState === 0) ws.close();
+    }, CONNECT_TIMEOUT_MS);
+    ws.onopen = () => { if (c.ws === ws) socketOpened(); };
+    ws.onmessage = (ev) => { if (c.ws === ws) handleFrame(ev.data); };
+    ws.onclose = (ev) => { if (c.ws === ws) socketClosed(ev.code, ev.reason); };
+    ws.onerror = () => { /* a close event follows */ };
+  }
+
+  function socketOpened() {
+    const c = state.conn;
+    clearTimers();
+    c.status = 'online';
+    c.attemptAtOpen = c.attempt;
+    c.attempt = 0;
+    c.openedAt = Date.now();
+    c.everOpened = true;
+    c.lastClose = null;
+    if (state.lastError && state.lastError.code === 'connection') clearError();
+    state.rooms.forEach((room) => sendJoin(room));
+    renderConnState();
+    renderTabs();
+    renderRoomHeader();
+  }
+
+  function socketClosed(code, reason) {
+    const c = state.conn;
+    const openFor = c.openedAt !== null ? Date.now() - c.openedAt : null;
+    c.ws = null;
+    c.openedAt = null;
+    c.attempt = attemptAfterClose(c.attempt, c.attemptAtOpen, openFor, code);
+    c.lastClose = { code: code, reason: reason || '' };
+    // Says that were never acknowledged may or may not have been delivered.
+    state.refs.forEach((info) => {
+      if (info.kind !== 'say') return;
+      const room = state.rooms.get(info.room);
+      if (!room) return;
+      const preview = info.text.length > 60 ? info.text.slice(0, 60) + '…' : info.text;
+      appendEntry(room, addNotice(room,
+        'The connection dropped before the server confirmed “' + preview +
+        '”. If it does not appear above after reconnecting, send it again.', Date.now()));
+    });
+    state.refs.clear();
+    state.rooms.forEach((room) => { room.status = 'offline'; room.pendingJoin = null; });
+    if (code === 1008 || code === 1009 || code === 1011) {
+      showError('Connection ' + describeClose(code, reason) + '. Reconnecting…', 'connection');
+    }
+    scheduleReconnect();
+    renderTabs();
+    renderRoomHeader();
+  }
+
+  function scheduleReconnect() {
+    const c = state.conn;
+    clearTimers();
+    c.ws = null;
+    const delay = backoffDelay(c.attempt);
+    c.attempt += 1;
+    c.status = 'reconnecting';
+    c.retryAt = Date.now() + delay;
+    c.retryTimer = win.setTimeout(() => { c.retryTimer = null; connect(); }, delay);
+    c.tickTimer = win.setInterval(renderConnState, 250);
+    renderConnState();
+  }
+
+  function reconnectNow() {
+    const c = state.conn;
+    if (c.ws || c.status !== 'reconnecting') return;
+    connect();
+  }
+
+  /* ---------- connections panel ---------- */
+
+  function setConnectionsOpen(open) {
+    const api = state.api;
+    api.open = open;
+    el.panel.hidden = !open;
+    el.connToggle.setAttribute('aria-expanded', open ? 'true' : 'false');
+    el.layout.classList.toggle('with-connections', open);
+    api.gen += 1;
+    if (api.timer !== null) win.clearTimeout(api.timer);
+    api.timer = null;
+    renderTokenForm();
+    if (open) pollConnections();
+  }
+
+  function renderTokenForm() {
+    el.tokenForm.hidden = !(state.api.needsToken || state.api.token);
+    el.tokenClear.hidden = !state.api.token;
+  }
+
+  async function pollConnections() {
+    const api = state.api;
+    api.gen += 1;
+    const gen = api.gen;
+    if (api.timer !== null) win.clearTimeout(api.timer);
+    api.timer = null;
+    let keepPolling = true;
+    const headers = { Accept: 'application/json' };
+    if (api.token) headers.Authorization = 'Bearer ' + api.token;
+    const ctrl = typeof win.AbortController === 'function' ? new win.AbortController() : null;
+    const abortTimer = ctrl ? win.setTimeout(() => ctrl.abort(), 5000) : null;
+    try {
+      const res = await win.fetch('/api/connections', {
+        headers: headers, cache: 'no-store', credentials: 'same-origin',
+        signal: ctrl ? ctrl.signal : undefined,
+      });
+      let body = null;
+      try { body = await res.json(); } catch (e) { body = null; }
+      if (gen !== api.gen || !api.open) return;
+      if (res.status === 401 || res.status === 403) {
+        const reason = body && typeof body.reason === 'string' ? body.reason : '';
+        api.needsToken = true;
+        el.apiStatus.textContent = (api.token
+          ? 'The API token was not accepted'
+          : 'The connections API needs a token') + (reason ? ': ' + reason.replace(/\.?$/, '.') : '.') +
+          ' Enter it below.';
+        renderTokenForm();
+        keepPolling = false; // wait for a token
+      } else if (!res.ok) {
+        const reason = body && typeof body.reason === 'string' ? body.reason : res.statusText;
+        el.apiStatus.textContent = 'Could not load connections: HTTP ' + res.status + (reason ? ' – ' + reason : '');
+      } else {
+        api.needsToken = false;
+        renderTokenForm();
+        renderConnections(body || {});
+      }
+    } catch (e) {
+      if (gen !== api.gen || !api.open) return;
+      el.apiStatus.textContent = 'Could not load connections: ' +
+        (e && e.name === 'AbortError' ? 'timed out' : 'server unreachable') + '. Retrying…';
+    } finally {
+      if (abortTimer !== null) win.clearTimeout(abortTimer);
+    }
+    if (keepPolling && gen === api.gen && api.open) {
+      api.timer = win.setTimeout(pollConnections, POLL_MS);
+    }
+  }
+
+  function renderConnections(data) {
+    state.api.last = data;
+    const list = Array.isArray(data.connections) ? data.connections.slice() : [];
+    list.sort((a, b) => (a.id || 0) - (b.id || 0));
+    const listening = Array.isArray(data.listening) ? data.listening : [];
+    el.listening.textContent = listening.length ? listening.map(String).join(', ') : 'unknown';
+
+    const tbody = el.table.tBodies[0];
+    const frag = doc.createDocumentFragment();
+    let nWs = 0;
+    list.forEach((c) => {
+      const isWs = String(c.protocol || '').toLowerCase() === 'websocket';
+      if (isWs) nWs += 1;
+      const tr = h('tr', isWs ? 'proto-websocket' : 'proto-http');
+      if (c.id !== undefined) tr.setAttribute('data-id', String(c.id));
+      const cells = [
+        [c.id !== undefined ? String(c.id) : '', 'num'],
+        [peerOf(c), 'mono'],
+        [describeProtocol(c), 'proto'],
+        [formatBytes(c.bytes_in), 'num'],
+        [formatBytes(c.bytes_out), 'num'],
+        [formatAge(c.age), 'num'],
+        [Number.isFinite(c.requests) ? String(c.requests) : '–', 'num'],
+      ];
+      cells.forEach((pair) => tr.appendChild(h('td', pair[1], pair[0])));
+      if (isWs && c.subprotocol) {
+        // Same text as describeProtocol(), with the subprotocol on its own line.
+        const cell = tr.cells[2];
+        cell.textContent = 'WebSocket' + (c.path ? ' ' + c.path : '') + ' ';
+        cell.appendChild(h('span', 'subprotocol', '(' + c.subprotocol + ')'));
+      }
+      tr.cells[3].title = c.bytes_in + ' bytes received by the server';
+      tr.cells[4].title = c.bytes_out + ' bytes sent by the server';
+      frag.appendChild(tr);
+    });
+    if (!list.length) {
+      const tr = h('tr');
+      const td = h('td', 'muted', 'No open connections.');
+      td.colSpan = 7;
+      tr.appendChild(td);
+      frag.appendChild(tr);
+    }
+    tbody.textContent = '';
+    tbody.appendChild(frag);
+    el.apiStatus.textContent = list.length + ' connection' + (list.length === 1 ? '' : 's') +
+      ' (' + nWs + ' WebSocket, ' + (list.length - nWs) + ' HTTP); this panel’s own polling request is one of the HTTP ones. Updated ' +
+      new Date().toLocaleTimeString() + '.';
+  }
+
+  /* ---------- wiring ---------- */
+
+  function restore() {
+    let nick = storageGet('localStorage', NICK_KEY) || '';
+    if (validateNick(nick)) nick = 'guest-' + String(Math.floor(1000 + Math.random() * 9000));
+    state.nick = nick;
+    storageSet('localStorage', NICK_KEY, nick);
+    el.nickInput.value = nick;
+    try {
+      const saved = JSON.parse(storageGet('sessionStorage', ROOMS_KEY) || 'null');
+      if (saved && Array.isArray(saved.rooms)) {
+        saved.rooms.forEach((name) => {
+          if (typeof name === 'string' && !validateRoom(name) && !state.rooms.has(name)) {
+            const room = createRoom(name);
+            room.status = 'offline';
+            state.rooms.set(name, room);
+          }
+        });
+        if (typeof saved.current === 'string' && state.rooms.has(saved.current)) state.current = saved.current;
+        else if (state.rooms.size) state.current = state.rooms.keys().next().value;
+      }
+    } catch (e) { /* ignore a corrupt entry */ }
+  }
+
+  function wire() {
+    el.nickForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      setNick(el.nickInput.value);
+    });
+    el.nickInput.addEventListener('blur', () => {
+      if (el.nickInput.value.trim() !== state.nick) setNick(el.nickInput.value);
+    });
+    el.joinForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const name = el.roomInput.value.trim();
+      if (joinRoom(name)) {
+        el.roomInput.value = '';
+        el.messageInput.focus();
+      }
+    });
+    el.roomInput.addEventListener('input', () => {
+      if (!el.roomError.hidden) setFieldError(el.roomInput, el.roomError, null);
+    });
+    el.tabs.addEventListener('click', (ev) => {
+      const target = ev.target instanceof win.Element ? ev.target.closest('button') : null;
+      if (!target) return;
+      const leave = target.getAttribute('data-leave');
+      if (leave !== null) {
+        const li = target.closest('li');
+        const next = li && (li.nextElementSibling || li.previousElementSibling);
+        leaveRoom(leave);
+        const focusTo = next && next.querySelector('button[data-room]');
+        (focusTo || el.roomInput).focus();
+        return;
+      }
+      const name = target.getAttribute('data-room');
+      if (name !== null) switchRoom(name);
+    });
+    el.messageForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      sendText();
+    });
+    el.messageInput.addEventListener('input', () => {
+      if (!el.messageError.hidden) setFieldError(el.messageInput, el.messageError, null);
+    });
+    el.bannerDismiss.addEventListener('click', clearError);
+    el.reconnect.addEventListener('click', reconnectNow);
+    el.connToggle.addEventListener('click', () => setConnectionsOpen(!state.api.open));
+    el.tokenForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const token = el.tokenInput.value.trim();
+      if (!token) return;
+      state.api.token = token;
+      storageSet('sessionStorage', TOKEN_KEY, token);
+      el.tokenInput.value = '';
+      el.apiStatus.textContent = 'Token saved for this tab; loading…';
+      renderTokenForm();
+      if (state.api.open) pollConnections();
+    });
+    el.tokenClear.addEventListener('click', () => {
+      state.api.token = '';
+      storageSet('sessionStorage', TOKEN_KEY, null);
+      el.tokenInput.value = '';
+      renderTokenForm();
+      if (state.api.open) pollConnections();
+    });
+    win.addEventListener('online', reconnectNow);
+  }
+
+  restore();
+  wire();
+  renderAll();
+  connect();
+
+  win.portshare = {
+    version: VERSION,
+    state: state,
+    logic: logic,
+    actions: {
+      join: joinRoom,
+      leave: leaveRoom,
+      switchTo: switchRoom,
+      setNick: setNick,
+      send: function (text) { el.messageInput.value = text; return sendText(); },
+      reconnectNow: reconnectNow,
+      setConnectionsOpen: setConnectionsOpen,
+    },
+  };
+})(typeof window !== 'undefined' ? window : null);

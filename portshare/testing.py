@@ -1,0 +1,182 @@
+"""
+Fakes and helpers for testing portshare and code built on it.
+
+L{RecordingMember} stands in for a chat connection in hub tests; L{ChatClient} is a real
+WebSocket client (Autobahn) that queues what it receives, for end-to-end tests over loopback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet.defer import Deferred, DeferredQueue
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from zope.interface import implementer
+
+from portshare.hub import IMember
+
+
+@implementer(IMember)
+class RecordingMember:
+    """
+    An L{IMember} that keeps what it is sent: C{events} in order as dicts, whether sent
+    directly or as prepared frames, and C{closed} as (code, reason) once closed.
+    """
+
+    def __init__(self, peer: str = "test") -> None:
+        self.peer = peer
+        self.events: list[dict[str, Any]] = []
+        self.prepared: list[Any] = []
+        self.closed: tuple[int, str] | None = None
+
+    def sendPayload(self, payload: bytes) -> None:
+        self.events.append(orjson.loads(payload))
+
+    def sendPrepared(self, prepared: Any) -> None:
+        self.prepared.append(prepared)
+        self.events.append(orjson.loads(prepared))
+
+    def closeWith(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    def take(self) -> list[dict[str, Any]]:
+        """The events received since the last call."""
+        events, self.events = self.events, []
+        return events
+
+    def ofType(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == kind]
+
+
+class ChatClientProtocol(WebSocketClientProtocol):
+    """Queues every received message; C{closed} fires with (wasClean, code, reason)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: DeferredQueue[Any] = DeferredQueue()
+        self.opened: Deferred[ChatClientProtocol] = Deferred()
+        self.closed: Deferred[tuple[bool, int | None, str | None]] = Deferred()
+
+    def onOpen(self) -> None:
+        self.opened.callback(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.received.put(payload if isBinary else orjson.loads(payload))
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if not self.opened.called:
+            self.opened.errback(ConnectionError(f"handshake failed: {code} {reason}"))
+        if not self.closed.called:
+            self.closed.callback((wasClean, code, reason))
+
+    def send(self, **message: Any) -> None:
+        """Send one JSON text frame."""
+        self.sendMessage(orjson.dumps(message))
+
+    def next(self) -> Deferred[Any]:
+        """The next message received (a dict for text frames)."""
+        return self.received.get()
+
+    async def until(self, kind: str) -> dict[str, Any]:
+        """Skip messages until one of type C{kind}; return it."""
+        while True:
+            message = await self.next()
+            if message.get("type") == kind:
+                return message
+
+
+async def connectChat(
+    reactor: Any,
+    port: int,
+    path: str = "/ws",
+    protocols: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+    host: str = "127.0.0.1",
+    **options: Any,
+) -> ChatClientProtocol:
+    """Open a WebSocket to C{ws://host:port/path} over loopback; fires once open."""
+    factory = WebSocketClientFactory(
+        f"ws://{host}:{port}{path}",
+        protocols=protocols or [],
+        headers=headers or {},
+        reactor=reactor,
+    )
+    factory.protocol = ChatClientProtocol
+    if options:
+        factory.setProtocolOptions(**options)
+    protocol = await TCP4ClientEndpoint(reactor, host, port).connect(factory)
+    return await protocol.opened
+
+
+# -- raw WebSocket bytes, for in-memory tests with StringTransport ---------------------------
+
+TEXT, BINARY, CLOSE, PING, PONG, CONTINUATION = 0x1, 0x2, 0x8, 0x9, 0xA, 0x0
+
+
+def handshakeRequest(
+    path: str = "/ws",
+    protocols: str | None = None,
+    origin: str | None = None,
+    host: str = "127.0.0.1:8080",
+) -> bytes:
+    """The bytes of a client's WebSocket opening handshake."""
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+    ]
+    if protocols:
+        lines.append(f"Sec-WebSocket-Protocol: {protocols}")
+    if origin:
+        lines.append(f"Origin: {origin}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+
+
+def clientFrame(
+    payload: bytes,
+    opcode: int = TEXT,
+    fin: bool = True,
+    rsv: int = 0,
+    mask: bytes = b"\x01\x02\x03\x04",
+) -> bytes:
+    """One masked frame, as a client sends it."""
+    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    n = len(payload)
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def serverFrames(data: bytes) -> list[tuple[int, bytes]]:
+    """Split unmasked server bytes (after the handshake) into (opcode, payload) pairs."""
+    frames = []
+    while len(data) >= 2:
+        opcode, n = data[0] & 0x0F, data[1] & 0x7F
+        offset = 2
+        if n == 126:
+            n, offset = int.from_bytes(data[2:4], "big"), 4
+        elif n == 127:
+            n, offset = int.from_bytes(data[2:10], "big"), 10
+        frames.append((opcode, data[offset : offset + n]))
+        data = data[offset + n :]
+    return frames
+
+
+def splitResponse(data: bytes) -> tuple[bytes, list[tuple[int, bytes]]]:
+    """A handshake response's head, and the frames that followed it."""
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, serverFrames(rest)
+
+
+def closeCode(payload: bytes) -> int | None:
+    """The status code of a close frame's payload."""
+    return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None

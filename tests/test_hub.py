@@ -1,0 +1,398 @@
+"""Tests for L{portshare.hub}: the chat application over a broker, with fake members."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from portshare import errors
+from portshare.auth import JoinTokens
+from portshare.broker.memory import MemoryBroker
+from portshare.hub import Hub, IMember
+from portshare.limits import Limits
+from portshare.metrics import Metrics
+from portshare.testing import RecordingMember
+
+
+def frame(**message: Any) -> bytes:
+    return orjson.dumps(message)
+
+
+class HubTestMixin:
+    limits = Limits(history=5)
+
+    def makeHub(self, broker: Any = None, **kwargs: Any) -> Hub:
+        self.clock = Clock()
+        self.clock.advance(1_000_000)
+        self.broker = broker or MemoryBroker(
+            self.limits.history, self.limits.maxRooms, newEpoch=lambda: "e1"
+        )
+        self.metrics = Metrics()
+        self.hub = Hub(
+            self.broker, self.clock, kwargs.pop("limits", self.limits), self.metrics, **kwargs
+        )
+        return self.hub
+
+    def connect(self) -> tuple[RecordingMember, Any]:
+        member = RecordingMember()
+        return member, self.hub.connected(member)
+
+
+class JoinTests(HubTestMixin, SynchronousTestCase):
+    def setUp(self) -> None:
+        self.makeHub()
+
+    def test_memberIsAnIMember(self) -> None:
+        """The recording fake provides the interface the hub relies on."""
+        self.assertTrue(verifyObject(IMember, RecordingMember()))
+
+    def test_joinReply(self) -> None:
+        """A join is answered with joined: room, last offset, epoch, members, count, ref."""
+        alice, session = self.connect()
+        self.hub.received(session, frame(type="join", room="lobby", nick="alice", ref=7))
+        self.assertEqual(
+            alice.take()[0],
+            {
+                "type": "joined",
+                "room": "lobby",
+                "offset": 0,
+                "epoch": "e1",
+                "members": ["alice"],
+                "count": 1,
+                "recovered": True,
+                "ref": 7,
+            },
+        )
+
+    def test_presence(self) -> None:
+        """Members see others join and leave; a leave is answered with left."""
+        alice, a = self.connect()
+        bob, b = self.connect()
+        self.hub.received(a, frame(type="join", room="r", nick="alice"))
+        self.hub.received(b, frame(type="join", room="r", nick="bob"))
+        self.assertIn(
+            {"type": "presence", "room": "r", "event": "join", "nick": "bob"}, alice.take()
+        )
+        self.assertEqual(bob.take()[0]["members"], ["alice", "bob"])
+        self.hub.received(b, frame(type="leave", room="r", ref="x"))
+        self.assertEqual(bob.take(), [{"type": "left", "room": "r", "ref": "x"}])
+        self.assertEqual(
+            alice.take(), [{"type": "presence", "room": "r", "event": "leave", "nick": "bob"}]
+        )
+
+    def test_guestNick(self) -> None:
+        """A connection that never chose a nick is listed under a guest nick."""
+        alice, a = self.connect()
+        self.hub.received(a, frame(type="join", room="r"))
+        self.assertEqual(alice.take()[0]["members"], ["guest-1"])
+
+    def test_nickChangeAnnounced(self) -> None:
+        """Changing nick while in a room is seen by others as a leave and a join."""
+        alice, a = self.connect()
+        bob, b = self.connect()
+        self.hub.received(a, frame(type="join", room="r", nick="alice"))
+        self.hub.received(b, frame(type="join", room="r", nick="bob"))
+        alice.take()
+        self.hub.received(b, frame(type="nick", nick="robert"))
+        self.assertEqual(
+            alice.take(),
+            [
+                {"type": "presence", "room": "r", "event": "leave", "nick": "bob"},
+                {"type": "presence", "room": "r", "event": "join", "nick": "robert"},
+            ],
+        )
+
+    def test_disconnectLeavesRooms(self) -> None:
+        """A closed connection leaves every room it was in, and empty rooms are released."""
+        alice, a = self.connect()
+        bob, b = self.connect()
+        for room in ("r1", "r2"):
+            self.hub.received(a, frame(type="join", room=room, nick="alice"))
+        self.hub.received(b, frame(type="join", room="r1", nick="bob"))
+        alice.take()
+        self.hub.disconnected(b)
+        self.assertEqual(
+            alice.take(), [{"type": "presence", "room": "r1", "event": "leave", "nick": "bob"}]
+        )
+        self.hub.disconnected(a)
+        self.assertEqual(self.hub._rooms, {})
+        self.assertEqual(self.hub.sessions, set())
+
+    def test_tooManyRooms(self) -> None:
+        """Joining more rooms than allowed per connection is refused with too_large."""
+        self.makeHub(limits=Limits(roomsPerConnection=2))
+        alice, a = self.connect()
+        for i, room in enumerate(["a", "b", "c"]):
+            self.hub.received(a, frame(type="join", room=room, ref=i))
+        last = alice.take()[-1]
+        self.assertEqual((last["type"], last["code"], last["ref"]), ("error", "too_large", 2))
+
+    def test_badFrameKeepsConnection(self) -> None:
+        """A malformed message gets an error with its ref and the connection stays open."""
+        alice, a = self.connect()
+        self.hub.received(a, frame(type="join", room="no spaces", ref="j"))
+        self.hub.received(a, frame(type="dance", ref=3))
+        self.hub.received(a, b"{nope")
+        self.assertEqual(
+            [(e["code"], e.get("ref")) for e in alice.take()],
+            [("bad_request", "j"), ("unknown_type", 3), ("bad_request", None)],
+        )
+        self.assertIsNone(alice.closed)
+
+
+class SayTests(HubTestMixin, SynchronousTestCase):
+    def setUp(self) -> None:
+        self.makeHub()
+        self.alice, self.a = self.connect()
+        self.bob, self.b = self.connect()
+        self.hub.received(self.a, frame(type="join", room="r", nick="alice"))
+        self.hub.received(self.b, frame(type="join", room="r", nick="bob"))
+        self.alice.take()
+        self.bob.take()
+
+    def test_sayReachesEveryMemberAndAcks(self) -> None:
+        """A message said in a room reaches every member, the sender included, plus an ack."""
+        self.hub.received(self.a, frame(type="say", room="r", text="hi", ref="m1"))
+        message = {
+            "type": "message",
+            "room": "r",
+            "offset": 1,
+            "ts": 1_000_000_000,
+            "nick": "alice",
+            "text": "hi",
+        }
+        self.assertEqual(self.bob.take(), [message])
+        self.assertEqual(
+            self.alice.take(), [message, {"type": "ack", "ref": "m1", "offset": 1, "room": "r"}]
+        )
+
+    def test_preparedOnce(self) -> None:
+        """Fan-out prepares one frame per event and hands the same object to every member."""
+        prepared: list[bytes] = []
+
+        def prepare(payload: bytes) -> bytes:
+            prepared.append(payload)
+            return payload
+
+        self.hub.prepare = prepare
+        self.hub.received(self.a, frame(type="say", room="r", text="once"))
+        self.assertEqual(len(prepared), 1)
+        self.assertIs(self.alice.prepared[-1], self.bob.prepared[-1])
+
+    def test_notJoined(self) -> None:
+        """Saying in a room the sender has not joined is refused with not_joined."""
+        self.hub.received(self.a, frame(type="say", room="other", text="hi", ref=1))
+        self.assertEqual(self.alice.take()[0]["code"], "not_joined")
+        self.hub.received(self.a, frame(type="leave", room="other", ref=2))
+        self.assertEqual(self.alice.take()[0]["code"], "not_joined")
+
+    def test_textTooLong(self) -> None:
+        """A text longer than the limit is refused with too_large, not delivered."""
+        self.hub.received(self.a, frame(type="say", room="r", text="x" * 4097, ref=1))
+        self.assertEqual(self.alice.take()[0]["code"], "too_large")
+        self.assertEqual(self.bob.take(), [])
+
+    def test_offsetsAndMetrics(self) -> None:
+        """Offsets increase by one and the metrics count messages in and deliveries out."""
+        deliveredBefore = self.metrics.messagesOut._value.get()
+        for text in "abc":
+            self.hub.received(self.a, frame(type="say", room="r", text=text))
+        self.assertEqual([e["offset"] for e in self.bob.take()], [1, 2, 3])
+        self.assertEqual(self.metrics.messagesIn._value.get(), 3)
+        self.assertEqual(self.metrics.messagesOut._value.get() - deliveredBefore, 6)
+
+    def test_rateLimitedThenClosed(self) -> None:
+        """Past the burst, messages get rate_limited; a persistent flood is closed with 1008."""
+        hub = self.makeHub(limits=Limits(rate=1, burst=2, floodStrikes=3))
+        alice, a = self.connect()
+        hub.received(a, frame(type="join", room="r"))
+        for i in range(4):
+            hub.received(a, frame(type="say", room="r", text="x", ref=i))
+        codes = [e.get("code") for e in alice.take() if e["type"] == "error"]
+        self.assertEqual(codes, ["rate_limited", "rate_limited", "rate_limited"])
+        self.assertIsNone(alice.closed)
+        hub.received(a, frame(type="say", room="r", text="x"))
+        self.assertEqual(alice.closed, (1008, "message rate limit exceeded"))
+
+    def test_rateRefills(self) -> None:
+        """After a pause the bucket refills and messages are accepted again."""
+        hub = self.makeHub(limits=Limits(rate=1, burst=1))
+        alice, a = self.connect()
+        hub.received(a, frame(type="join", room="r"))
+        hub.received(a, frame(type="say", room="r", text="x"))
+        self.assertEqual(alice.take()[-1]["code"], "rate_limited")
+        self.clock.advance(1)
+        hub.received(a, frame(type="say", room="r", text="y"))
+        self.assertEqual(alice.take()[-1]["text"], "y")
+
+
+class RecoveryTests(HubTestMixin, SynchronousTestCase):
+    def setUp(self) -> None:
+        self.makeHub()
+        self.alice, self.a = self.connect()
+        self.hub.received(self.a, frame(type="join", room="r", nick="alice"))
+        for i in range(1, 8):
+            self.hub.received(self.a, frame(type="say", room="r", text=f"m{i}"))
+        self.alice.take()
+
+    def test_sinceWithinHistory(self) -> None:
+        """A join with since replays the later messages after joined, recovered true."""
+        bob, b = self.connect()
+        self.hub.received(b, frame(type="join", room="r", since=5, ref=1))
+        events = bob.take()
+        self.assertEqual(
+            (events[0]["type"], events[0]["offset"], events[0]["recovered"]), ("joined", 7, True)
+        )
+        self.assertEqual([e["text"] for e in events[1:3]], ["m6", "m7"])
+
+    def test_sinceBeyondHistory(self) -> None:
+        """When history no longer reaches back, what is held is sent and recovered is false."""
+        bob, b = self.connect()
+        self.hub.received(b, frame(type="join", room="r", since=0))
+        events = bob.take()
+        self.assertFalse(events[0]["recovered"])
+        self.assertEqual(
+            [e["offset"] for e in events[1:] if e["type"] == "message"], [3, 4, 5, 6, 7]
+        )
+
+    def test_epochChanged(self) -> None:
+        """A client resuming from another epoch is told recovery was incomplete."""
+        bob, b = self.connect()
+        self.hub.received(b, frame(type="join", room="r", since=6, epoch="old"))
+        self.assertFalse(bob.take()[0]["recovered"])
+
+    def test_rejoinReplays(self) -> None:
+        """Joining a room again replays from since without a second presence event."""
+        self.hub.received(self.a, frame(type="join", room="r", since=6, ref=2))
+        events = self.alice.take()
+        self.assertEqual([e["type"] for e in events], ["joined", "message"])
+        self.assertEqual(events[0]["count"], 1)
+
+
+class DelayedBroker(MemoryBroker):
+    """A memory broker whose replies wait until the test releases them."""
+
+    def __init__(self) -> None:
+        super().__init__(history=100, maxRooms=10, newEpoch=lambda: "e1")
+        self.held: list[tuple[Deferred[Any], Any]] = []
+
+    def replay(self, room: str, since: Any, epoch: Any) -> Deferred[Any]:
+        result = self.successResult(super().replay(room, since, epoch))
+        d: Deferred[Any] = Deferred()
+        self.held.append((d, result))
+        return d
+
+    @staticmethod
+    def successResult(d: Deferred[Any]) -> Any:
+        box: list[Any] = []
+        d.addCallback(box.append)
+        return box[0]
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for d, result in held:
+            d.callback(result)
+
+
+class AsyncJoinTests(HubTestMixin, SynchronousTestCase):
+    def test_liveMessagesBufferedDuringJoin(self) -> None:
+        """Messages published while a join is in flight arrive after joined, once, in order."""
+        broker = DelayedBroker()
+        self.makeHub(broker=broker)
+        alice, a = self.connect()
+        bob, b = self.connect()
+        self.hub.received(a, frame(type="join", room="r", nick="alice"))
+        broker.release()
+        self.hub.received(a, frame(type="say", room="r", text="before"))
+        self.hub.received(b, frame(type="join", room="r", nick="bob", since=0))
+        self.hub.received(a, frame(type="say", room="r", text="during"))
+        self.assertEqual(bob.take(), [])
+        broker.release()
+        events = bob.take()
+        self.assertEqual(events[0]["type"], "joined")
+        self.assertEqual(
+            [e["text"] for e in events if e["type"] == "message"], ["before", "during"]
+        )
+
+    def test_leaveWhileJoining(self) -> None:
+        """A connection that goes away while joining leaves no member behind."""
+        broker = DelayedBroker()
+        self.makeHub(broker=broker)
+        alice, a = self.connect()
+        self.hub.received(a, frame(type="join", room="r", nick="alice"))
+        self.hub.disconnected(a)
+        broker.release()
+        self.assertEqual(alice.take(), [])
+        self.assertEqual(self.successResultOf(broker.members("r", None)), ((), 0))
+
+
+class FailingBroker(MemoryBroker):
+    def publish(self, room: str, nick: str, text: str, ts: int) -> Deferred[Any]:
+        return fail(RuntimeError("connection refused"))
+
+
+class UnavailableTests(HubTestMixin, SynchronousTestCase):
+    def test_publishFailureIsUnavailable(self) -> None:
+        """When the broker cannot take a message, the sender gets unavailable, not a crash."""
+        self.makeHub(broker=FailingBroker(10, 10))
+        alice, a = self.connect()
+        self.hub.received(a, frame(type="join", room="r"))
+        self.hub.received(a, frame(type="say", room="r", text="x", ref=9))
+        error = alice.take()[-1]
+        self.assertEqual((error["code"], error["ref"]), ("unavailable", 9))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_roomLimitIsUnavailable(self) -> None:
+        """A new room beyond the server's room limit, all rooms in use, is unavailable."""
+        self.makeHub(broker=MemoryBroker(5, 1))
+        alice, a = self.connect()
+        self.hub.received(a, frame(type="join", room="one"))
+        self.hub.received(a, frame(type="join", room="two", ref="t"))
+        error = alice.take()[-1]
+        self.assertEqual(
+            (error["type"], error["code"], error["ref"]), ("error", "unavailable", "t")
+        )
+        self.assertEqual(self.hub._rooms.keys(), {"one"})
+
+
+class JoinTokenTests(HubTestMixin, SynchronousTestCase):
+    def setUp(self) -> None:
+        self.tokens = JoinTokens(b"s" * 32)
+        self.makeHub(joinTokens=self.tokens)
+
+    def test_noTokenForbidden(self) -> None:
+        """With join tokens required, a join without one is forbidden."""
+        alice, a = self.connect()
+        self.hub.received(a, frame(type="join", room="r", ref=1))
+        self.assertEqual(alice.take()[0]["code"], errors.FORBIDDEN)
+
+    def test_tokenLimitsRoomsAndSaying(self) -> None:
+        """A token allows joining matching rooms, and saying only where it says so."""
+        alice, a = self.connect()
+        expires = self.clock.seconds() + 60
+        token = self.tokens.mint(join=["pub-*"], say=["pub-talk"], expires=expires)
+        self.hub.received(a, frame(type="join", room="pub-talk", token=token))
+        self.hub.received(a, frame(type="join", room="pub-news", token=token))
+        self.hub.received(a, frame(type="join", room="private", token=token, ref="p"))
+        self.hub.received(a, frame(type="say", room="pub-news", text="x", ref="n"))
+        self.hub.received(a, frame(type="say", room="pub-talk", text="y", ref="t"))
+        events = alice.take()
+        self.assertEqual(
+            [e["type"] for e in events], ["joined", "joined", "error", "error", "message", "ack"]
+        )
+        self.assertEqual(
+            [(e["code"], e["ref"]) for e in events if e["type"] == "error"],
+            [("forbidden", "p"), ("forbidden", "n")],
+        )
+
+    def test_expiredToken(self) -> None:
+        """An expired token is forbidden."""
+        alice, a = self.connect()
+        token = self.tokens.mint(join=["*"], say=["*"], expires=self.clock.seconds() - 1)
+        self.hub.received(a, frame(type="join", room="r", token=token))
+        self.assertEqual(alice.take()[0]["reason"], "join token has expired")
