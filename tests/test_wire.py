@@ -1,0 +1,687 @@
+"""
+Tests for L{portshare.wire}, the sans-IO codec between frames and typed commands and events.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from portshare.errors import BadRequest, RemoteError, TooLarge, UnknownType
+from portshare.wire import (
+    SUBPROTOCOL,
+    Ack,
+    Error,
+    Join,
+    Joined,
+    Leave,
+    Left,
+    Message,
+    Nick,
+    Presence,
+    Say,
+    dumps,
+    encode,
+    parseCommand,
+    validNick,
+    validOffset,
+    validRoom,
+    validText,
+)
+
+MAX_SAFE = 2**53 - 1
+
+# Deterministic, quick, and leaving no example database behind.
+PROPERTY = settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=200,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def frame(**fields: Any) -> bytes:
+    """One client frame holding C{fields}."""
+    return orjson.dumps(fields)
+
+
+class ParseCommandTests(SynchronousTestCase):
+    """parseCommand turns each well-formed client frame into its command."""
+
+    def test_subprotocol(self) -> None:
+        """The chat subprotocol is named portshare.chat.v1."""
+        self.assertEqual(SUBPROTOCOL, "portshare.chat.v1")
+
+    def test_joinMinimal(self) -> None:
+        """A join with only a room leaves every optional field unset."""
+        self.assertEqual(
+            parseCommand(frame(type="join", room="lobby")),
+            Join(room="lobby", nick=None, since=None, epoch=None, token=None, ref=None),
+        )
+
+    def test_joinFull(self) -> None:
+        """A join carries its nick, since, epoch, token and ref."""
+        self.assertEqual(
+            parseCommand(
+                frame(
+                    type="join",
+                    room="lobby",
+                    nick="alice",
+                    since=17,
+                    epoch="abc123",
+                    token="tok.sig",
+                    ref="j1",
+                )
+            ),
+            Join(room="lobby", nick="alice", since=17, epoch="abc123", token="tok.sig", ref="j1"),
+        )
+
+    def test_joinNulls(self) -> None:
+        """Explicit nulls for a join's optional fields mean they are absent."""
+        self.assertEqual(
+            parseCommand(
+                frame(type="join", room="r", nick=None, since=None, epoch=None, token=None)
+            ),
+            Join(room="r"),
+        )
+
+    def test_leave(self) -> None:
+        """A leave carries its room and ref."""
+        self.assertEqual(
+            parseCommand(frame(type="leave", room="lobby", ref=3)), Leave(room="lobby", ref=3)
+        )
+
+    def test_say(self) -> None:
+        """A say carries its room, text and ref."""
+        self.assertEqual(
+            parseCommand(frame(type="say", room="lobby", text="hello", ref="m-1")),
+            Say(room="lobby", text="hello", ref="m-1"),
+        )
+
+    def test_nick(self) -> None:
+        """A nick command carries the new nick."""
+        self.assertEqual(parseCommand(frame(type="nick", nick="bob")), Nick(nick="bob", ref=None))
+
+    def test_textPayload(self) -> None:
+        """A frame given as text parses like its UTF-8 bytes."""
+        self.assertEqual(
+            parseCommand('{"type":"say","room":"r","text":"h\u00e9"}'), Say(room="r", text="hé")
+        )
+
+    def test_unknownFieldsIgnored(self) -> None:
+        """Fields a command does not know are ignored (the contract may grow)."""
+        self.assertEqual(
+            parseCommand(frame(type="leave", room="r", extra=[1, 2], text="x")), Leave(room="r")
+        )
+
+    def test_commandsFrozen(self) -> None:
+        """Commands cannot be changed once parsed."""
+        command = parseCommand(frame(type="say", room="r", text="x"))
+        self.assertRaises(dataclasses.FrozenInstanceError, setattr, command, "text", "y")
+
+
+class ParseErrorTests(SynchronousTestCase):
+    """parseCommand refuses malformed frames with a RemoteError carrying the client's ref."""
+
+    def assertRefused(
+        self,
+        payload: bytes | str,
+        errorType: type[RemoteError],
+        code: str,
+        ref: object = None,
+        reason: str | None = None,
+        maxText: int = 4096,
+    ) -> RemoteError:
+        error = self.assertRaises(errorType, parseCommand, payload, maxText)
+        self.assertEqual((error.code, error.ref), (code, ref))
+        if reason is not None:
+            self.assertEqual(error.reason, reason)
+        return error
+
+    def test_notJson(self) -> None:
+        """A frame that is not JSON is a bad_request without a ref."""
+        reason = "frame is not valid JSON"
+        for payload in (b"hello", b"", b'{"type": "say"', b"\xff\xfe", b"{'a': 1}", '"\ud800"'):
+            self.assertRefused(payload, BadRequest, "bad_request", None, reason)
+
+    def test_notObject(self) -> None:
+        """A JSON frame other than an object is a bad_request without a ref."""
+        reason = "frame must be a JSON object"
+        for payload in (b"[]", b'[{"type":"join","room":"r"}]', b'"join"', b"null", b"42"):
+            self.assertRefused(payload, BadRequest, "bad_request", None, reason)
+
+    def test_unknownType(self) -> None:
+        """An unknown type is code unknown_type, with the client's ref attached."""
+        self.assertRefused(
+            frame(type="dance", ref="r7"),
+            UnknownType,
+            "unknown_type",
+            "r7",
+            "unknown message type 'dance'",
+        )
+
+    def test_unknownTypeTruncated(self) -> None:
+        """The reason for an unknown type quotes at most 32 characters of it."""
+        self.assertRefused(
+            frame(type="x" * 100, ref=5),
+            UnknownType,
+            "unknown_type",
+            5,
+            f"unknown message type {'x' * 32!r}",
+        )
+
+    def test_typeMissing(self) -> None:
+        """A frame without a type is a bad_request with the client's ref."""
+        self.assertRefused(
+            frame(room="r", ref="q"), BadRequest, "bad_request", "q", '"type" must be a string'
+        )
+
+    def test_typeNotString(self) -> None:
+        """A type that is not a string is a bad_request with the client's ref."""
+        for kind in (1, None, ["join"], {"join": 1}, True):
+            self.assertRefused(frame(type=kind, ref=1), BadRequest, "bad_request", 1)
+
+    def test_typeCaseSensitive(self) -> None:
+        """Types are matched exactly: 'Join' is unknown."""
+        self.assertRefused(frame(type="Join", room="r"), UnknownType, "unknown_type")
+
+    def test_errorsCarryRef(self) -> None:
+        """A validation error about a command with a valid ref carries that ref."""
+        self.assertRefused(
+            frame(type="say", room="bad room", text="x", ref="s1"), BadRequest, "bad_request", "s1"
+        )
+        self.assertRefused(
+            frame(type="join", room="r", since=-1, ref=0), BadRequest, "bad_request", 0
+        )
+
+    def test_intRef(self) -> None:
+        """Integer refs up to +-(2**53-1), zero included, are echoed unchanged."""
+        for ref in (0, 1, -1, MAX_SAFE, -MAX_SAFE):
+            self.assertEqual(parseCommand(frame(type="leave", room="r", ref=ref)).ref, ref)
+
+    def test_stringRef(self) -> None:
+        """String refs of up to 64 characters, the empty one included, are echoed unchanged."""
+        for ref in ("", "a", "x" * 64, "é" * 64):
+            self.assertEqual(parseCommand(frame(type="leave", room="r", ref=ref)).ref, ref)
+
+    def test_invalidRef(self) -> None:
+        """An invalid ref makes the frame a bad_request that carries no ref."""
+        for ref in (True, False, 1.5, 1.0, "x" * 65, [1], {"a": 1}, MAX_SAFE + 1, -MAX_SAFE - 1):
+            self.assertRefused(
+                frame(type="leave", room="r", ref=ref), BadRequest, "bad_request", None
+            )
+
+    def test_invalidRefBeforeUnknownType(self) -> None:
+        """An invalid ref is reported even when the type is unknown, without a ref."""
+        self.assertRefused(frame(type="dance", ref=True), BadRequest, "bad_request", None)
+
+    def test_nullRef(self) -> None:
+        """A null ref is refused (a ref is a string or an integer)."""
+        self.assertRefused(frame(type="leave", room="r", ref=None), BadRequest, "bad_request")
+
+
+class RoomValidationTests(SynchronousTestCase):
+    """A room is 1 to 64 characters of A-Z a-z 0-9 . _ -."""
+
+    def test_valid(self) -> None:
+        """Rooms of the allowed characters, 1 to 64 long, are accepted unchanged."""
+        for room in ("a", "Z", "0", ".", "_", "-", "Team-1.dev_x", "r" * 64):
+            self.assertEqual(parseCommand(frame(type="leave", room=room)), Leave(room=room))
+            self.assertEqual(validRoom(room), room)
+
+    def test_invalid(self) -> None:
+        """Empty, too long, or other characters (spaces, slashes, non-ASCII) are refused."""
+        for room in ("", "r" * 65, "a b", "a/b", "caf\u00e9", "r\n", "\nr", "a:b", "#x", "\uff41"):
+            error = self.assertRaises(
+                BadRequest, parseCommand, frame(type="say", room=room, text="t")
+            )
+            self.assertEqual(
+                error.reason, "room must be 1 to 64 characters of A-Z a-z 0-9 . _ -", repr(room)
+            )
+
+    def test_notString(self) -> None:
+        """A missing room, or one that is not a string, is refused."""
+        self.assertRaises(BadRequest, parseCommand, frame(type="leave"))
+        for room in (None, 1, ["r"], True):
+            self.assertRaises(BadRequest, parseCommand, frame(type="leave", room=room))
+            self.assertRaises(BadRequest, validRoom, room)
+
+
+class NickValidationTests(SynchronousTestCase):
+    """A nick is 1 to 32 printable characters, not only spaces."""
+
+    def test_valid(self) -> None:
+        """Printable nicks of 1 to 32 characters, spaces inside or around, are accepted."""
+        for nick in ("a", "x" * 32, "é" * 32, " a ", "Ann Lee", "\u2603\U0001f600", "!@#"):
+            self.assertEqual(parseCommand(frame(type="nick", nick=nick)), Nick(nick=nick))
+            self.assertEqual(validNick(nick), nick)
+
+    def test_invalid(self) -> None:
+        """Empty, too long, only spaces, or holding unprintable characters is refused."""
+        for nick in ("", "x" * 33, " ", "   ", "a\tb", "a\nb", "\x00", "a\u200bb", "\x7f"):
+            error = self.assertRaises(BadRequest, parseCommand, frame(type="nick", nick=nick))
+            self.assertEqual(error.reason, "nick must be 1 to 32 printable characters", repr(nick))
+
+    def test_notString(self) -> None:
+        """A missing nick, or one that is not a string, is refused."""
+        self.assertRaises(BadRequest, parseCommand, frame(type="nick"))
+        for nick in (None, 7, ["a"], False):
+            self.assertRaises(BadRequest, parseCommand, frame(type="nick", nick=nick))
+
+    def test_joinNick(self) -> None:
+        """A join's nick is validated like a nick command's."""
+        self.assertRaises(BadRequest, parseCommand, frame(type="join", room="r", nick="   "))
+        self.assertRaises(BadRequest, parseCommand, frame(type="join", room="r", nick=5))
+
+
+class TextValidationTests(SynchronousTestCase):
+    """A text is a non-empty string of at most maxText characters."""
+
+    def test_atLimit(self) -> None:
+        """A text of exactly maxText characters, counted as characters, is accepted."""
+        for text in ("x" * 4096, "é" * 4096, "\U0001f600" * 4096):
+            self.assertEqual(
+                parseCommand(frame(type="say", room="r", text=text)), Say(room="r", text=text)
+            )
+
+    def test_tooLarge(self) -> None:
+        """A text longer than maxText is too_large, carrying the client's ref."""
+        error = self.assertRaises(
+            TooLarge, parseCommand, frame(type="say", room="r", text="x" * 4097, ref=9)
+        )
+        self.assertEqual(
+            (error.code, error.ref, error.reason),
+            ("too_large", 9, "text is longer than 4096 characters"),
+        )
+
+    def test_maxTextParameter(self) -> None:
+        """maxText sets the limit."""
+        self.assertEqual(
+            parseCommand(frame(type="say", room="r", text="12345"), maxText=5).text, "12345"
+        )
+        error = self.assertRaises(
+            TooLarge, parseCommand, frame(type="say", room="r", text="123456"), 5
+        )
+        self.assertEqual(error.reason, "text is longer than 5 characters")
+
+    def test_empty(self) -> None:
+        """An empty text is a bad_request, not too_large."""
+        error = self.assertRaises(BadRequest, parseCommand, frame(type="say", room="r", text=""))
+        self.assertEqual(
+            (error.code, error.reason), ("bad_request", "text must be a non-empty string")
+        )
+
+    def test_notString(self) -> None:
+        """A missing text, or one that is not a string, is a bad_request."""
+        self.assertRaises(BadRequest, parseCommand, frame(type="say", room="r"))
+        for text in (None, 1, ["t"], {"t": 1}, True):
+            error = self.assertRaises(
+                BadRequest, parseCommand, frame(type="say", room="r", text=text)
+            )
+            self.assertEqual(error.code, "bad_request")
+
+    def test_whitespaceText(self) -> None:
+        """Any non-empty text is a message, whitespace and newlines included."""
+        self.assertEqual(validText(" \n", 10), " \n")
+
+    def test_validTextDirect(self) -> None:
+        """validText raises TooLarge only for strings over the limit."""
+        self.assertRaises(TooLarge, validText, "abc", 2)
+        self.assertRaises(BadRequest, validText, b"abc", 2)
+
+
+class SinceValidationTests(SynchronousTestCase):
+    """since is a whole number from 0 to 2**53-1, and not a boolean."""
+
+    def test_valid(self) -> None:
+        """0, small and the largest safe integers are accepted."""
+        for since in (0, 1, 1000, MAX_SAFE):
+            self.assertEqual(parseCommand(frame(type="join", room="r", since=since)).since, since)
+
+    def test_invalid(self) -> None:
+        """Negative, too large, fractional, boolean and non-number values are refused."""
+        for since in (-1, MAX_SAFE + 1, 2**63 - 1, 1.5, 1.0, True, False, "3", [3], 1e300):
+            error = self.assertRaises(
+                BadRequest, parseCommand, frame(type="join", room="r", since=since, ref="j")
+            )
+            self.assertEqual(
+                (error.ref, error.reason), ("j", "since must be a whole number >= 0"), repr(since)
+            )
+
+    def test_hugeInteger(self) -> None:
+        """An integer beyond 64 bits in the frame is refused too."""
+        self.assertRaises(
+            BadRequest, parseCommand, b'{"type":"join","room":"r","since":18446744073709551616}'
+        )
+
+    def test_validOffsetName(self) -> None:
+        """validOffset names the field it checks in its reason."""
+        error = self.assertRaises(BadRequest, validOffset, -1, "offset")
+        self.assertEqual(error.reason, "offset must be a whole number >= 0")
+        self.assertEqual(validOffset(7), 7)
+
+
+class EpochAndTokenValidationTests(SynchronousTestCase):
+    """A join's epoch (1..64) and token (1..2048) are non-empty bounded strings."""
+
+    def test_bounds(self) -> None:
+        """An epoch of 64 characters and a token of 2048 are accepted."""
+        command = parseCommand(frame(type="join", room="r", epoch="e" * 64, token="t" * 2048))
+        self.assertEqual((command.epoch, command.token), ("e" * 64, "t" * 2048))  # type: ignore[union-attr]
+
+    def test_epochInvalid(self) -> None:
+        """An empty, too long or non-string epoch is refused."""
+        for epoch in ("", "e" * 65, 5, ["e"]):
+            error = self.assertRaises(
+                BadRequest, parseCommand, frame(type="join", room="r", epoch=epoch)
+            )
+            self.assertEqual(error.reason, "epoch must be a string of 1 to 64 characters")
+
+    def test_tokenInvalid(self) -> None:
+        """An empty, too long or non-string token is refused."""
+        for token in ("", "t" * 2049, 5, {"t": 1}):
+            error = self.assertRaises(
+                BadRequest, parseCommand, frame(type="join", room="r", token=token)
+            )
+            self.assertEqual(error.reason, "token must be a string of 1 to 2048 characters")
+
+
+class EncodeTests(SynchronousTestCase):
+    """encode turns each event into the exact JSON object of the contract."""
+
+    def assertEncodes(self, event: Any, expected: dict[str, Any]) -> None:
+        payload = encode(event)
+        self.assertIsInstance(payload, bytes)
+        self.assertEqual(orjson.loads(payload), expected)
+        self.assertEqual(list(orjson.loads(payload)), list(expected))
+
+    def test_message(self) -> None:
+        """A message event has type, room, offset, ts, nick and text."""
+        self.assertEncodes(
+            Message(room="lobby", offset=7, ts=1700000000123, nick="alice", text="hi"),
+            {
+                "type": "message",
+                "room": "lobby",
+                "offset": 7,
+                "ts": 1700000000123,
+                "nick": "alice",
+                "text": "hi",
+            },
+        )
+
+    def test_joined(self) -> None:
+        """A joined reply lists members as an array and echoes the ref."""
+        self.assertEncodes(
+            Joined(
+                room="r",
+                offset=3,
+                epoch="e1",
+                members=("a", "b"),
+                count=5,
+                recovered=False,
+                ref="j1",
+            ),
+            {
+                "type": "joined",
+                "room": "r",
+                "offset": 3,
+                "epoch": "e1",
+                "members": ["a", "b"],
+                "count": 5,
+                "recovered": False,
+                "ref": "j1",
+            },
+        )
+
+    def test_joinedWithoutRef(self) -> None:
+        """A joined reply without a ref has no ref field."""
+        self.assertEncodes(
+            Joined(room="r", offset=0, epoch="e", members=(), count=0, recovered=True),
+            {
+                "type": "joined",
+                "room": "r",
+                "offset": 0,
+                "epoch": "e",
+                "members": [],
+                "count": 0,
+                "recovered": True,
+            },
+        )
+
+    def test_left(self) -> None:
+        """A left reply has its room, and its ref when given, even a zero one."""
+        self.assertEncodes(Left(room="r"), {"type": "left", "room": "r"})
+        self.assertEncodes(Left(room="r", ref=0), {"type": "left", "room": "r", "ref": 0})
+
+    def test_ack(self) -> None:
+        """An ack has the ref and offset, and the room only when known."""
+        self.assertEncodes(Ack(ref=4, offset=9), {"type": "ack", "ref": 4, "offset": 9})
+        self.assertEncodes(
+            Ack(ref="x", offset=1, room="r"), {"type": "ack", "ref": "x", "offset": 1, "room": "r"}
+        )
+
+    def test_presence(self) -> None:
+        """A presence event has room, event and nick."""
+        self.assertEncodes(
+            Presence(room="r", event="leave", nick="bob"),
+            {"type": "presence", "room": "r", "event": "leave", "nick": "bob"},
+        )
+
+    def test_error(self) -> None:
+        """An error event has code and reason, and the ref when given."""
+        self.assertEncodes(
+            Error(code="not_joined", reason="join r first"),
+            {"type": "error", "code": "not_joined", "reason": "join r first"},
+        )
+        self.assertEncodes(
+            Error(code="rate_limited", reason="slow down", ref="m"),
+            {"type": "error", "code": "rate_limited", "reason": "slow down", "ref": "m"},
+        )
+
+    def test_compact(self) -> None:
+        """Frames are compact JSON, fields in contract order."""
+        self.assertEqual(encode(Left(room="r", ref=1)), b'{"type":"left","room":"r","ref":1}')
+
+    def test_nonAsciiUnescaped(self) -> None:
+        """Non-ASCII text is sent as UTF-8, not as \\u escapes."""
+        text = "h\u00e9llo \u2603 \U0001f600 \u4e2d\u6587"
+        payload = encode(Message(room="r", offset=1, ts=0, nick="\u00e9l\u00e8ve", text=text))
+        self.assertIn(text.encode("utf-8"), payload)
+        self.assertIn("\u00e9l\u00e8ve".encode(), payload)
+        self.assertNotIn(b"\\u", payload)
+
+    def test_dumps(self) -> None:
+        """dumps serializes API bodies compactly, keeping UTF-8."""
+        self.assertEqual(
+            dumps({"rooms": [{"room": "r", "n": "\u00e9"}]}),
+            '{"rooms":[{"room":"r","n":"\u00e9"}]}'.encode(),
+        )
+
+
+class ErrorFromExceptionTests(SynchronousTestCase):
+    """Error.fromException turns a refusal into the error event sent to the client."""
+
+    def test_remoteError(self) -> None:
+        """A RemoteError gives its code and reason."""
+        self.assertEqual(
+            Error.fromException(TooLarge("too long")),
+            Error(code="too_large", reason="too long", ref=None),
+        )
+
+    def test_refFromParse(self) -> None:
+        """The ref that parseCommand attached to its error is the event's ref."""
+        error = self.assertRaises(UnknownType, parseCommand, frame(type="dance", ref="d1"))
+        self.assertEqual(
+            Error.fromException(error),
+            Error(code="unknown_type", reason="unknown message type 'dance'", ref="d1"),
+        )
+
+    def test_refArgument(self) -> None:
+        """Without a ref of its own, the error takes the ref passed in."""
+        self.assertEqual(Error.fromException(BadRequest("no"), ref=12).ref, 12)
+
+    def test_ownRefWins(self) -> None:
+        """The error's own ref is preferred over the one passed in."""
+        error = BadRequest("no")
+        error.ref = "own"
+        self.assertEqual(Error.fromException(error, ref="other").ref, "own")
+
+    def test_zeroRefFromParse(self) -> None:
+        """A zero ref attached by parseCommand survives into the event (0 is a valid ref)."""
+        error = self.assertRaises(UnknownType, parseCommand, frame(type="dance", ref=0))
+        self.assertEqual(error.ref, 0)
+        self.assertEqual(Error.fromException(error).ref, 0)
+
+    def test_emptyStringRefFromParse(self) -> None:
+        """An empty string ref attached by parseCommand survives into the event."""
+        error = self.assertRaises(UnknownType, parseCommand, frame(type="dance", ref=""))
+        self.assertEqual(Error.fromException(error).ref, "")
+
+    def test_plainException(self) -> None:
+        """Any other exception is a bad_request with its text as the reason."""
+        self.assertEqual(
+            Error.fromException(ValueError("boom"), ref="r"),
+            Error(code="bad_request", reason="boom", ref="r"),
+        )
+
+    def test_encodes(self) -> None:
+        """The resulting event encodes to the contract's error object."""
+        error = self.assertRaises(BadRequest, parseCommand, frame(type="say", room="r", ref=2))
+        self.assertEqual(
+            orjson.loads(encode(Error.fromException(error))),
+            {
+                "type": "error",
+                "code": "bad_request",
+                "reason": "text must be a non-empty string",
+                "ref": 2,
+            },
+        )
+
+
+# -- properties -----------------------------------------------------------------------------
+
+KEYS = ["type", "room", "nick", "text", "since", "epoch", "token", "ref"]
+
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=80),
+    st.sampled_from(["join", "leave", "say", "nick", "lobby", "a" * 64, "a" * 65, ""]),
+    st.integers(min_value=-3, max_value=3),
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+JSON_OBJECTS = st.dictionaries(
+    st.one_of(st.sampled_from(KEYS), st.text(max_size=8)), JSON_VALUES, max_size=9
+)
+
+ROOMS = st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True)
+NICKS = st.text(min_size=1, max_size=32).filter(lambda s: s.isprintable() and not s.isspace())
+TEXTS = st.text(min_size=1, max_size=300)
+REFS = st.one_of(st.integers(-MAX_SAFE, MAX_SAFE), st.text(max_size=64))
+
+COMMANDS = {"join": Join, "leave": Leave, "say": Say, "nick": Nick}
+
+
+def validRef(ref: object) -> bool:
+    """The test's own statement of which refs are valid."""
+    if isinstance(ref, bool):
+        return False
+    if isinstance(ref, int):
+        return -MAX_SAFE <= ref <= MAX_SAFE
+    return isinstance(ref, str) and len(ref) <= 64
+
+
+class ParseCommandPropertyTests(SynchronousTestCase):
+    """Whatever a client sends, parseCommand answers with a command or a RemoteError."""
+
+    @PROPERTY
+    @given(JSON_OBJECTS)
+    def test_anyObject(self, obj: dict[str, Any]) -> None:
+        """Any JSON object parses into the command its type names, or raises a RemoteError."""
+        try:
+            command = parseCommand(json.dumps(obj).encode("utf-8"))
+        except RemoteError as e:
+            self.assertIn(e.code, {"bad_request", "unknown_type", "too_large"})
+            expectedRef = obj["ref"] if "ref" in obj and validRef(obj["ref"]) else None
+            self.assertEqual(e.ref, expectedRef)
+            if e.code == "unknown_type":
+                self.assertNotIn(obj["type"], COMMANDS)
+        else:
+            self.assertIs(type(command), COMMANDS[obj["type"]])
+            self.assertEqual(command.ref, obj.get("ref"))
+
+    @PROPERTY
+    @given(st.binary(max_size=200))
+    def test_anyBytes(self, payload: bytes) -> None:
+        """Arbitrary bytes never raise anything but a RemoteError."""
+        try:
+            parseCommand(payload)
+        except RemoteError as e:
+            self.assertEqual(e.code, "bad_request")
+
+    @PROPERTY
+    @given(st.text(max_size=200))
+    def test_anyText(self, payload: str) -> None:
+        """Arbitrary text never raises anything but a RemoteError."""
+        try:
+            parseCommand(payload)
+        except RemoteError as e:
+            self.assertIn(e.code, {"bad_request", "unknown_type", "too_large"})
+
+    @PROPERTY
+    @given(ROOMS, TEXTS, REFS)
+    def test_sayRoundTrip(self, room: str, text: str, ref: str | int) -> None:
+        """Any valid room and text, with any valid ref, round-trip through a say frame."""
+        self.assertEqual(
+            parseCommand(frame(type="say", room=room, text=text, ref=ref)),
+            Say(room=room, text=text, ref=ref),
+        )
+
+    @PROPERTY
+    @given(ROOMS, NICKS, st.integers(0, MAX_SAFE))
+    def test_joinRoundTrip(self, room: str, nick: str, since: int) -> None:
+        """Any valid room, nick and since round-trip through a join frame."""
+        self.assertEqual(
+            parseCommand(frame(type="join", room=room, nick=nick, since=since)),
+            Join(room=room, nick=nick, since=since),
+        )
+
+    @PROPERTY
+    @given(NICKS)
+    def test_nickRoundTrip(self, nick: str) -> None:
+        """Any valid nick round-trips through a nick frame."""
+        self.assertEqual(parseCommand(frame(type="nick", nick=nick)), Nick(nick=nick))
+
+    @PROPERTY
+    @given(ROOMS, st.integers(0, MAX_SAFE), st.integers(0, 2**62), NICKS, TEXTS)
+    def test_messageEncodeRoundTrip(
+        self, room: str, offset: int, ts: int, nick: str, text: str
+    ) -> None:
+        """Any message encodes to JSON that decodes to exactly its fields."""
+        payload = encode(Message(room=room, offset=offset, ts=ts, nick=nick, text=text))
+        self.assertEqual(
+            orjson.loads(payload),
+            {
+                "type": "message",
+                "room": room,
+                "offset": offset,
+                "ts": ts,
+                "nick": nick,
+                "text": text,
+            },
+        )
