@@ -77,6 +77,8 @@ class JoinTokens:
         if not token:
             raise Forbidden("this server requires a join token")
         body, _, signature = token.partition(".")
+        if not body.isascii():
+            raise Forbidden("join token is not valid")
         if not sameSecret(signature, self._sign(body)):
             raise Forbidden("join token is not valid")
         try:

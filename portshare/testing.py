@@ -36,7 +36,8 @@ class RecordingMember:
 
     def sendPrepared(self, prepared: Any) -> None:
         self.prepared.append(prepared)
-        self.events.append(orjson.loads(prepared))
+        # Autobahn's PreparedMessage keeps the payload; plain tests prepare bytes themselves
+        self.events.append(orjson.loads(getattr(prepared, "payload", prepared)))
 
     def closeWith(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
@@ -180,3 +181,25 @@ def splitResponse(data: bytes) -> tuple[bytes, list[tuple[int, bytes]]]:
 def closeCode(payload: bytes) -> int | None:
     """The status code of a close frame's payload."""
     return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+
+
+def startedService(testCase: Any, **settings: Any) -> Any:
+    """
+    A started L{PortshareService} on a L{MemoryReactorClock} (no sockets), with Autobahn's
+    timers on the same clock; stopped at the end of C{testCase}.  C{settings} are
+    L{portshare.service.Settings} fields; the reactor is the service's C{reactor}.
+    """
+    import txaio.testutil
+    from twisted.internet.testing import MemoryReactorClock
+
+    from portshare.service import PortshareService, Settings
+
+    reactor = MemoryReactorClock()
+    loop = txaio.testutil.replace_loop(reactor)
+    loop.__enter__()
+    testCase.addCleanup(loop.__exit__, None, None, None)
+    settings.setdefault("ports", ("tcp:0",))
+    service = PortshareService(Settings(**settings), reactor)
+    service.startService()
+    testCase.addCleanup(service.stopService)
+    return service

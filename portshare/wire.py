@@ -177,7 +177,8 @@ class Error:
     def fromException(cls, error: RemoteError | Exception, ref: Ref | None = None) -> Error:
         code = getattr(error, "code", "bad_request")
         reason = getattr(error, "reason", str(error))
-        return cls(code=code, reason=reason, ref=getattr(error, "ref", None) or ref)
+        own = getattr(error, "ref", None)
+        return cls(code=code, reason=reason, ref=own if own is not None else ref)
 
 
 Event = Message | Joined | Left | Ack | Presence | Error

@@ -8,13 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import txaio.testutil
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.limits import Limits
-from portshare.service import PortshareService, Settings
+from portshare.service import PortshareService
 from portshare.testing import (
     BINARY,
     CLOSE,
@@ -24,6 +23,7 @@ from portshare.testing import (
     handshakeRequest,
     serverFrames,
     splitResponse,
+    startedService,
 )
 from portshare.ws import originAllowed
 
@@ -63,14 +63,8 @@ class Connection:
 
 class ServiceMixin:
     def makeService(self, **settings: Any) -> PortshareService:
-        self.clock = MemoryReactorClock()
-        loop = txaio.testutil.replace_loop(self.clock)
-        loop.__enter__()
-        self.addCleanup(loop.__exit__, None, None, None)
-        settings.setdefault("ports", ("tcp:0",))
-        service = PortshareService(Settings(**settings), self.clock)
-        service.startService()
-        self.addCleanup(service.stopService)
+        service = startedService(self, **settings)
+        self.clock = service.reactor
         return service
 
 

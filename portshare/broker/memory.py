@@ -104,7 +104,10 @@ class MemoryBroker:
         return succeed(message)
 
     def replay(self, room: str, since: int | None, epoch: str | None) -> Deferred[Replay]:
-        log = self._log(room, create=True)
+        try:
+            log = self._log(room, create=True)
+        except Unavailable as e:
+            return fail(e)
         assert log is not None
         return succeed(log.replay(since, epoch))
 

@@ -1,0 +1,181 @@
+"""Tests for L{portshare.api} and the plain-HTTP parts of L{portshare.web}, in memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from treq.testing import StubTreq
+from twisted.trial.unittest import SynchronousTestCase
+
+from portshare.limits import Limits
+from portshare.testing import RecordingMember, startedService
+
+TOKEN = "t" * 24
+
+
+class ApiMixin:
+    def setUpService(self, **settings: Any) -> None:
+        self.service = startedService(self, **settings)
+        self.treq = StubTreq(self.service.root)
+
+    def request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
+        if body is not None and not isinstance(body, bytes):
+            body = orjson.dumps(body)
+        d = self.treq.request(method, "http://127.0.0.1:8080" + path, data=body, **kwargs)
+        self.treq.flush()
+        response = self.successResultOf(d)
+        content = response.content()
+        self.treq.flush()
+        content = self.successResultOf(content)
+        self.lastResponse = response
+        try:
+            return response.code, orjson.loads(content)
+        except orjson.JSONDecodeError:
+            return response.code, content
+
+
+class RoomsApiTests(ApiMixin, SynchronousTestCase):
+    def setUp(self) -> None:
+        self.setUpService(limits=Limits(maxText=10, maxBody=200, historyPageLimit=3))
+
+    def test_publishAndHistory(self) -> None:
+        """A POSTed message gets 201 and its offset, and history lists it oldest first."""
+        for i in range(2):
+            code, body = self.request("POST", "/api/rooms/lobby/messages",
+                                      {"nick": "api", "text": f"m{i}"})
+            self.assertEqual((code, body), (201, {"offset": i + 1}))
+        code, body = self.request("GET", "/api/rooms/lobby/messages?since=1")
+        self.assertEqual(code, 200)
+        self.assertEqual(body["room"], "lobby")
+        self.assertEqual([(m["offset"], m["text"]) for m in body["messages"]], [(2, "m1")])
+
+    def test_historyLimit(self) -> None:
+        """limit caps the page, and never above the server's page limit."""
+        for i in range(5):
+            self.request("POST", "/api/rooms/r/messages", {"nick": "n", "text": str(i)})
+        _, body = self.request("GET", "/api/rooms/r/messages?since=0&limit=2")
+        self.assertEqual([m["offset"] for m in body["messages"]], [1, 2])
+        _, body = self.request("GET", "/api/rooms/r/messages?limit=100")
+        self.assertEqual(len(body["messages"]), 3)
+
+    def test_unknownRoomHistoryIsEmpty(self) -> None:
+        """History of a room nobody used is empty, with no epoch."""
+        self.assertEqual(self.request("GET", "/api/rooms/nobody/messages"),
+                         (200, {"room": "nobody", "epoch": None, "messages": []}))
+
+    def test_publishReachesWebSocketMembers(self) -> None:
+        """A message POSTed over HTTP reaches the room's WebSocket members."""
+        member = RecordingMember()
+        session = self.service.hub.connected(member)
+        self.service.hub.received(session, b'{"type":"join","room":"lobby"}')
+        self.request("POST", "/api/rooms/lobby/messages", {"nick": "web", "text": "hi"})
+        self.assertEqual(member.events[-1]["text"], "hi")
+        self.assertEqual(member.events[-1]["nick"], "web")
+
+    def test_roomsListing(self) -> None:
+        """GET /api/rooms lists rooms with members and last offset."""
+        self.request("POST", "/api/rooms/b/messages", {"nick": "n", "text": "x"})
+        member = RecordingMember()
+        session = self.service.hub.connected(member)
+        self.service.hub.received(session, b'{"type":"join","room":"a","nick":"z"}')
+        self.assertEqual(
+            self.request("GET", "/api/rooms"),
+            (200, {"rooms": [{"room": "a", "members": 1, "offset": 0},
+                             {"room": "b", "members": 0, "offset": 1}]}),
+        )
+
+    def test_badInput(self) -> None:
+        """Bad bodies, names and numbers get 400 with a JSON reason; long texts 413."""
+        cases = [
+            ("POST", "/api/rooms/r/messages", b"not json", 400, "bad_request"),
+            ("POST", "/api/rooms/r/messages", [1, 2], 400, "bad_request"),
+            ("POST", "/api/rooms/r/messages", {"nick": "", "text": "x"}, 400, "bad_request"),
+            ("POST", "/api/rooms/r/messages", {"nick": "n", "text": "x" * 11}, 413, "too_large"),
+            ("POST", "/api/rooms/r/messages", {"nick": "n", "text": "x" * 300}, 413, "too_large"),
+            ("POST", "/api/rooms/bad%20room/messages", {"nick": "n", "text": "x"}, 400,
+             "bad_request"),
+            ("GET", "/api/rooms/r/messages?since=-1", None, 400, "bad_request"),
+            ("GET", "/api/rooms/r/messages?limit=x", None, 400, "bad_request"),
+        ]
+        for method, path, body, status, code in cases:
+            got = self.request(method, path, body)
+            self.assertEqual((got[0], got[1]["error"]), (status, code), (method, path, body))
+            self.assertTrue(got[1]["reason"])
+
+    def test_notFoundAndMethod(self) -> None:
+        """Unknown API paths are JSON 404s; wrong methods are JSON 405s with Allow."""
+        self.assertEqual(self.request("GET", "/api/nothing")[1]["error"], "not_found")
+        self.assertEqual(self.request("GET", "/api/rooms/r/other")[0], 404)
+        code, body = self.request("DELETE", "/api/rooms/r/messages")
+        self.assertEqual((code, body["error"]), (405, "method_not_allowed"))
+        self.assertEqual(self.lastResponse.headers.getRawHeaders("allow"), ["GET, HEAD, POST"])
+
+
+class TokenTests(ApiMixin, SynchronousTestCase):
+    def setUp(self) -> None:
+        self.setUpService(apiToken=TOKEN)
+
+    def test_publishNeedsToken(self) -> None:
+        """With --api-token, publishing without a token is 401, with a wrong one 403."""
+        body = {"nick": "n", "text": "x"}
+        self.assertEqual(self.request("POST", "/api/rooms/r/messages", body)[0], 401)
+        self.assertEqual(
+            self.request("POST", "/api/rooms/r/messages", body,
+                         headers={"Authorization": "Bearer wrong"})[1]["error"],
+            "forbidden",
+        )
+        self.assertEqual(
+            self.request("POST", "/api/rooms/r/messages", body,
+                         headers={"Authorization": f"Bearer {TOKEN}"})[0],
+            201,
+        )
+
+    def test_connectionsNeedToken(self) -> None:
+        """The connections view is guarded by the API token too."""
+        self.assertEqual(self.request("GET", "/api/connections")[0], 401)
+        code, body = self.request("GET", "/api/connections",
+                                  headers={"Authorization": f"Bearer {TOKEN}"})
+        self.assertEqual(code, 200)
+        self.assertEqual(set(body), {"connections", "listening"})
+
+    def test_readingStaysOpen(self) -> None:
+        """Reading rooms and history needs no token."""
+        self.assertEqual(self.request("GET", "/api/rooms")[0], 200)
+
+
+class SiteTests(ApiMixin, SynchronousTestCase):
+    def setUp(self) -> None:
+        self.setUpService()
+
+    def test_healthz(self) -> None:
+        """/healthz is 200 ok while serving and 503 with a reason while shutting down."""
+        self.assertEqual(self.request("GET", "/healthz"), (200, {"status": "ok"}))
+        self.service.stopping = True
+        self.assertEqual(self.request("GET", "/healthz"),
+                         (503, {"status": "unavailable", "reason": "shutting down"}))
+
+    def test_metrics(self) -> None:
+        """/metrics is Prometheus text with the service's counters."""
+        self.request("POST", "/api/rooms/r/messages", {"nick": "n", "text": "x"})
+        code, body = self.request("GET", "/metrics")
+        self.assertEqual(code, 200)
+        self.assertIn(b"portshare_messages_in_total 1.0", body)
+        self.assertIn(b'portshare_connections{protocol="websocket"} 0.0', body)
+
+    def test_noDirectoryListing(self) -> None:
+        """Directories under the static root are not listed."""
+        self.setUpService(staticDir=self.mktempDir())
+        self.assertEqual(self.request("GET", "/sub/")[0], 404)
+
+    def test_staticCannotEscape(self) -> None:
+        """Encoded dot segments do not escape the static directory."""
+        self.assertEqual(self.request("GET", "/%2e%2e/%2e%2e/etc/passwd")[0], 404)
+
+    def mktempDir(self) -> Any:
+        from pathlib import Path
+
+        path = Path(self.mktemp())
+        (path / "sub").mkdir(parents=True)
+        (path / "index.html").write_text("<p>mine</p>")
+        return path
