@@ -66,19 +66,23 @@ class JsonResource(Resource):
     def getChild(self, path: bytes, request: Request) -> IResource:
         return notFound()
 
+    def allowedMethods(self) -> list[str]:
+        allowed = [
+            m for m in ("GET", "POST", "PUT", "PATCH", "DELETE") if hasattr(self, f"render_{m}")
+        ]
+        return [*allowed, "HEAD"] if "GET" in allowed else allowed
+
     def render(self, request: Request) -> bytes | int:
+        allowed = self.allowedMethods()
+        if not allowed:
+            return writeError(request, PortshareError("no such resource", errors.NOT_FOUND))
         method = request.method.decode("ascii", "replace")
-        handler = getattr(self, f"render_{method}", None)
-        if handler is None and method == "HEAD":
-            handler = getattr(self, "render_GET", None)
-        if handler is None:
-            allowed = sorted(
-                name[len("render_") :] for name in dir(self) if name.startswith("render_")
-            )
+        if method not in allowed:
             request.setHeader(b"allow", ", ".join(allowed).encode("ascii"))
             return writeError(
                 request, PortshareError(f"{method} is not allowed here", errors.METHOD_NOT_ALLOWED)
             )
+        handler = getattr(self, f"render_{'GET' if method == 'HEAD' else method}")
         try:
             return handler(request)
         except PortshareError as e:
@@ -126,11 +130,24 @@ def queryInt(request: Request, name: str, default: int) -> int:
 class TokenGuard:
     """
     The API token check: with no token configured everything passes; otherwise requests need
-    C{Authorization: Bearer TOKEN} (401 when absent, 403 when wrong).
+    C{Authorization: Bearer TOKEN} (401 when absent, 403 when wrong).  With
+    C{privateReads} (join tokens required on the socket) reading rooms needs it too.
     """
 
-    def __init__(self, token: str | None) -> None:
+    def __init__(self, token: str | None, privateReads: bool = False) -> None:
         self.token = token
+        self.privateReads = privateReads
+
+    def checkRead(self, request: Request) -> None:
+        """
+        Reads (rooms, history) are open, unless rooms are private (join tokens required):
+        then they need the API token, and are refused when none is configured.
+        """
+        if not self.privateReads:
+            return
+        if self.token is None:
+            raise errors.Forbidden("rooms are private: reading them over HTTP needs --api-token")
+        self.check(request)
 
     def check(self, request: Request) -> None:
         if self.token is None:
@@ -156,6 +173,7 @@ class MessagesResource(JsonResource):
         self.room = room
 
     def render_GET(self, request: Request) -> int:
+        self.guard.checkRead(request)
         limits = self.hub.limits
         since = queryInt(request, "since", 0)
         limit = min(queryInt(request, "limit", limits.historyPageLimit), limits.historyPageLimit)
@@ -226,6 +244,7 @@ class RoomsResource(JsonResource):
         self.guard = guard
 
     def render_GET(self, request: Request) -> int:
+        self.guard.checkRead(request)
         d = self.hub.rooms()
         d.addCallback(lambda rooms: {"rooms": [info.toDict() for info in rooms]})
         return answerLater(request, d)

@@ -15,9 +15,16 @@ from typing import Any
 
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress,
+    IProtocolNegotiationFactory,
+    IReactorTime,
+    ISSLTransport,
+)
+from twisted.internet.protocol import Protocol
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
+from zope.interface import directlyProvides, implementer, providedBy
 
 HTTP = "http/1.1"
 WEBSOCKET = "websocket"
@@ -45,7 +52,18 @@ class TrackingProtocol(ProtocolWrapper):
         self.bytesIn = 0
         self.bytesOut = 0
         self.requests = 0
+        self.secure = False
         self._lostWaiters: list[Deferred[None]] = []
+
+    def makeConnection(self, transport: Any) -> None:
+        # Provide what the transport provides, except ISSLTransport: Autobahn takes any
+        # ISSLTransport to be Twisted's TLS protocol itself and fails on a wrapper.  Whether
+        # the connection is secure is kept in `secure` for twisted.web (PortshareRequest).
+        self.secure = ISSLTransport.providedBy(transport)
+        directlyProvides(self, *[i for i in providedBy(transport) if i is not ISSLTransport])
+        Protocol.makeConnection(self, transport)
+        self.factory.registerProtocol(self)
+        self.wrappedProtocol.makeConnection(self)
 
     def notifyLost(self) -> Deferred[None]:
         """A Deferred that fires once this connection is closed."""
@@ -98,6 +116,7 @@ class TrackingProtocol(ProtocolWrapper):
         }
 
 
+@implementer(IProtocolNegotiationFactory)
 class TrackingFactory(WrappingFactory):
     """
     Wraps the site so that every connection it accepts is listed.
@@ -112,6 +131,10 @@ class TrackingFactory(WrappingFactory):
         self.clock = clock
         self.ids = itertools.count(1)
         self.listening: list[str] = []
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """Pass the site's ALPN protocols through, so TLS endpoints can negotiate them."""
+        return list(self.wrappedFactory.acceptableProtocols())
 
     def connections(self) -> list[TrackingProtocol]:
         return sorted(self.protocols, key=lambda p: p.id)

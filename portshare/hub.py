@@ -189,7 +189,7 @@ class Hub:
 
     def disconnected(self, session: Session) -> None:
         """A chat connection closed: leave every room it was in."""
-        if session.closed:
+        if session not in self.sessions:
             return
         session.closed = True
         self.sessions.discard(session)
@@ -198,31 +198,34 @@ class Hub:
 
     def received(self, session: Session, payload: bytes) -> None:
         """Handle one text frame from C{session}."""
+        if session.closed:
+            return  # closing: what still arrives is not read
+        admitted = session.admit(self.clock.seconds())
         try:
             command: Command = parseCommand(payload, self.limits.maxText)
         except RemoteError as e:
-            self._refuse(session, e, e.ref)
-            return
-        if not session.admit(self.clock.seconds()):
+            command, error = None, e
+        if not admitted:
+            # every frame counts against the rate, valid or not
             if session.strikes > self.limits.floodStrikes:
                 self.log.info("{peer} closed for flooding", peer=session.member.peer)
+                session.closed = True
                 session.member.closeWith(errors.CLOSE_POLICY, "message rate limit exceeded")
                 return
+            ref = command.ref if command is not None else error.ref
             self._refuse(
                 session,
                 errors.RateLimited(f"more than {self.limits.rate:g} messages per second"),
-                command.ref,
+                ref,
             )
+            return
+        if command is None:
+            self._refuse(session, error, error.ref)
             return
         try:
             self._handlers[type(command)](session, command)
         except RemoteError as e:
             self._refuse(session, e, command.ref)
-
-    def closeAll(self, code: int, reason: str) -> None:
-        """Close every chat connection (at shutdown: 1001 going away)."""
-        for session in list(self.sessions):
-            session.member.closeWith(code, reason)
 
     # -- replies ----------------------------------------------------------------------------
 

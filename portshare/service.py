@@ -36,14 +36,18 @@ from portshare.web import buildSite, buildTree
 from portshare.ws import buildChatFactory, closeWithCode
 
 
-def formatAddress(address: IAddress) -> str:
-    """C{tcp:127.0.0.1:8080}, C{tcp6:[::1]:8080} or C{unix:/path}: what C{tcp:0} became."""
+def formatAddress(address: IAddress, secure: bool = False) -> str:
+    """
+    C{tcp:127.0.0.1:8080}, C{tcp6:[::1]:8080}, C{ssl:127.0.0.1:8443} or C{unix:/path}: what
+    C{tcp:0} became, in the form the log and C{/api/connections} show.
+    """
     host, port = describeAddress(address)
     if port is None:
         return f"unix:{host}"
-    if getattr(address, "type", "TCP") == "TCP" and ":" in host:
-        return f"tcp6:[{host}]:{port}"
-    return f"tcp:{host}:{port}"
+    kind = "ssl" if secure else "tcp"
+    if ":" in host:
+        return f"{kind}6:[{host}]:{port}" if not secure else f"ssl:[{host}]:{port}"
+    return f"{kind}:{host}:{port}"
 
 
 class ListeningService(Service):
@@ -63,7 +67,9 @@ class ListeningService(Service):
         self.endpoint = endpoint
         self.factory = factory
         self.port: IListeningPort | None = None
+        self.address: str | None = None
         self._listening = listening
+        self.secure = description.split(":", 1)[0].lower() in ("ssl", "tls")
         self._waiting: Deferred[IListeningPort] | None = None
 
     def privilegedStartService(self) -> None:
@@ -76,7 +82,7 @@ class ListeningService(Service):
 
     def _bound(self, port: IListeningPort) -> None:
         self.port = port
-        address = formatAddress(port.getHost())
+        self.address = address = formatAddress(port.getHost(), self.secure)
         self._listening.append(address)
         self.log.info("listening on {address}", address=address, endpoint=self.description)
 
@@ -93,7 +99,7 @@ class ListeningService(Service):
         port, self.port = self.port, None
         if port is None:
             return succeed(None)
-        self._listening[:] = [a for a in self._listening if a != formatAddress(port.getHost())]
+        self._listening[:] = [a for a in self._listening if a != self.address]
         return maybeDeferred(port.stopListening)
 
 
@@ -146,7 +152,7 @@ class PortshareService(MultiService):
         self.chatFactory.hub = self.hub
         self.stopping = False
         self.listening: list[str] = []
-        guard = TokenGuard(settings.apiToken)
+        guard = TokenGuard(settings.apiToken, privateReads=settings.joinSecret is not None)
         connections = ConnectionsResource(
             lambda: self.tracker.rows(), lambda: list(self.listening), guard
         )

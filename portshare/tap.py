@@ -8,10 +8,12 @@ here: the service starts listening when twistd starts it.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
+import txaio
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import ILogObserver, jsonFileLogObserver
@@ -151,7 +153,10 @@ class Options(usage.Options):
         try:
             self["limits"] = Limits(**{field: self[name] for name, field, _, _ in _LIMIT_OPTIONS})
         except ValueError as e:
-            raise usage.UsageError(str(e).replace("maxMessageSize", "--max-message-size")) from None
+            message = str(e)
+            for name, field, _, _ in _LIMIT_OPTIONS:
+                message = re.sub(rf"\b{field}\b", f"--{name}", message)
+            raise usage.UsageError(message) from None
         if self["shutdown-timeout"] < 0:
             raise usage.UsageError("--shutdown-timeout must be 0 or more")
         if self["log-format"] not in ("text", "json"):
@@ -197,7 +202,7 @@ class _JsonLogging(PortshareService):
     def setServiceParent(self, parent: Any) -> None:
         super().setServiceParent(parent)
         if hasattr(parent, "setComponent"):
-            parent.setComponent(ILogObserver, jsonFileLogObserver(sys.stdout))
+            parent.setComponent(ILogObserver, jsonFileLogObserver(sys.stdout, recordSeparator=""))
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
@@ -206,5 +211,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as globalReactor
 
         reactor = globalReactor
+    # Autobahn logs every frame and handshake header at debug level; keep this process at info.
+    txaio.set_global_log_level("info")
     kind = _JsonLogging if options["log-format"] == "json" else PortshareService
     return kind(options.settings(), reactor)

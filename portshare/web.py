@@ -26,7 +26,8 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 from twisted.web.static import File
 
-from portshare.api import notFound, writeJson
+from portshare.api import JsonResource, notFound, writeError, writeJson
+from portshare.errors import METHOD_NOT_ALLOWED, PortshareError
 from portshare.metrics import Metrics
 
 #: The headers every page gets: no inline script, no framing, no MIME sniffing.
@@ -48,18 +49,25 @@ def builtinClient() -> Path:
 
 
 class StaticFiles(File):
-    """Static files with security headers and without directory listings."""
+    """Static files with security headers, without directory listings, JSON refusals."""
+
+    childNotFound = notFound("no such file")
 
     def render(self, request: Request) -> Any:
         for name, value in SECURITY_HEADERS.items():
             request.setHeader(name, value)
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"allow", b"GET, HEAD")
+            return writeError(
+                request, PortshareError("static files are read-only", METHOD_NOT_ALLOWED)
+            )
         return super().render(request)
 
     def directoryListing(self) -> IResource:
         return notFound("no such file")
 
 
-class HealthResource(Resource):
+class HealthResource(JsonResource):
     """C{/healthz}: C{{"status": "ok"}} while C{unavailableReason()} is None, else 503."""
 
     isLeaf = True
@@ -74,10 +82,8 @@ class HealthResource(Resource):
             return writeJson(request, 200, {"status": "ok"})
         return writeJson(request, 503, {"status": "unavailable", "reason": reason})
 
-    render_HEAD = render_GET
 
-
-class MetricsResource(Resource):
+class MetricsResource(JsonResource):
     """C{/metrics}: the service's registry in Prometheus text format."""
 
     isLeaf = True
@@ -123,10 +129,20 @@ class UpgradeResource(WebSocketResource):
         return super().render(request)
 
 
+class PortshareRequest(Request):
+    """A request that knows it came over TLS even through the connection tracker."""
+
+    def isSecure(self) -> bool:
+        transport = self.channel.transport if self.channel is not None else None
+        secure = getattr(transport, "secure", None)
+        return bool(secure) if secure is not None else super().isSecure()
+
+
 class PortshareSite(Site):
     """The site: no tracebacks to clients, and a request count per tracked connection."""
 
     displayTracebacks = False
+    requestFactory = PortshareRequest
 
     def getResourceFor(self, request: Request) -> IResource:
         request.setHeader(b"server", b"portshare")

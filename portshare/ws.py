@@ -36,14 +36,14 @@ def originAllowed(origin: str | None, host: str | None, patterns: Sequence[str])
     @param origin: the handshake's C{Origin} header; absent for non-browser clients, which
         are allowed (they could forge it anyway).
     @param host: the handshake's C{Host} header.
-    @param patterns: allowed origins with C{*} wildcards (C{https://*.example.com}); when
-        empty, only the page's own origin (same host and port as C{Host}) is allowed.
+    @param patterns: more allowed origins with C{*} wildcards (C{https://*.example.com});
+        the page's own origin (same host and port as C{Host}) is always allowed.
     """
     if not origin:
         return True
     origin = origin.strip().lower()
-    if patterns:
-        return any(fnmatchcase(origin, p.lower()) for p in patterns)
+    if any(fnmatchcase(origin, p.lower()) for p in patterns):
+        return True
     if not host:
         return False
     try:
@@ -99,7 +99,11 @@ class ChatProtocol(OriginCheckingProtocol):
             hub.metrics.refused(errors.BAD_REQUEST)
             self.sendMessage(encode(Error(errors.BAD_REQUEST, "frames must be text (JSON)")))
             return
-        hub.received(self.session, payload)
+        try:
+            hub.received(self.session, payload)
+        except Exception:
+            self.log.failure("chat message from {peer} failed", peer=self.peer)
+            closeWithCode(self, errors.CLOSE_SERVER_ERROR, "internal error")
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.session is not None:

@@ -42,8 +42,9 @@ class RoomsApiTests(ApiMixin, SynchronousTestCase):
     def test_publishAndHistory(self) -> None:
         """A POSTed message gets 201 and its offset, and history lists it oldest first."""
         for i in range(2):
-            code, body = self.request("POST", "/api/rooms/lobby/messages",
-                                      {"nick": "api", "text": f"m{i}"})
+            code, body = self.request(
+                "POST", "/api/rooms/lobby/messages", {"nick": "api", "text": f"m{i}"}
+            )
             self.assertEqual((code, body), (201, {"offset": i + 1}))
         code, body = self.request("GET", "/api/rooms/lobby/messages?since=1")
         self.assertEqual(code, 200)
@@ -61,8 +62,10 @@ class RoomsApiTests(ApiMixin, SynchronousTestCase):
 
     def test_unknownRoomHistoryIsEmpty(self) -> None:
         """History of a room nobody used is empty, with no epoch."""
-        self.assertEqual(self.request("GET", "/api/rooms/nobody/messages"),
-                         (200, {"room": "nobody", "epoch": None, "messages": []}))
+        self.assertEqual(
+            self.request("GET", "/api/rooms/nobody/messages"),
+            (200, {"room": "nobody", "epoch": None, "messages": []}),
+        )
 
     def test_publishReachesWebSocketMembers(self) -> None:
         """A message POSTed over HTTP reaches the room's WebSocket members."""
@@ -81,8 +84,15 @@ class RoomsApiTests(ApiMixin, SynchronousTestCase):
         self.service.hub.received(session, b'{"type":"join","room":"a","nick":"z"}')
         self.assertEqual(
             self.request("GET", "/api/rooms"),
-            (200, {"rooms": [{"room": "a", "members": 1, "offset": 0},
-                             {"room": "b", "members": 0, "offset": 1}]}),
+            (
+                200,
+                {
+                    "rooms": [
+                        {"room": "a", "members": 1, "offset": 0},
+                        {"room": "b", "members": 0, "offset": 1},
+                    ]
+                },
+            ),
         )
 
     def test_badInput(self) -> None:
@@ -93,8 +103,13 @@ class RoomsApiTests(ApiMixin, SynchronousTestCase):
             ("POST", "/api/rooms/r/messages", {"nick": "", "text": "x"}, 400, "bad_request"),
             ("POST", "/api/rooms/r/messages", {"nick": "n", "text": "x" * 11}, 413, "too_large"),
             ("POST", "/api/rooms/r/messages", {"nick": "n", "text": "x" * 300}, 413, "too_large"),
-            ("POST", "/api/rooms/bad%20room/messages", {"nick": "n", "text": "x"}, 400,
-             "bad_request"),
+            (
+                "POST",
+                "/api/rooms/bad%20room/messages",
+                {"nick": "n", "text": "x"},
+                400,
+                "bad_request",
+            ),
             ("GET", "/api/rooms/r/messages?since=-1", None, 400, "bad_request"),
             ("GET", "/api/rooms/r/messages?limit=x", None, 400, "bad_request"),
         ]
@@ -109,7 +124,12 @@ class RoomsApiTests(ApiMixin, SynchronousTestCase):
         self.assertEqual(self.request("GET", "/api/rooms/r/other")[0], 404)
         code, body = self.request("DELETE", "/api/rooms/r/messages")
         self.assertEqual((code, body["error"]), (405, "method_not_allowed"))
-        self.assertEqual(self.lastResponse.headers.getRawHeaders("allow"), ["GET, HEAD, POST"])
+        self.assertEqual(self.lastResponse.headers.getRawHeaders("allow"), ["GET, POST, HEAD"])
+        self.assertEqual(self.request("GET", "/api")[0], 404)
+        code, body = self.request("POST", "/healthz")
+        self.assertEqual((code, body["error"]), (405, "method_not_allowed"))
+        code, body = self.request("POST", "/")
+        self.assertEqual((code, body["error"]), (405, "method_not_allowed"))
 
 
 class TokenTests(ApiMixin, SynchronousTestCase):
@@ -121,27 +141,46 @@ class TokenTests(ApiMixin, SynchronousTestCase):
         body = {"nick": "n", "text": "x"}
         self.assertEqual(self.request("POST", "/api/rooms/r/messages", body)[0], 401)
         self.assertEqual(
-            self.request("POST", "/api/rooms/r/messages", body,
-                         headers={"Authorization": "Bearer wrong"})[1]["error"],
+            self.request(
+                "POST", "/api/rooms/r/messages", body, headers={"Authorization": "Bearer wrong"}
+            )[1]["error"],
             "forbidden",
         )
         self.assertEqual(
-            self.request("POST", "/api/rooms/r/messages", body,
-                         headers={"Authorization": f"Bearer {TOKEN}"})[0],
+            self.request(
+                "POST", "/api/rooms/r/messages", body, headers={"Authorization": f"Bearer {TOKEN}"}
+            )[0],
             201,
         )
 
     def test_connectionsNeedToken(self) -> None:
         """The connections view is guarded by the API token too."""
         self.assertEqual(self.request("GET", "/api/connections")[0], 401)
-        code, body = self.request("GET", "/api/connections",
-                                  headers={"Authorization": f"Bearer {TOKEN}"})
+        code, body = self.request(
+            "GET", "/api/connections", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
         self.assertEqual(code, 200)
         self.assertEqual(set(body), {"connections", "listening"})
 
     def test_readingStaysOpen(self) -> None:
         """Reading rooms and history needs no token."""
         self.assertEqual(self.request("GET", "/api/rooms")[0], 200)
+
+
+class PrivateRoomsTests(ApiMixin, SynchronousTestCase):
+    def test_privateRoomsNeedToken(self) -> None:
+        """With join tokens required, reading rooms over HTTP needs the API token."""
+        self.setUpService(apiToken=TOKEN, joinSecret=b"j" * 32)
+        self.assertEqual(self.request("GET", "/api/rooms")[0], 401)
+        self.assertEqual(self.request("GET", "/api/rooms/r/messages")[0], 401)
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        self.assertEqual(self.request("GET", "/api/rooms", headers=auth)[0], 200)
+
+    def test_privateRoomsWithoutApiToken(self) -> None:
+        """With join tokens required and no API token, HTTP reads are forbidden."""
+        self.setUpService(joinSecret=b"j" * 32)
+        code, body = self.request("GET", "/api/rooms/r/messages")
+        self.assertEqual((code, body["error"]), (403, "forbidden"))
 
 
 class SiteTests(ApiMixin, SynchronousTestCase):
@@ -152,8 +191,10 @@ class SiteTests(ApiMixin, SynchronousTestCase):
         """/healthz is 200 ok while serving and 503 with a reason while shutting down."""
         self.assertEqual(self.request("GET", "/healthz"), (200, {"status": "ok"}))
         self.service.stopping = True
-        self.assertEqual(self.request("GET", "/healthz"),
-                         (503, {"status": "unavailable", "reason": "shutting down"}))
+        self.assertEqual(
+            self.request("GET", "/healthz"),
+            (503, {"status": "unavailable", "reason": "shutting down"}),
+        )
 
     def test_metrics(self) -> None:
         """/metrics is Prometheus text with the service's counters."""

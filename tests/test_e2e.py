@@ -103,8 +103,9 @@ async def test_httpPublishReachesWebSocketMembers(portshare: Running) -> None:
     for client, nick in ((a, "ann"), (b, "bob")):
         client.send(type="join", room="lobby", nick=nick)
         await client.until("joined")
-    assert await portshare.postJson("/api/rooms/lobby/messages",
-                                    {"nick": "http", "text": "hello"}) == (201, {"offset": 1})
+    assert await portshare.postJson(
+        "/api/rooms/lobby/messages", {"nick": "http", "text": "hello"}
+    ) == (201, {"offset": 1})
     for client in (a, b):
         message = await client.until("message")
         assert (message["nick"], message["text"], message["offset"]) == ("http", "hello", 1)
@@ -155,8 +156,18 @@ async def test_errorCodes(startService: Callable[..., Running], tmp_path: Path) 
     """Every error code of the contract is sent, with the ref, on a live connection."""
     secret = tmp_path / "secret"
     secret.write_bytes(b"k" * 32)
-    running = startService("--max-text", "5", "--rate", "1", "--burst", "9", "--max-rooms", "2",
-                           "--join-secret-file", str(secret))
+    running = startService(
+        "--max-text",
+        "5",
+        "--rate",
+        "0.01",
+        "--burst",
+        "9",
+        "--max-rooms",
+        "2",
+        "--join-secret-file",
+        str(secret),
+    )
     token = JoinTokens(b"k" * 32).mint(join=["*"], say=["open"], expires=reactor.seconds() + 60)
     c = await running.chat()
     c.send(type="join", room="open", token=token)
@@ -184,8 +195,9 @@ async def test_errorCodes(startService: Callable[..., Running], tmp_path: Path) 
 @pytest_twisted.ensureDeferred
 async def test_closeCodes(startService: Callable[..., Running]) -> None:
     """Too big a message closes with 1009; a persistent flood with 1008."""
-    running = startService("--max-message-size", "1000", "--rate", "1", "--burst", "1",
-                           "--flood-strikes", "2")
+    running = startService(
+        "--max-message-size", "1000", "--rate", "1", "--burst", "1", "--flood-strikes", "2"
+    )
     big = await running.chat()
     big.sendMessage(b'"' + b"x" * 2000 + b'"')
     assert (await big.closed)[1] == 1009
@@ -227,5 +239,3 @@ async def test_foreignOriginRefused(portshare: Running) -> None:
     """A WebSocket from a foreign browser origin is refused with 403."""
     with pytest.raises(ConnectionError):
         await portshare.chat(headers={"Origin": "https://evil.example"})
-
-

@@ -94,7 +94,7 @@ class JoinTests(HubTestMixin, SynchronousTestCase):
     def test_nickChangeAnnounced(self) -> None:
         """Changing nick while in a room is seen by others as a leave and a join."""
         alice, a = self.connect()
-        bob, b = self.connect()
+        _bob, b = self.connect()
         self.hub.received(a, frame(type="join", room="r", nick="alice"))
         self.hub.received(b, frame(type="join", room="r", nick="bob"))
         alice.take()
@@ -110,7 +110,7 @@ class JoinTests(HubTestMixin, SynchronousTestCase):
     def test_disconnectLeavesRooms(self) -> None:
         """A closed connection leaves every room it was in, and empty rooms are released."""
         alice, a = self.connect()
-        bob, b = self.connect()
+        _bob, b = self.connect()
         for room in ("r1", "r2"):
             self.hub.received(a, frame(type="join", room=room, nick="alice"))
         self.hub.received(b, frame(type="join", room="r1", nick="bob"))
@@ -304,7 +304,7 @@ class AsyncJoinTests(HubTestMixin, SynchronousTestCase):
         """Messages published while a join is in flight arrive after joined, once, in order."""
         broker = DelayedBroker()
         self.makeHub(broker=broker)
-        alice, a = self.connect()
+        _alice, a = self.connect()
         bob, b = self.connect()
         self.hub.received(a, frame(type="join", room="r", nick="alice"))
         broker.release()

@@ -227,8 +227,9 @@ class OriginTests(SynchronousTestCase):
         self.assertFalse(originAllowed("http://x", None, ()))
 
     def test_patterns(self) -> None:
-        """With --allowed-origin, only matching origins pass, same origin or not."""
+        """--allowed-origin patterns add origins to the page's own; others stay refused."""
         patterns = ("https://*.example.com",)
         self.assertTrue(originAllowed("https://app.example.com", "other", patterns))
-        self.assertFalse(originAllowed("https://example.com.evil", "example.com", patterns))
-        self.assertFalse(originAllowed("http://app.example.com", "app.example.com", patterns))
+        self.assertFalse(originAllowed("https://example.com.evil", "other", patterns))
+        self.assertFalse(originAllowed("http://app.example.com", "other", patterns))
+        self.assertTrue(originAllowed("http://self.example", "self.example", patterns))
