@@ -60,7 +60,8 @@ class TrackingProtocol(ProtocolWrapper):
         # ISSLTransport to be Twisted's TLS protocol itself and fails on a wrapper.  Whether
         # the connection is secure is kept in `secure` for twisted.web (PortshareRequest).
         self.secure = ISSLTransport.providedBy(transport)
-        directlyProvides(self, *[i for i in providedBy(transport) if i is not ISSLTransport])
+        provided = providedBy(transport).flattened()
+        directlyProvides(self, *[i for i in provided if not i.isOrExtends(ISSLTransport)])
         Protocol.makeConnection(self, transport)
         self.factory.registerProtocol(self)
         self.wrappedProtocol.makeConnection(self)

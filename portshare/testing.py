@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet.defer import Deferred, DeferredQueue
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from zope.interface import implementer
 
 from portshare.hub import IMember
@@ -95,11 +95,15 @@ async def connectChat(
     protocols: list[str] | None = None,
     headers: dict[str, str] | None = None,
     host: str = "127.0.0.1",
+    tls: Any = None,
     **options: Any,
 ) -> ChatClientProtocol:
-    """Open a WebSocket to C{ws://host:port/path} over loopback; fires once open."""
+    """
+    Open a WebSocket to C{ws://host:port/path} over loopback (C{wss://} with C{tls}, client
+    TLS options from C{optionsForClientTLS}); fires once open.
+    """
     factory = WebSocketClientFactory(
-        f"ws://{host}:{port}{path}",
+        f"{'wss' if tls else 'ws'}://{host}:{port}{path}",
         protocols=protocols or [],
         headers=headers or {},
         reactor=reactor,
@@ -107,7 +111,10 @@ async def connectChat(
     factory.protocol = ChatClientProtocol
     if options:
         factory.setProtocolOptions(**options)
-    protocol = await TCP4ClientEndpoint(reactor, host, port).connect(factory)
+    endpoint: Any = TCP4ClientEndpoint(reactor, host, port)
+    if tls is not None:
+        endpoint = wrapClientTLS(tls, endpoint)
+    protocol = await endpoint.connect(factory)
     return await protocol.opened
 
 
@@ -203,3 +210,50 @@ def startedService(testCase: Any, **settings: Any) -> Any:
     service.startService()
     testCase.addCleanup(service.stopService)
     return service
+
+
+def selfSignedCertificate(directory: Any, hostname: str = "localhost") -> tuple[Any, Any]:
+    """
+    Write a fresh key and self-signed certificate for C{hostname} (and 127.0.0.1) into
+    C{directory}; @return: their paths (key, certificate), for C{ssl:} endpoint strings.
+    """
+    import datetime
+    import ipaddress
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(hostname), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory = Path(directory)
+    keyPath, certPath = directory / "key.pem", directory / "cert.pem"
+    keyPath.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    certPath.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return keyPath, certPath

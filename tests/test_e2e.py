@@ -239,3 +239,41 @@ async def test_foreignOriginRefused(portshare: Running) -> None:
     """A WebSocket from a foreign browser origin is refused with 403."""
     with pytest.raises(ConnectionError):
         await portshare.chat(headers={"Origin": "https://evil.example"})
+
+
+@pytest_twisted.ensureDeferred
+async def test_tlsPageAndWebSocketOnOnePort(startService: Callable[..., Running],
+                                            tmp_path: Path) -> None:
+    """On an ssl: endpoint the page (HTTPS, ALPN offered) and wss share the port."""
+    from twisted.internet.ssl import Certificate, optionsForClientTLS
+    from treq.client import HTTPClient
+    from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
+
+    from portshare.testing import selfSignedCertificate
+
+    keyPath, certPath = selfSignedCertificate(tmp_path)
+    maker = portshareMaker()
+    options = maker.options()
+    options.parseOptions(["--port", f"ssl:0:interface=127.0.0.1:privateKey={keyPath}"
+                                    f":certKey={certPath}"])
+    service = maker.makeService(options)
+    service.startService()
+    try:
+        [address] = service.listening
+        assert address.startswith("ssl:127.0.0.1:")
+        port = int(address.rsplit(":", 1)[1])
+        trust = Certificate.loadPEM(certPath.read_bytes())
+        agent = Agent(reactor, contextFactory=BrowserLikePolicyForHTTPS(trustRoot=trust))
+        http = HTTPClient(agent)
+        response = await http.get(f"https://localhost:{port}/healthz")
+        assert (response.code, orjson.loads(await response.content())) == (200, {"status": "ok"})
+        client = await connectChat(reactor, port, host="127.0.0.1", protocols=["portshare.chat.v1"],
+                                   tls=optionsForClientTLS("localhost", trustRoot=trust))
+        client.send(type="join", room="secure", ref=1)
+        assert (await client.next())["type"] == "joined"
+        response = await http.get(f"https://localhost:{port}/api/connections")
+        rows = orjson.loads(await response.content())["connections"]
+        assert "websocket" in {r["protocol"] for r in rows}
+        client.dropConnection(abort=True)
+    finally:
+        await service.stopService()
