@@ -299,3 +299,158 @@ class MarkdownTests(SynchronousTestCase):
         text = self.render([outcome("3.2", "NON-STRICT")])
         self.assertIn("Result: **FAIL**", text)
         self.assertIn("- 1 case(s) NON-STRICT: 3.2", text)
+
+
+# -- the echo endpoint's compliance-relevant behaviour, driven in memory ----------------------
+
+
+class _EchoConnection:
+    """One in-memory client of the service's shared port, on /ws/echo."""
+
+    def __init__(self, service: object, extensions: str | None = None) -> None:
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        from portshare.testing import handshakeRequest, splitResponse
+
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        self.protocol = service.tracker.buildProtocol(self.transport.getPeer())  # type: ignore[attr-defined]
+        self.protocol.makeConnection(self.transport)
+        request = handshakeRequest(path="/ws/echo")
+        if extensions:
+            request = request.replace(
+                b"\r\n\r\n", f"\r\nSec-WebSocket-Extensions: {extensions}\r\n\r\n".encode()
+            )
+        self.protocol.dataReceived(request)
+        self.head, self.pending = splitResponse(self.read())
+
+    def read(self) -> bytes:
+        data = self.transport.value()
+        self.transport.clear()
+        return data
+
+    def frames(self) -> list[tuple[int, bytes]]:
+        from portshare.testing import serverFrames
+
+        frames, self.pending = self.pending + serverFrames(self.read()), []
+        return frames
+
+
+class EchoComplianceTests(SynchronousTestCase):
+    """
+    The settings of /ws/echo that the Autobahn testsuite depends on (compliance/FINDINGS.md).
+    """
+
+    def setUp(self) -> None:
+        from portshare.testing import startedService
+
+        self.service = startedService(self, echo=True)
+
+    def failsAfterEcho(self, bad: bytes, code: int) -> None:
+        from portshare.testing import CLOSE, TEXT, clientFrame, closeCode
+
+        c = _EchoConnection(self.service)
+        self.assertTrue(c.head.startswith(b"HTTP/1.1 101"), c.head)
+        c.protocol.dataReceived(clientFrame(b"Hello, world!") + bad + clientFrame(b"", 0x9))
+        frames = c.frames()
+        self.assertEqual(frames[0], (TEXT, b"Hello, world!"))
+        self.assertEqual([(op, closeCode(p)) for op, p in frames[1:]], [(CLOSE, code)])
+        # Not aborted: an abort (Autobahn's default failByDrop=True) would discard the
+        # echo that Twisted has buffered but not yet written.  StringTransport keeps it, so
+        # the abort itself is what is checked here.
+        self.assertFalse(c.transport.disconnected)
+
+    def test_reservedBitsAfterMessage(self) -> None:
+        """
+        A message followed in the same read by a frame with RSV bits set is echoed, then the
+        connection is failed with a 1002 close frame (cases 3.2-3.4), not dropped.
+        """
+        from portshare.testing import clientFrame
+
+        for rsv in (2, 3, 4):
+            self.failsAfterEcho(clientFrame(b"Hello, world!", rsv=rsv), 1002)
+
+    def test_reservedOpcodesAfterMessage(self) -> None:
+        """The same for reserved data and control opcodes (cases 4.1.3-4.1.5, 4.2.3-4.2.5)."""
+        from portshare.testing import clientFrame
+
+        for opcode in (5, 6, 7, 13, 14, 15):
+            self.failsAfterEcho(clientFrame(b"", opcode=opcode), 1002)
+
+    def test_continuationAfterMessage(self) -> None:
+        """The same for a continuation frame with nothing to continue (case 5.15)."""
+        from portshare.testing import clientFrame
+
+        self.failsAfterEcho(clientFrame(b"fragment3", opcode=0, fin=False), 1002)
+
+    def test_invalidUtf8AfterMessage(self) -> None:
+        """Invalid UTF-8 after a good message: the echo, then a 1007 close frame."""
+        from portshare.testing import clientFrame
+
+        self.failsAfterEcho(clientFrame(b"\xce\xba\xe1\xbd\xb9\xcf\x83\xed\xa0\x80"), 1007)
+
+    def test_deflateEcho(self) -> None:
+        """
+        A compressed message is echoed compressed, at our zlib level, and inflates back.
+        """
+        import zlib
+
+        from portshare.echo import DEFLATE_LEVEL
+        from portshare.testing import clientFrame
+
+        c = _EchoConnection(self.service, "permessage-deflate; client_max_window_bits")
+        self.assertIn(b"Sec-WebSocket-Extensions: permessage-deflate", c.head)
+        message = b"portshare " * 1000
+        compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+        body = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        c.protocol.dataReceived(clientFrame(body[:-4], rsv=4))
+        raw = c.read()
+        self.assertEqual(raw[0] & 0x70, 0x40, "RSV1 (compressed) is set")
+        expected = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)
+        ours = expected.compress(message) + expected.flush(zlib.Z_SYNC_FLUSH)
+        self.assertIn(ours[:-4], raw)
+        self.assertEqual(
+            zlib.decompressobj(-15).decompress(ours[:-4] + b"\x00\x00\xff\xff"), message
+        )
+
+
+class EchoSettingsTests(SynchronousTestCase):
+    """
+    The echo factory's deflate bounds and keepalive.
+    """
+
+    def test_acceptDeflateBounds(self) -> None:
+        """
+        The accepted offer caps our window at the client's request and at C{windowBits},
+        asks the client for a smaller window when allowed, and bounds inflation.
+        """
+        from autobahn.websocket.compress import PerMessageDeflateOffer
+
+        from portshare.echo import acceptDeflate
+
+        plain = PerMessageDeflateOffer()
+        accept = acceptDeflate([plain], maxMessageSize=1000)
+        self.assertEqual((accept.window_bits, accept.request_max_window_bits), (15, 0))
+        self.assertEqual(accept.max_message_size, 1000)
+        nine = PerMessageDeflateOffer(request_max_window_bits=9)
+        self.assertEqual(acceptDeflate([nine]).window_bits, 9)
+        small = acceptDeflate([plain], windowBits=12)
+        self.assertEqual((small.window_bits, small.request_max_window_bits), (12, 12))
+        strict = PerMessageDeflateOffer(accept_max_window_bits=False)
+        self.assertEqual(acceptDeflate([strict], windowBits=12).request_max_window_bits, 0)
+        self.assertIsNone(acceptDeflate([]))
+
+    def test_noPingDuringACase(self) -> None:
+        """
+        The echo endpoint pings less often than the suite's longest case timeout (480 s),
+        whatever --ping-interval says, because the suite ends a case on a ping.
+        """
+        from twisted.internet.task import Clock
+
+        from portshare.echo import buildEchoFactory
+        from portshare.limits import Limits
+
+        factory = buildEchoFactory(Limits(pingInterval=30.0), Clock())
+        self.assertGreater(factory.autoPingInterval, 480)
+        self.assertFalse(factory.failByDrop)
+        self.assertEqual(factory.maxMessagePayloadSize, Limits().echoMaxMessageSize)
