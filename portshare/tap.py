@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import txaio
 from twisted.application.service import IService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import ILogObserver, jsonFileLogObserver
@@ -202,6 +201,9 @@ class _JsonLogging(PortshareService):
     def setServiceParent(self, parent: Any) -> None:
         super().setServiceParent(parent)
         if hasattr(parent, "setComponent"):
+            # flushed per line: twistd ends itself with the signal that stopped it, and
+            # buffered records would be lost
+            sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
             parent.setComponent(ILogObserver, jsonFileLogObserver(sys.stdout, recordSeparator=""))
 
 
@@ -211,7 +213,5 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as globalReactor
 
         reactor = globalReactor
-    # Autobahn logs every frame and handshake header at debug level; keep this process at info.
-    txaio.set_global_log_level("info")
     kind = _JsonLogging if options["log-format"] == "json" else PortshareService
     return kind(options.settings(), reactor)

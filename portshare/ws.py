@@ -64,12 +64,13 @@ def originAllowed(origin: str | None, host: str | None, patterns: Sequence[str])
 class OriginCheckingProtocol(WebSocketServerProtocol):
     """Refuses handshakes from origins the factory does not allow, with HTTP 403."""
 
-    log = Logger()
+    # not `log`: Autobahn's own `log` is a txaio logger that drops its debug chatter
+    events = Logger()
 
     def onConnect(self, request: ConnectionRequest) -> Any:
         origin = request.headers.get("origin")
         if not originAllowed(origin, request.headers.get("host"), self.factory.originPatterns):
-            self.log.info(
+            self.events.info(
                 "{peer} refused: origin {origin} not allowed", peer=request.peer, origin=origin
             )
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
@@ -92,6 +93,7 @@ class ChatProtocol(OriginCheckingProtocol):
         hub: Hub = self.factory.hub
         self.session = hub.connected(self)
         hub.metrics.wsOpened.labels("/ws").inc()
+        self.events.info("{peer} opened /ws", peer=self.peer)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         hub: Hub = self.factory.hub
@@ -102,7 +104,7 @@ class ChatProtocol(OriginCheckingProtocol):
         try:
             hub.received(self.session, payload)
         except Exception:
-            self.log.failure("chat message from {peer} failed", peer=self.peer)
+            self.events.failure("chat message from {peer} failed", peer=self.peer)
             closeWithCode(self, errors.CLOSE_SERVER_ERROR, "internal error")
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
@@ -111,6 +113,7 @@ class ChatProtocol(OriginCheckingProtocol):
             hub.disconnected(self.session)
             hub.metrics.wsClosed.labels(str(code)).inc()
             self.session = None
+            self.events.info("{peer} closed /ws ({code})", peer=self.peer, code=code)
 
     # IMember
 

@@ -242,8 +242,9 @@ async def test_foreignOriginRefused(portshare: Running) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_tlsPageAndWebSocketOnOnePort(startService: Callable[..., Running],
-                                            tmp_path: Path) -> None:
+async def test_tlsPageAndWebSocketOnOnePort(
+    startService: Callable[..., Running], tmp_path: Path
+) -> None:
     """On an ssl: endpoint the page (HTTPS, ALPN offered) and wss share the port."""
     from twisted.internet.ssl import Certificate, optionsForClientTLS
     from treq.client import HTTPClient
@@ -254,8 +255,9 @@ async def test_tlsPageAndWebSocketOnOnePort(startService: Callable[..., Running]
     keyPath, certPath = selfSignedCertificate(tmp_path)
     maker = portshareMaker()
     options = maker.options()
-    options.parseOptions(["--port", f"ssl:0:interface=127.0.0.1:privateKey={keyPath}"
-                                    f":certKey={certPath}"])
+    options.parseOptions(
+        ["--port", f"ssl:0:interface=127.0.0.1:privateKey={keyPath}:certKey={certPath}"]
+    )
     service = maker.makeService(options)
     service.startService()
     try:
@@ -267,8 +269,13 @@ async def test_tlsPageAndWebSocketOnOnePort(startService: Callable[..., Running]
         http = HTTPClient(agent)
         response = await http.get(f"https://localhost:{port}/healthz")
         assert (response.code, orjson.loads(await response.content())) == (200, {"status": "ok"})
-        client = await connectChat(reactor, port, host="127.0.0.1", protocols=["portshare.chat.v1"],
-                                   tls=optionsForClientTLS("localhost", trustRoot=trust))
+        client = await connectChat(
+            reactor,
+            port,
+            host="127.0.0.1",
+            protocols=["portshare.chat.v1"],
+            tls=optionsForClientTLS("localhost", trustRoot=trust),
+        )
         client.send(type="join", room="secure", ref=1)
         assert (await client.next())["type"] == "joined"
         response = await http.get(f"https://localhost:{port}/api/connections")
