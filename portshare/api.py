@@ -66,14 +66,14 @@ class JsonResource(Resource):
     def getChild(self, path: bytes, request: Request) -> IResource:
         return notFound()
 
-    def allowedMethods(self) -> list[str]:
+    def methods(self) -> list[str]:
         allowed = [
             m for m in ("GET", "POST", "PUT", "PATCH", "DELETE") if hasattr(self, f"render_{m}")
         ]
         return [*allowed, "HEAD"] if "GET" in allowed else allowed
 
     def render(self, request: Request) -> bytes | int:
-        allowed = self.allowedMethods()
+        allowed = self.methods()
         if not allowed:
             return writeError(request, PortshareError("no such resource", errors.NOT_FOUND))
         method = request.method.decode("ascii", "replace")

@@ -24,8 +24,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
 
 
 def portshareMaker() -> Any:
-    [maker] = [p for p in getPlugins(IServiceMaker) if p.tapname == "portshare"]
-    return maker
+    # the installed plugin, and the checkout's when tests run from one: the same code
+    return next(p for p in getPlugins(IServiceMaker) if p.tapname == "portshare")
 
 
 class Running:
@@ -246,8 +246,8 @@ async def test_tlsPageAndWebSocketOnOnePort(
     startService: Callable[..., Running], tmp_path: Path
 ) -> None:
     """On an ssl: endpoint the page (HTTPS, ALPN offered) and wss share the port."""
-    from twisted.internet.ssl import Certificate, optionsForClientTLS
     from treq.client import HTTPClient
+    from twisted.internet.ssl import Certificate, optionsForClientTLS
     from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
     from portshare.testing import selfSignedCertificate
