@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
@@ -19,6 +20,8 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from portshare import errors
 from portshare.auth import sameSecret
+from portshare.chat import KeyedBuckets
+from portshare.connections import describeAddress
 from portshare.errors import BadRequest, PortshareError, TooLarge
 from portshare.hub import Hub
 from portshare.wire import dumps, validNick, validOffset, validRoom, validText
@@ -127,16 +130,40 @@ def queryInt(request: Request, name: str, default: int) -> int:
     return validOffset(value, name)
 
 
-class TokenGuard:
+class ApiPolicy:
     """
+    Who may do what on the API, and how often.
+
+
     The API token check: with no token configured everything passes; otherwise requests need
     C{Authorization: Bearer TOKEN} (401 when absent, 403 when wrong).  With
     C{privateReads} (join tokens required on the socket) reading rooms needs it too.
     """
 
-    def __init__(self, token: str | None, privateReads: bool = False) -> None:
+    def __init__(
+        self,
+        token: str | None,
+        privateReads: bool = False,
+        publishRate: KeyedBuckets | None = None,
+        clock: IReactorTime | None = None,
+    ) -> None:
         self.token = token
         self.privateReads = privateReads
+        self.publishRate = publishRate
+        self.clock = clock
+
+    def checkRate(self, request: Request) -> None:
+        """
+        Publishing is rate limited per client address (429 with Retry-After beyond).
+        """
+        if self.publishRate is None or self.clock is None:
+            return
+        host = describeAddress(request.getClientAddress())[0]
+        if not self.publishRate.take(host, self.clock.seconds()):
+            request.setHeader(b"retry-after", b"1")
+            raise errors.RateLimited(
+                f"more than {self.publishRate.rate:g} messages per second from {host}"
+            )
 
     def checkRead(self, request: Request) -> None:
         """
@@ -166,7 +193,7 @@ class MessagesResource(JsonResource):
 
     isLeaf = True
 
-    def __init__(self, hub: Hub, guard: TokenGuard, room: str) -> None:
+    def __init__(self, hub: Hub, guard: ApiPolicy, room: str) -> None:
         super().__init__()
         self.hub = hub
         self.guard = guard
@@ -190,6 +217,7 @@ class MessagesResource(JsonResource):
 
     def render_POST(self, request: Request) -> int:
         self.guard.check(request)
+        self.guard.checkRate(request)
         body = readJsonBody(request, self.hub.limits.maxBody)
         nick = validNick(body.get("nick"))
         text = validText(body.get("text"), self.hub.limits.maxText)
@@ -223,7 +251,7 @@ def readJsonBody(request: Request, maxBody: int) -> dict[str, Any]:
 class RoomResource(JsonResource):
     """C{/api/rooms/{room}}: only its C{messages} child exists."""
 
-    def __init__(self, hub: Hub, guard: TokenGuard, room: str) -> None:
+    def __init__(self, hub: Hub, guard: ApiPolicy, room: str) -> None:
         super().__init__()
         self.hub = hub
         self.guard = guard
@@ -238,7 +266,7 @@ class RoomResource(JsonResource):
 class RoomsResource(JsonResource):
     """C{/api/rooms}: the rooms this service knows, with members and last offset."""
 
-    def __init__(self, hub: Hub, guard: TokenGuard) -> None:
+    def __init__(self, hub: Hub, guard: ApiPolicy) -> None:
         super().__init__()
         self.hub = hub
         self.guard = guard
@@ -267,7 +295,7 @@ class ConnectionsResource(JsonResource):
         self,
         rows: Callable[[], list[dict[str, Any]]],
         listening: Callable[[], list[str]],
-        guard: TokenGuard,
+        guard: ApiPolicy,
     ) -> None:
         super().__init__()
         self.rows = rows
@@ -279,7 +307,7 @@ class ConnectionsResource(JsonResource):
         return writeJson(request, 200, {"connections": self.rows(), "listening": self.listening()})
 
 
-def buildApi(hub: Hub, guard: TokenGuard, connections: ConnectionsResource) -> Resource:
+def buildApi(hub: Hub, guard: ApiPolicy, connections: ConnectionsResource) -> Resource:
     """The C{/api} subtree."""
     api = JsonResource()
     api.putChild(b"rooms", RoomsResource(hub, guard))

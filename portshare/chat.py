@@ -15,7 +15,7 @@ Nothing here reads a clock, touches a socket or returns a Deferred.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import islice
@@ -184,6 +184,35 @@ class TokenBucket:
             self._tokens -= 1
             return True
         return False
+
+
+class KeyedBuckets:
+    """
+    One L{TokenBucket} per key (a client address), for at most C{maxKeys} keys: the least
+    recently seen are forgotten first, so memory stays bounded whoever calls.
+    """
+
+    __slots__ = ("_buckets", "burst", "maxKeys", "rate")
+
+    def __init__(self, rate: float, burst: int, maxKeys: int = 10_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.maxKeys = maxKeys
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, key: str, now: float) -> bool:
+        """Spend one of C{key}'s tokens; C{False} means rate limited."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
+            if len(self._buckets) > self.maxKeys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket.take(now)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 class Session:

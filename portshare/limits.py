@@ -27,6 +27,8 @@ class Limits:
     @ivar rate: sustained chat messages per second per connection (token bucket refill).
     @ivar burst: chat messages a connection may send at once (token bucket size).
     @ivar floodStrikes: rate-limited messages in a row after which the socket is closed 1008.
+    @ivar apiRate: messages per second one client address may publish over HTTP.
+    @ivar apiBurst: messages one client address may publish over HTTP at once.
     @ivar historyPageLimit: most messages returned by one history request.
     @ivar maxBody: largest HTTP API request body, in bytes (413 beyond).
     @ivar echoMaxMessageSize: largest message on C{/ws/echo}, also after inflation.
@@ -45,6 +47,8 @@ class Limits:
     rate: float = 20.0
     burst: int = 40
     floodStrikes: int = 20
+    apiRate: float = 20.0
+    apiBurst: int = 40
     historyPageLimit: int = 1000
     maxBody: int = 64 * 1024
     echoMaxMessageSize: int = 16 * 1024 * 1024

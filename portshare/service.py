@@ -23,7 +23,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from portshare import errors
-from portshare.api import ConnectionsResource, TokenGuard, buildApi
+from portshare.api import ApiPolicy, ConnectionsResource, buildApi
+from portshare.chat import KeyedBuckets
 from portshare.auth import JoinTokens
 from portshare.broker import IBroker
 from portshare.broker.memory import MemoryBroker
@@ -152,7 +153,12 @@ class PortshareService(MultiService):
         self.chatFactory.hub = self.hub
         self.stopping = False
         self.listening: list[str] = []
-        guard = TokenGuard(settings.apiToken, privateReads=settings.joinSecret is not None)
+        guard = ApiPolicy(
+            settings.apiToken,
+            privateReads=settings.joinSecret is not None,
+            publishRate=KeyedBuckets(limits.apiRate, limits.apiBurst),
+            clock=reactor,
+        )
         connections = ConnectionsResource(
             lambda: self.tracker.rows(), lambda: list(self.listening), guard
         )

@@ -44,6 +44,8 @@ _LIMIT_OPTIONS: list[tuple[str, str, type, str]] = [
         int,
         "Rate-limited messages in a row before the socket is closed with 1008.",
     ),
+    ("api-rate", "apiRate", float, "Messages per second one address may POST to the API."),
+    ("api-burst", "apiBurst", int, "Messages one address may POST to the API at once."),
     ("max-body", "maxBody", int, "Largest HTTP API request body, in bytes (bigger: 413)."),
     (
         "echo-max-message-size",

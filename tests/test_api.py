@@ -118,6 +118,21 @@ class RoomsApiTests(ApiMixin, SynchronousTestCase):
             self.assertEqual((got[0], got[1]["error"]), (status, code), (method, path, body))
             self.assertTrue(got[1]["reason"])
 
+    def test_publishRateLimited(self) -> None:
+        """Publishing faster than --api-rate from one address gets 429 with Retry-After."""
+        self.setUpService(limits=Limits(apiRate=1, apiBurst=2))
+        codes = [
+            self.request("POST", "/api/rooms/r/messages", {"nick": "n", "text": "x"})
+            for _ in range(3)
+        ]
+        self.assertEqual([c[0] for c in codes], [201, 201, 429])
+        self.assertEqual(codes[2][1]["error"], "rate_limited")
+        self.assertEqual(self.lastResponse.headers.getRawHeaders("retry-after"), ["1"])
+        self.service.reactor.advance(1)
+        self.assertEqual(
+            self.request("POST", "/api/rooms/r/messages", {"nick": "n", "text": "y"})[0], 201
+        )
+
     def test_notFoundAndMethod(self) -> None:
         """Unknown API paths are JSON 404s; wrong methods are JSON 405s with Allow."""
         self.assertEqual(self.request("GET", "/api/nothing")[1]["error"], "not_found")

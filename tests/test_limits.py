@@ -30,6 +30,8 @@ class LimitsTests(SynchronousTestCase):
                 "rate": 20.0,
                 "burst": 40,
                 "floodStrikes": 20,
+                "apiRate": 20.0,
+                "apiBurst": 40,
                 "historyPageLimit": 1000,
                 "maxBody": 65536,
                 "echoMaxMessageSize": 16 * 1024 * 1024,

@@ -96,7 +96,11 @@ async def test_jsonLogs(tmp_path: Path) -> None:
     """--log-format json writes one JSON object per line, the bound address included."""
     process = startTwistd(tmp_path, "--log-format", "json")
     try:
-        await process.listening
+        port = await process.listening
+        # the port is bound before the reactor runs; a served request says it is running
+        response = await treq.get(f"http://127.0.0.1:{port}/healthz")
+        assert response.code == 200
+        await response.content()
         process.transport.signalProcess("TERM")
         await assertStoppedCleanly(process)
     finally:
