@@ -24,10 +24,10 @@ from twisted.python.failure import Failure
 
 from portshare import errors
 from portshare.api import ApiPolicy, ConnectionsResource, buildApi
-from portshare.chat import KeyedBuckets
 from portshare.auth import JoinTokens
 from portshare.broker import IBroker
 from portshare.broker.memory import MemoryBroker
+from portshare.chat import KeyedBuckets
 from portshare.connections import TrackingFactory, describeAddress
 from portshare.echo import buildEchoFactory
 from portshare.hub import Hub
