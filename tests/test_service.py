@@ -1,0 +1,56 @@
+"""Tests for L{portshare.service}: listening, addresses, start and stop order."""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.error import CannotListenError
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from portshare.service import PortshareService, Settings, formatAddress
+
+
+class FormatAddressTests(SynchronousTestCase):
+    def test_forms(self) -> None:
+        """Addresses read the way endpoint strings are written."""
+        self.assertEqual(formatAddress(IPv4Address("TCP", "127.0.0.1", 80)), "tcp:127.0.0.1:80")
+        self.assertEqual(formatAddress(IPv6Address("TCP", "::1", 80)), "tcp6:[::1]:80")
+        self.assertEqual(
+            formatAddress(IPv4Address("TCP", "1.2.3.4", 443), secure=True), "ssl:1.2.3.4:443"
+        )
+        self.assertEqual(formatAddress(UNIXAddress(b"/run/p.sock")), "unix:/run/p.sock")
+
+
+class ListeningTests(SynchronousTestCase):
+    def test_everyPortServesTheOneTracker(self) -> None:
+        """Each --port listens with the same factory, and the bound addresses are logged."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        reactor = MemoryReactorClock()
+        service = PortshareService(Settings(ports=("tcp:0", "tcp:8081")), reactor)
+        service.startService()
+        factories = [server[1] for server in reactor.tcpServers]
+        self.assertEqual(factories, [service.tracker, service.tracker])
+        self.assertEqual(len(service.listening), 2)
+        logged = [e["address"] for e in events if e.get("log_format") == "listening on {address}"]
+        self.assertEqual(logged, service.listening)
+        self.successResultOf(service.stopService())
+        self.assertEqual(service.listening, [])
+
+    def test_bindFailureFailsStart(self) -> None:
+        """A port that cannot be bound fails the start instead of being logged and forgotten."""
+
+        class Busy(MemoryReactorClock):
+            def listenTCP(self, *args: object, **kwargs: object) -> None:
+                raise CannotListenError("", 8080, OSError("address in use"))
+
+        service = PortshareService(Settings(ports=("tcp:8080",)), Busy())
+        self.assertRaises(CannotListenError, service.privilegedStartService)
+
+    def test_stopReportsUnhealthy(self) -> None:
+        """While stopping, the service says why it does not accept work."""
+        service = PortshareService(Settings(ports=("tcp:0",)), MemoryReactorClock())
+        service.startService()
+        self.assertIsNone(service.unavailableReason())
+        self.successResultOf(service.stopService())
+        self.assertEqual(service.unavailableReason(), "shutting down")

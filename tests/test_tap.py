@@ -1,0 +1,110 @@
+"""Tests for L{portshare.tap}: the command line and the service it builds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from portshare.limits import Limits
+from portshare.service import PortshareService
+from portshare.tap import Options, makeService
+
+
+def parse(*args: str) -> Options:
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        """With no options: tcp:8080, default limits, no echo, same-origin only, no tokens."""
+        settings = parse().settings()
+        self.assertEqual(settings.ports, ("tcp:8080",))
+        self.assertEqual(settings.limits, Limits())
+        self.assertFalse(settings.echo)
+        self.assertEqual(settings.allowedOrigins, ())
+        self.assertIsNone(settings.apiToken)
+        self.assertIsNone(settings.joinSecret)
+
+    def test_repeatable(self) -> None:
+        """--port and --allowed-origin may be given several times, in order."""
+        settings = parse(
+            "--port",
+            "tcp:0",
+            "-p",
+            "unix:/tmp/x.sock",
+            "--allowed-origin",
+            "https://a.example",
+            "--allowed-origin",
+            "https://*.b.example",
+        ).settings()
+        self.assertEqual(settings.ports, ("tcp:0", "unix:/tmp/x.sock"))
+        self.assertEqual(settings.allowedOrigins, ("https://a.example", "https://*.b.example"))
+
+    def test_limits(self) -> None:
+        """Limit options land in the one Limits object."""
+        limits = (
+            parse(
+                "--max-message-size", "2048", "--max-text", "10", "--history", "5", "--rate", "2.5"
+            )
+            .settings()
+            .limits
+        )
+        self.assertEqual(
+            (limits.maxMessageSize, limits.maxText, limits.history, limits.rate), (2048, 10, 5, 2.5)
+        )
+
+    def test_badValues(self) -> None:
+        """Bad values are usage errors that name the option."""
+        cases = [
+            (["--max-text", "0"], "--max-text must be positive"),
+            (["--history", "-3"], "--history must be positive"),
+            (["--port", "nonsense:1"], "--port 'nonsense:1' is not valid"),
+            (["--log-format", "xml"], "--log-format must be text or json"),
+            (["--static", "/does/not/exist"], "is not a directory"),
+            (["--api-token", "short"], "at least 16 characters"),
+        ]
+        for args, message in cases:
+            with self.assertRaises(usage.UsageError) as caught:
+                parse(*args)
+            self.assertIn(message, str(caught.exception), args)
+        with self.assertRaises(usage.UsageError):
+            parse("--max-text", "many")
+
+    def test_secretFiles(self) -> None:
+        """Tokens and secrets can come from files, stripped of surrounding whitespace."""
+        token = Path(self.mktemp())
+        token.write_text("  abcdefghijklmnopqrstuvwxyz\n")
+        secret = Path(self.mktemp())
+        secret.write_bytes(b"s" * 20 + b"\n")
+        settings = parse(
+            "--api-token-file", str(token), "--join-secret-file", str(secret)
+        ).settings()
+        self.assertEqual(settings.apiToken, "abcdefghijklmnopqrstuvwxyz")
+        self.assertEqual(settings.joinSecret, b"s" * 20)
+        with self.assertRaises(usage.UsageError):
+            parse("--api-token-file", "/does/not/exist")
+
+    def test_helpShowsDefaults(self) -> None:
+        """--help documents each limit with its default."""
+        text = str(Options())
+        for expected in ("--max-message-size=", "[default: 65536]", "--port=", "tcp:8080"):
+            self.assertIn(expected, text)
+
+
+class MakeServiceTests(SynchronousTestCase):
+    def test_buildsWithoutListening(self) -> None:
+        """makeService wires the service on the given reactor and binds nothing yet."""
+        reactor = MemoryReactorClock()
+        service = makeService(parse("--port", "tcp:0", "--echo"), reactor)
+        self.assertIsInstance(service, PortshareService)
+        self.assertEqual(reactor.tcpServers, [])
+        self.assertIsNotNone(service.echoFactory)
+        service.privilegedStartService()
+        service.startService()
+        self.assertEqual(len(reactor.tcpServers), 1)
+        self.successResultOf(service.stopService())
