@@ -106,7 +106,7 @@ def answerLater(request: Request, d: Deferred[Any], status: int = 200) -> int:
             request.finish()
 
     def failed(failure: Failure) -> None:
-        if failure.check(PortshareError):
+        if isinstance(failure.value, PortshareError):
             error = failure.value
         else:
             log.failure("API request failed", failure)

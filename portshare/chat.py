@@ -19,6 +19,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import islice
+from typing import Any
 
 from portshare.wire import Message
 
@@ -226,7 +227,7 @@ class Session:
 
     __slots__ = ("bucket", "closed", "member", "mute", "nick", "rooms", "strikes")
 
-    def __init__(self, member: object, nick: str, bucket: TokenBucket) -> None:
+    def __init__(self, member: Any, nick: str, bucket: TokenBucket) -> None:
         self.member = member
         self.nick = nick
         self.rooms: set[str] = set()

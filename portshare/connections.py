@@ -21,7 +21,7 @@ from twisted.internet.interfaces import (
     IReactorTime,
     ISSLTransport,
 )
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
@@ -46,7 +46,7 @@ class TrackingProtocol(ProtocolWrapper):
     """Counts the bytes of one connection and says what it speaks now."""
 
     def __init__(self, factory: TrackingFactory, wrappedProtocol: Any) -> None:
-        super().__init__(factory, wrappedProtocol)
+        super().__init__(factory, wrappedProtocol)  # type: ignore[arg-type]
         self.id = next(factory.ids)
         self.openedAt = factory.clock.seconds()
         self.bytesIn = 0
@@ -64,7 +64,7 @@ class TrackingProtocol(ProtocolWrapper):
         directlyProvides(self, *[i for i in provided if not i.isOrExtends(ISSLTransport)])
         Protocol.makeConnection(self, transport)
         self.factory.registerProtocol(self)
-        self.wrappedProtocol.makeConnection(self)
+        self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]
 
     def notifyLost(self) -> Deferred[None]:
         """A Deferred that fires once this connection is closed."""
@@ -72,7 +72,7 @@ class TrackingProtocol(ProtocolWrapper):
         self._lostWaiters.append(d)
         return d
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
         waiters, self._lostWaiters = self._lostWaiters, []
         for d in waiters:
@@ -84,12 +84,12 @@ class TrackingProtocol(ProtocolWrapper):
 
     def write(self, data: bytes) -> None:
         self.bytesOut += len(data)
-        self.transport.write(data)
+        self.transport.write(data)  # type: ignore[union-attr]
 
     def writeSequence(self, data: Any) -> None:
         data = list(data)
         self.bytesOut += sum(map(len, data))
-        self.transport.writeSequence(data)
+        self.transport.writeSequence(data)  # type: ignore[union-attr]
 
     @property
     def protocolName(self) -> str:

@@ -30,7 +30,6 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.compress import (
     PerMessageDeflate,
     PerMessageDeflateOffer,
@@ -39,7 +38,7 @@ from autobahn.websocket.compress import (
 from twisted.internet.interfaces import IReactorTime
 
 from portshare.limits import Limits
-from portshare.ws import OriginCheckingProtocol, configureFactory
+from portshare.ws import OriginCheckingProtocol, PortshareFactory, configureFactory
 
 #: Upper bound of both LZ77 windows, in bits (permessage-deflate allows 9..15).
 DEFLATE_WINDOW_BITS = 15
@@ -135,7 +134,7 @@ def acceptDeflate(
     return None
 
 
-class EchoFactory(WebSocketServerFactory):
+class EchoFactory(PortshareFactory):
     """
     The factory of C{/ws/echo}.
 
@@ -148,7 +147,7 @@ class EchoFactory(WebSocketServerFactory):
 
 def buildEchoFactory(
     limits: Limits, reactor: IReactorTime, originPatterns: Sequence[str] = ()
-) -> WebSocketServerFactory:
+) -> EchoFactory:
     """The factory of C{/ws/echo}."""
     factory = EchoFactory(reactor=reactor, server="portshare")
     maxMessageSize = limits.echoMaxMessageSize

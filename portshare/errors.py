@@ -8,8 +8,6 @@ C{error} event code on the chat socket and to an HTTP status on the API.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 # Error codes carried by {"type": "error"} events (the contract's list).
 BAD_REQUEST = "bad_request"
 UNKNOWN_TYPE = "unknown_type"
@@ -55,7 +53,7 @@ class PortshareError(Exception):
     @ivar reason: a human-readable explanation, safe to show to the client.
     """
 
-    code: ClassVar[str] = BAD_REQUEST
+    code: str = BAD_REQUEST
     #: the client's C{ref} of the message this error answers, when known
     ref: str | int | None = None
 

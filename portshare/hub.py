@@ -80,7 +80,7 @@ class RoomFanout:
     def __init__(self, hub: Hub, room: str) -> None:
         self._hub = hub
         self.room = room
-        self.members: dict[Session, list[tuple[Event, Any]] | None] = {}
+        self.members: dict[Session, list[tuple[Message | Presence, Any]] | None] = {}
         self.subscribed = False
         self._failure: Failure | None = None
         self._waiters: list[Deferred[None]] = []
@@ -130,6 +130,12 @@ def _newToJoiner(event: Message | Presence, last: int, nick: str) -> bool:
     if isinstance(event, Message):
         return event.offset > last
     return not (event.event == "join" and event.nick == nick)
+
+
+def _firstFailure(failure: Failure) -> Failure:
+    """The failure inside a C{gatherResults} L{FirstError}, for the errbacks after it."""
+    inner = getattr(failure.value, "subFailure", None)
+    return inner if isinstance(inner, Failure) else failure
 
 
 def _identity(payload: bytes) -> bytes:
@@ -201,10 +207,12 @@ class Hub:
         if session.closed:
             return  # closing: what still arrives is not read
         admitted = session.admit(self.clock.seconds())
+        command: Command | None = None
+        error: RemoteError | None = None
         try:
-            command: Command = parseCommand(payload, self.limits.maxText)
+            command = parseCommand(payload, self.limits.maxText)
         except RemoteError as e:
-            command, error = None, e
+            error = e
         if not admitted:
             # every frame counts against the rate, valid or not
             if session.strikes > self.limits.floodStrikes:
@@ -212,7 +220,7 @@ class Hub:
                 session.closed = True
                 session.member.closeWith(errors.CLOSE_POLICY, "message rate limit exceeded")
                 return
-            ref = command.ref if command is not None else error.ref
+            ref = command.ref if command is not None else error.ref if error else None
             self._refuse(
                 session,
                 errors.RateLimited(f"more than {self.limits.rate:g} messages per second"),
@@ -220,6 +228,7 @@ class Hub:
             )
             return
         if command is None:
+            assert error is not None
             self._refuse(session, error, error.ref)
             return
         try:
@@ -239,7 +248,7 @@ class Hub:
         self._send(session, reply)
 
     def _refuseFailure(self, failure: Failure, session: Session, ref: Ref | None) -> None:
-        if failure.check(errors.PortshareError):
+        if isinstance(failure.value, errors.PortshareError):
             self._refuse(session, failure.value, ref)
             return
         self.log.failure("broker call failed", failure)
@@ -319,7 +328,7 @@ class Hub:
                 self.broker.members(room, self.limits.presenceMembersCap),
             ],
             consumeErrors=True,
-        ).addErrback(lambda f: f.value.subFailure if hasattr(f.value, "subFailure") else f)
+        ).addErrback(_firstFailure)
 
     def _joined(
         self, snapshot: list[Any], session: Session, fanout: RoomFanout, command: Join

@@ -101,7 +101,7 @@ class ListeningService(Service):
         if port is None:
             return succeed(None)
         self._listening[:] = [a for a in self._listening if a != self.address]
-        return maybeDeferred(port.stopListening)
+        return maybeDeferred(port.stopListening)  # type: ignore[call-overload]
 
 
 @dataclass
@@ -223,7 +223,7 @@ class PortshareService(MultiService):
         def abortStragglers(result: Any) -> Any:
             for tracked in self.tracker.connections():
                 if isinstance(tracked.wrappedProtocol, WebSocketProtocol):
-                    tracked.transport.abortConnection()
+                    tracked.transport.abortConnection()  # type: ignore[union-attr]
             return result
 
         d = DeferredList(waits)

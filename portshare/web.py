@@ -51,7 +51,7 @@ def builtinClient() -> Path:
 class StaticFiles(File):
     """Static files with security headers, without directory listings, JSON refusals."""
 
-    childNotFound = notFound("no such file")
+    childNotFound = notFound("no such file")  # type: ignore[assignment]
 
     def render(self, request: Request) -> Any:
         for name, value in SECURITY_HEADERS.items():

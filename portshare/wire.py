@@ -10,6 +10,7 @@ once per event, whatever the number of recipients.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -299,7 +300,12 @@ def _parseNick(obj: dict[str, Any], ref: Ref | None, maxText: int) -> Nick:
     return Nick(nick=validNick(obj.get("nick")), ref=ref)
 
 
-_PARSERS = {"join": _parseJoin, "leave": _parseLeave, "say": _parseSay, "nick": _parseNick}
+_PARSERS: dict[str, Callable[[dict[str, Any], Ref | None, int], Command]] = {
+    "join": _parseJoin,
+    "leave": _parseLeave,
+    "say": _parseSay,
+    "nick": _parseNick,
+}
 
 
 def parseCommand(payload: bytes | str, maxText: int = 4096) -> Command:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -137,17 +137,33 @@ def closeWithCode(protocol: WebSocketProtocol, code: int, reason: str) -> None:
         protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123], isReply=False)
 
 
+class PortshareFactory(WebSocketServerFactory):
+    """A WebSocket endpoint's factory: Autobahn's, plus the origins it allows."""
+
+    originPatterns: tuple[str, ...] = ()
+
+
+class ChatFactory(PortshareFactory):
+    """The factory of C{/ws}; its protocols reach the chat through C{hub}."""
+
+    protocol = ChatProtocol
+    hub: Hub
+
+
 def _refuseCompression(offers: list[Any]) -> None:
     return None
 
 
+_F = TypeVar("_F", bound=PortshareFactory)
+
+
 def configureFactory(
-    factory: WebSocketServerFactory,
+    factory: _F,
     limits: Limits,
     maxMessageSize: int,
     originPatterns: Sequence[str],
     **options: Any,
-) -> WebSocketServerFactory:
+) -> _F:
     """Set the limits every portshare WebSocket endpoint shares, plus C{options}."""
     factory.originPatterns = tuple(originPatterns)
     factory.setProtocolOptions(
@@ -170,13 +186,12 @@ def configureFactory(
 
 def buildChatFactory(
     limits: Limits, reactor: IReactorTime, originPatterns: Sequence[str] = ()
-) -> WebSocketServerFactory:
+) -> ChatFactory:
     """
     The factory of C{/ws}: chat-sized limits, no compression.  Set its C{hub} before use
     (the hub needs the factory's C{prepareMessage}, so they are made in two steps).
     """
-    factory = WebSocketServerFactory(reactor=reactor, protocols=[SUBPROTOCOL], server="portshare")
-    factory.protocol = ChatProtocol
+    factory = ChatFactory(reactor=reactor, protocols=[SUBPROTOCOL], server="portshare")
     return configureFactory(
         factory,
         limits,
