@@ -1,0 +1,879 @@
+"""
+The Redis broker: several portshare instances act as one chat through one Redis.
+
+This is the thin Twisted layer over L{portshare.broker.rediscore} (the key layout, the Lua
+scripts, the parsing and the per-room delivery state, all sans I/O).  It uses txredisapi's
+protocols for the Redis wire format and manages the connections itself, on the injected
+reactor: one connection for commands and scripts, one for pub/sub subscriptions.
+
+Theory of operation:
+ - The two connections are one I{link}: when either is lost (or cannot be opened), both are
+   closed and opened again after a backoff.  While the link is down, L{RedisBroker.publish},
+   L{RedisBroker.replay}, L{RedisBroker.members} and friends fail at once with
+   L{Unavailable} (clients get C{unavailable}, C{/healthz} a 503 with the reason); nothing is
+   queued.  Joins and leaves of local members are only counted (L{PresenceBook}) and written
+   to Redis once it is back.
+ - When the link is (back) up: the heartbeat is written, every subscribed room is subscribed
+   again and caught up from its stream (the offsets published meanwhile are delivered, in
+   order, once), every room's presence is synchronised from the local count, and only then
+   does the broker report itself available.
+ - A heartbeat (a C{LoopingCall} on the injected clock, every third of the presence TTL)
+   refreshes this instance's key, pings the subscription connection (a half-open socket is
+   found within the reply timeout), and runs the periodic upkeep of every subscribed room:
+   reaping the members of instances that stopped heartbeating, refreshing TTLs.
+ - A publish is acknowledged once this instance has delivered the message to the room's
+   local members (when it has any), so a sender sees its message before its C{ack}, as with
+   the in-memory broker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import txredisapi
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    DeferredSemaphore,
+    fail,
+    succeed,
+)
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    UNIXClientEndpoint,
+    wrapClientTLS,
+)
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Factory
+from twisted.internet.ssl import optionsForClientTLS
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from portshare.broker import IBroker, IRoomListener
+from portshare.broker.rediscore import (
+    CATCH_UP,
+    ENTER,
+    EXIT,
+    HISTORY,
+    LIVE,
+    LOST,
+    MEMBERS,
+    PUBLISH,
+    ROOMS,
+    SNAPSHOT,
+    STARTING,
+    SYNC,
+    TICK,
+    Backoff,
+    BrokerURL,
+    KeyLayout,
+    RoomFeed,
+    Script,
+    Step,
+    historyOf,
+    membersOf,
+    messageBody,
+    parseEntries,
+    parsePayload,
+    replayOf,
+    roomsOf,
+)
+from portshare.chat import PresenceBook, Replay, RoomInfo
+from portshare.errors import Unavailable
+from portshare.wire import Message
+
+#: stream entries read per catch-up round
+CATCH_UP_BATCH = 500
+#: rooms caught up at once after a reconnect
+CATCH_UP_CONCURRENCY = 16
+
+
+def _newEpoch() -> str:
+    return secrets.token_hex(6)
+
+
+def _instanceId() -> str:
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+class _Commands(txredisapi.RedisProtocol):  # type: ignore[misc]
+    """txredisapi's protocol with its timers on the injected clock."""
+
+    def __init__(self, clock: IReactorTime, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.callLater = clock.callLater
+
+
+class _Subscriber(_Commands):
+    """
+    A connection in pub/sub mode.  Confirmations are matched to requests by channel (a
+    SUBSCRIBE of n channels gets n of them), messages go to C{onMessage(channel, payload)}.
+    """
+
+    def __init__(self, clock: IReactorTime, **kwargs: Any) -> None:
+        super().__init__(clock, **kwargs)
+        self._clock = clock
+        self.onMessage: Callable[[str, Any], None] = lambda channel, payload: None
+        self._confirmations: dict[tuple[str, str], list[Deferred[None]]] = {}
+        self._pongs: list[Deferred[None]] = []
+
+    def replyReceived(self, reply: Any) -> None:
+        if isinstance(reply, list) and reply:
+            kind = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+            if kind == "message" and len(reply) == 3:
+                channel = reply[1].decode() if isinstance(reply[1], bytes) else reply[1]
+                self.onMessage(channel, reply[2])
+                return
+            if kind in ("subscribe", "unsubscribe") and len(reply) == 3:
+                channel = reply[1].decode() if isinstance(reply[1], bytes) else reply[1]
+                waiting = self._confirmations.get((kind, channel))
+                if waiting:
+                    d = waiting.pop(0)
+                    if not waiting:
+                        del self._confirmations[(kind, channel)]
+                    d.callback(None)
+                return
+            if kind == "pong" and self._pongs:
+                self._pongs.pop(0).callback(None)
+                return
+        if isinstance(reply, Exception) and self.transport is not None:
+            # a refused command in pub/sub mode: this connection's state is unknown
+            self.transport.abortConnection()
+
+    def _send(self, kind: str, channels: Sequence[str]) -> Deferred[Any]:
+        if not self.connected:
+            return fail(txredisapi.ConnectionError("Not connected"))
+        waits: list[Deferred[None]] = []
+        for channel in channels:
+            d: Deferred[None] = Deferred()
+            self._confirmations.setdefault((kind, channel), []).append(d)
+            waits.append(d)
+        self.transport.write(self._build_command(kind.upper(), *channels))
+        return DeferredList(waits, fireOnOneErrback=True, consumeErrors=True)
+
+    def subscribeTo(self, channels: Sequence[str]) -> Deferred[Any]:
+        """Subscribe; fires once Redis confirmed every channel."""
+        return self._send("subscribe", channels)
+
+    def unsubscribeFrom(self, channels: Sequence[str]) -> Deferred[Any]:
+        """Unsubscribe; fires once Redis confirmed every channel."""
+        return self._send("unsubscribe", channels)
+
+    def ping(self, timeout: float) -> Deferred[None]:
+        """PING in pub/sub mode; a pong not back within C{timeout} drops the connection."""
+        if not self.connected:
+            return fail(txredisapi.ConnectionError("Not connected"))
+        d: Deferred[None] = Deferred()
+        self._pongs.append(d)
+        self.transport.write(self._build_command("PING"))
+
+        def late(failure: Failure | None, timeout: float) -> Failure:
+            if self.transport is not None:
+                self.transport.abortConnection()
+            return failure or Failure(TimeoutError("no pong"))
+
+        d.addTimeout(timeout, self._clock, onTimeoutCancel=late)
+        return d
+
+    def connectionLost(self, why: Failure) -> None:
+        waiting = [d for ds in self._confirmations.values() for d in ds] + self._pongs
+        self._confirmations, self._pongs = {}, []
+        super().connectionLost(why)
+        for d in waiting:
+            if not d.called:
+                d.errback(txredisapi.ConnectionError("Lost connection"))
+
+
+class _Factory(Factory):
+    """Builds one protocol; keeps what txredisapi reports when AUTH or SELECT fails."""
+
+    isLazy = False
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self.error: str | None = None
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = self._build()
+        protocol.factory = self
+        return protocol
+
+    def stopTrying(self) -> None:
+        pass  # the link decides when to try again
+
+    def connectionError(self, message: str) -> None:
+        self.error = message
+
+
+def _describeFailure(failure: Failure) -> str:
+    value = failure.value
+    text = str(value) or type(value).__name__
+    return text.splitlines()[0][:120]
+
+
+class Link:
+    """
+    The two connections to Redis (C{command} and C{subscriber}), opened together and kept
+    up: when one is lost or cannot be opened, both are closed and tried again after a
+    L{Backoff} on the injected clock.
+
+    @param connect: opens one connection, C{"command"} or C{"subscriber"}; a Deferred firing
+        with its protocol once it is usable (after AUTH and SELECT).
+    @param onUp: called when both are open; returns a Deferred (the resynchronisation).
+    @param onDown: called with a short reason when they are lost.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        connect: Callable[[str], Deferred[Any]],
+        onUp: Callable[[], Deferred[Any]],
+        onDown: Callable[[str], None],
+        backoff: Backoff,
+        where: str,
+    ) -> None:
+        self._clock = clock
+        self._connect = connect
+        self._onUp = onUp
+        self._onDown = onDown
+        self.backoff = backoff
+        self.where = where
+        self.command: Any = None
+        self.subscriber: Any = None
+        self.state = "idle"  # connecting, up, waiting, stopped
+        self.reason = f"connecting to redis at {where}"
+        self._retry: Any = None
+        self.attempts = 0
+
+    @property
+    def up(self) -> bool:
+        return self.state == "up"
+
+    def start(self) -> None:
+        if self.state == "idle":
+            self._attempt()
+
+    def _attempt(self) -> None:
+        self._retry = None
+        self.state = "connecting"
+        self.attempts += 1
+        d = DeferredList(
+            [self._connect("command"), self._connect("subscriber")], consumeErrors=True
+        )
+        d.addCallback(self._opened)
+
+    def _opened(self, results: list[tuple[bool, Any]]) -> None:
+        opened = [value for ok, value in results if ok]
+        failures = [value for ok, value in results if not ok]
+        if self.state == "stopped" or failures:
+            for protocol in opened:
+                protocol.transport.abortConnection()
+            if self.state != "stopped":
+                self._wait(
+                    f"cannot connect to redis at {self.where}: {_describeFailure(failures[0])}"
+                )
+            return
+        self.command, self.subscriber = opened
+        self.state = "up"
+        for protocol in opened:
+            protocol.whenDisconnected().addCallback(self._lost)
+        self.log.info("connected to redis at {where}", where=self.where)
+        d = self._onUp()
+        d.addCallback(lambda _: self.backoff.reset())
+        d.addErrback(self._resyncFailed)
+
+    def _resyncFailed(self, failure: Failure) -> None:
+        if self.state == "up":
+            # not a lost connection (that is handled by _lost): a refusal, try again later
+            self.log.warn("redis resynchronisation failed: {why}", why=_describeFailure(failure))
+            self.drop()
+
+    def _lost(self, protocol: Any) -> None:
+        if self.state != "up" or protocol not in (self.command, self.subscriber):
+            return
+        self.drop()
+
+    def drop(self, reason: str | None = None) -> None:
+        """Close both connections and try again later."""
+        for other in (self.command, self.subscriber):
+            if other is not None and other.transport is not None:
+                other.transport.abortConnection()
+        self.command = self.subscriber = None
+        reason = reason or f"lost the connection to redis at {self.where}"
+        self.log.warn("{reason}; reconnecting", reason=reason)
+        self._onDown(reason)
+        self._wait(reason)
+
+    def _wait(self, reason: str) -> None:
+        self.state = "waiting"
+        self.reason = reason
+        delay = self.backoff.next()
+        self._retry = self._clock.callLater(delay, self._attempt)
+
+    def stop(self) -> Deferred[Any]:
+        """Close the connections; fires once they are closed."""
+        self.state = "stopped"
+        self.reason = "stopped"
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        waits = []
+        for protocol in (self.command, self.subscriber):
+            if protocol is not None and protocol.transport is not None:
+                waits.append(protocol.whenDisconnected())
+                protocol.transport.loseConnection()
+        self.command = self.subscriber = None
+        return DeferredList(waits, consumeErrors=True)
+
+
+@implementer(IBroker)
+class RedisBroker:
+    """
+    An L{IBroker} shared by every instance that uses the same Redis (and key prefix).
+
+    @param url: where Redis is, and the tunables (see L{BrokerURL}).
+    @param reactor: connects and schedules (the heartbeat, reconnects, timeouts).
+    @param history: messages kept per room.
+    @param maxRooms: rooms listed at most by L{rooms}.
+    @param connect: opens one connection (C{"command"} or C{"subscriber"}), for tests;
+        by default from C{url}.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        url: BrokerURL,
+        reactor: Any,
+        history: int,
+        maxRooms: int,
+        *,
+        newEpoch: Callable[[], str] = _newEpoch,
+        instanceId: str | None = None,
+        connect: Callable[[str], Deferred[Any]] | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.url = url
+        self._reactor = reactor
+        self._history = history
+        self._maxRooms = maxRooms
+        self._newEpoch = newEpoch
+        self.instanceId = instanceId or _instanceId()
+        self.layout = KeyLayout(url.prefix)
+        self._presenceTtlMs = int(url.presenceTtl * 1000)
+        self._gcTtlMs = 3 * self._presenceTtlMs
+        self._roomTtlMs = int(url.roomTtl * 1000)
+        self.link = Link(
+            reactor,
+            connect or self._open,
+            self._linkUp,
+            self._linkDown,
+            backoff or Backoff(),
+            url.describe(),
+        )
+        self._feeds: dict[str, RoomFeed] = {}
+        self._listeners: dict[str, IRoomListener] = {}
+        self._reading: dict[str, RoomFeed] = {}
+        self._waiters: dict[str, list[tuple[str, int, Deferred[None]]]] = {}
+        self._presence = PresenceBook()
+        self._dirty: set[str] = set()
+        self._ready = False
+        self._beaten = False
+        self._ticking = False
+        self._readyWaiters: list[Deferred[None]] = []
+        self._heartbeat = LoopingCall(self._tick)
+        self._heartbeat.clock = reactor
+
+    # -- availability ---------------------------------------------------------------------
+
+    @property
+    def unavailableReason(self) -> str | None:
+        """C{None} while connected and in sync; otherwise why not."""
+        if self._ready:
+            return None
+        if self.link.up:
+            return f"resynchronising with redis at {self.link.where}"
+        return self.link.reason
+
+    def whenReady(self) -> Deferred[None]:
+        """A Deferred that fires once the broker is (again) available."""
+        if self._ready:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._readyWaiters.append(d)
+        return d
+
+    def _command(self) -> Any:
+        command = self.link.command
+        if command is None or not self.link.up:
+            raise Unavailable("the message broker is not available")
+        return command
+
+    def _run(self, script: Script, keys: list[str], args: list[Any]) -> Deferred[Any]:
+        try:
+            d: Deferred[Any] = self._command().eval(script.text, keys, args)
+        except Unavailable as e:
+            return fail(e)
+        except txredisapi.ConnectionError:  # lost, and the link does not know yet
+            return fail(Unavailable("the message broker is not available"))
+        d.addErrback(self._unavailable, script.name)
+        return d
+
+    def _unavailable(self, failure: Failure, what: str) -> Failure:
+        if failure.check(Unavailable):
+            return failure
+        if failure.check(txredisapi.ResponseError):
+            self.log.warn("redis refused {what}: {why}", what=what, why=_describeFailure(failure))
+        elif not failure.check(txredisapi.ConnectionError):
+            self.log.failure("redis {what} failed", failure, what=what)
+        return Failure(Unavailable("the message broker is not available"))
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Deferred[None]:
+        """Connect (and keep reconnecting); fires once available the first time."""
+        d = self.whenReady()
+        self.link.start()
+        if not self._heartbeat.running:
+            self._heartbeat.start(self.url.presenceTtl / 3, now=False)
+        return d
+
+    async def _stop(self) -> None:
+        if self._heartbeat.running:
+            self._heartbeat.stop()
+        if self.link.up:
+            goodbye: list[Deferred[Any]] = [
+                self._run(SYNC, [self.layout.room(room).here], self._syncArgs(room, ()))
+                for room in list(self._presence.rooms())
+            ]
+            goodbye.append(
+                self._command().execute_command("DEL", self.layout.instance(self.instanceId))
+            )
+            done = DeferredList(goodbye, consumeErrors=True)
+            done.addTimeout(self.url.timeout, self._reactor)
+            try:
+                await done
+            except Exception:
+                self.log.info("redis did not confirm this instance's goodbye in time")
+        self._ready = False
+        stopped = self.link.stop()
+        stopped.addTimeout(self.url.timeout, self._reactor)
+        with contextlib.suppress(Exception):
+            await stopped
+        for d in self._readyWaiters:
+            d.callback(None)
+        self._readyWaiters = []
+        self._releaseWaiters(None)
+
+    def stop(self) -> Deferred[None]:
+        """Say goodbye (this instance's members leave), then close the connections."""
+        return Deferred.fromCoroutine(self._stop())
+
+    def _open(self, kind: str) -> Deferred[Any]:
+        url = self.url
+        endpoint: Any
+        if url.scheme == "unix":
+            assert url.path is not None
+            endpoint = UNIXClientEndpoint(self._reactor, url.path, timeout=int(url.timeout))
+        else:
+            assert url.host is not None and url.port is not None
+            endpoint = HostnameEndpoint(self._reactor, url.host, url.port, timeout=url.timeout)
+            if url.scheme == "rediss":
+                endpoint = wrapClientTLS(optionsForClientTLS(url.host), endpoint)
+        protocolClass = _Subscriber if kind == "subscriber" else _Commands
+        factory = _Factory(
+            lambda: protocolClass(
+                self._reactor,
+                charset="utf-8",
+                convertNumbers=False,
+                replyTimeout=url.timeout,
+                password=url.password,
+                username=url.username,
+                dbid=url.db or None,
+            )
+        )
+        ready: Deferred[Any] = Deferred()
+
+        def connected(protocol: Any) -> None:
+            def usable(_: Any) -> None:
+                if not ready.called:
+                    ready.callback(protocol)
+
+            def lost(_: Any) -> None:
+                if not ready.called:
+                    ready.errback(ConnectionError(factory.error or "connection lost"))
+
+            protocol.whenDisconnected().addCallback(lost)
+            protocol.whenConnected().addCallback(usable)
+
+        def failed(failure: Failure) -> None:
+            if not ready.called:
+                ready.errback(failure)
+
+        connecting = endpoint.connect(factory)
+        connecting.addCallbacks(connected, failed)
+        ready.addTimeout(2 * url.timeout, self._reactor)
+        return ready
+
+    # -- the link -----------------------------------------------------------------------------
+
+    def _linkUp(self) -> Deferred[Any]:
+        return Deferred.fromCoroutine(self._resync())
+
+    async def _resync(self) -> None:
+        link = self.link
+        subscriber = link.subscriber
+        subscriber.onMessage = self._channelMessage
+        await self._beat()
+        feeds = list(self._feeds.values())
+        for feed in feeds:
+            feed.resubscribed()
+        if feeds:
+            await subscriber.subscribeTo([self.layout.room(f.room).channel for f in feeds])
+            semaphore = DeferredSemaphore(CATCH_UP_CONCURRENCY)
+            await DeferredList(
+                [semaphore.run(self._readStream, f) for f in feeds],
+                fireOnOneErrback=True,
+                consumeErrors=True,
+            )
+        self._dirty.update(self._presence.rooms())
+        await self._syncDirty()
+        if link.subscriber is subscriber:
+            self._ready = True
+            self.log.info("redis broker available ({rooms} rooms)", rooms=len(self._feeds))
+            waiters, self._readyWaiters = self._readyWaiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def _linkDown(self, reason: str) -> None:
+        self._ready = False
+        for feed in self._feeds.values():
+            feed.lost()
+        self._reading.clear()
+        self._releaseWaiters(None)
+
+    # -- subscriptions ------------------------------------------------------------------------
+
+    def subscribe(self, room: str, listener: IRoomListener) -> Deferred[None]:
+        """Subscribe C{room}; fires once its events are delivered to C{listener}."""
+        if not self.link.up:
+            return fail(Unavailable("the message broker is not available"))
+        feed = self._feeds[room] = RoomFeed(room, self._history)
+        self._listeners[room] = listener
+        keys = self.layout.room(room)
+        subscriber = self.link.subscriber
+        return Deferred.fromCoroutine(self._start(feed, keys.channel, subscriber))
+
+    async def _start(self, feed: RoomFeed, channel: str, subscriber: Any) -> None:
+        try:
+            await subscriber.subscribeTo([channel])
+            raw = await self._snapshot(feed.room, None, None)
+        except Exception:
+            if self._feeds.get(feed.room) is feed:
+                del self._feeds[feed.room]
+                self._listeners.pop(feed.room, None)
+            raise Unavailable("the message broker is not available") from None
+        if self._feeds.get(feed.room) is feed and feed.state == STARTING:
+            # (otherwise it was unsubscribed, or the link went down and the resync owns it)
+            self._apply(feed, feed.started(str(raw[0]), int(raw[1])))
+
+    def unsubscribe(self, room: str) -> Deferred[None]:
+        """Stop delivering C{room}."""
+        feed = self._feeds.pop(room, None)
+        self._listeners.pop(room, None)
+        self._reading.pop(room, None)
+        self._releaseWaiters(room)
+        if feed is not None and self.link.up:
+            d = self.link.subscriber.unsubscribeFrom([self.layout.room(room).channel])
+            d.addErrback(lambda _: None)
+        return succeed(None)
+
+    def _channelMessage(self, channel: str, payload: Any) -> None:
+        room = self.layout.roomOfChannel(channel)
+        feed = self._feeds.get(room) if room is not None else None
+        if feed is None or room is None:
+            return
+        try:
+            event = parsePayload(room, payload)
+        except ValueError as e:
+            self.log.warn("ignored on {channel}: {why}", channel=channel, why=str(e))
+            return
+        self._apply(feed, feed.received(event))
+
+    def _apply(self, feed: RoomFeed, step: Step) -> None:
+        """Deliver what C{step} says, then start catching up when it says so."""
+        self._deliver(feed, step)
+        if step.catchUp and feed.room not in self._reading and self.link.up:
+            d = Deferred.fromCoroutine(self._readStream(feed))
+            d.addErrback(lambda f: None)  # a lost link is handled by the link
+
+    def _deliver(self, feed: RoomFeed, step: Step) -> None:
+        listener = self._listeners.get(feed.room)
+        if listener is not None:
+            for event in step.deliver:
+                try:
+                    if isinstance(event, Message):
+                        listener.messagePublished(event)
+                    else:
+                        listener.presenceChanged(event)
+                except Exception:
+                    self.log.failure("delivering to {room} failed", room=feed.room)
+        self._releaseDelivered(feed)
+
+    async def _readStream(self, feed: RoomFeed) -> None:
+        """Catch C{feed} up from the stream, batch after batch, until it is live again."""
+        room = feed.room
+        if room in self._reading:
+            return
+        self._reading[room] = feed
+        keys = self.layout.room(room)
+        try:
+            while True:
+                raw = await self._run(
+                    CATCH_UP,
+                    keys.history,
+                    [feed.epoch or "", feed.delivered, CATCH_UP_BATCH, self._history],
+                )
+                if self._feeds.get(room) is not feed or feed.state == LOST:
+                    return
+                epoch = None if raw[0] is None else str(raw[0])
+                step = feed.caughtUp(epoch, int(raw[1]), parseEntries(room, raw[2]))
+                if feed.epochChanges:
+                    feed.epochChanges = 0
+                    self.log.info(
+                        "room {room}: its history restarted (epoch {epoch})",
+                        room=room,
+                        epoch=epoch,
+                    )
+                self._deliver(feed, step)
+                if not step.catchUp:
+                    return
+        finally:
+            if self._reading.get(room) is feed:
+                del self._reading[room]
+
+    # -- publish ---------------------------------------------------------------------------
+
+    def publish(self, room: str, nick: str, text: str, ts: int) -> Deferred[Message]:
+        """Give the message the room's next offset, keep and publish it (one Lua script)."""
+        keys = self.layout.room(room)
+        d = self._run(
+            PUBLISH,
+            [keys.epoch, keys.seq, keys.log, self.layout.rooms],
+            [
+                self._newEpoch(),
+                self._history,
+                self._roomTtlMs,
+                room,
+                keys.channel,
+                nick,
+                text,
+                ts,
+                messageBody(nick, text),
+            ],
+        )
+
+        def published(raw: Sequence[Any]) -> Deferred[Message]:
+            epoch, offset = str(raw[0]), int(raw[1])
+            message = Message(room=room, offset=offset, ts=ts, nick=nick, text=text)
+            return self._whenDelivered(room, epoch, offset).addCallback(lambda _: message)
+
+        return d.addCallback(published)
+
+    def _whenDelivered(self, room: str, epoch: str, offset: int) -> Deferred[None]:
+        feed = self._feeds.get(room)
+        if feed is None or feed.state == LOST or (feed.epoch == epoch and feed.delivered >= offset):
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiters.setdefault(room, []).append((epoch, offset, d))
+        d.addTimeout(self.url.timeout, self._reactor, onTimeoutCancel=lambda r, t: None)
+        return d
+
+    def _releaseDelivered(self, feed: RoomFeed) -> None:
+        waiters = self._waiters.get(feed.room)
+        if not waiters:
+            return
+        keep = []
+        for epoch, offset, d in waiters:
+            if d.called:
+                continue
+            if (feed.state == LIVE and (epoch != feed.epoch or offset <= feed.delivered)) or (
+                epoch == feed.epoch and offset <= feed.delivered
+            ):
+                d.callback(None)
+            else:
+                keep.append((epoch, offset, d))
+        if keep:
+            self._waiters[feed.room] = keep
+        else:
+            del self._waiters[feed.room]
+
+    def _releaseWaiters(self, room: str | None) -> None:
+        rooms = [room] if room is not None else list(self._waiters)
+        for name in rooms:
+            for _, _, d in self._waiters.pop(name, ()):
+                if not d.called:
+                    d.callback(None)
+
+    # -- history ---------------------------------------------------------------------------
+
+    def _snapshot(self, room: str, since: int | None, epoch: str | None) -> Deferred[Any]:
+        keys = self.layout.room(room)
+        return self._run(
+            SNAPSHOT,
+            [keys.epoch, keys.seq, keys.log, self.layout.rooms],
+            [
+                self._newEpoch(),
+                self._roomTtlMs,
+                room,
+                "" if since is None else since,
+                epoch or "",
+                self._history,
+            ],
+        )
+
+    def replay(self, room: str, since: int | None, epoch: str | None) -> Deferred[Replay]:
+        """The L{Replay} for a join (creating the room's epoch when it has none)."""
+        d = self._snapshot(room, since, epoch)
+        return d.addCallback(lambda raw: replayOf(room, since, epoch, raw))
+
+    def history(
+        self, room: str, since: int, limit: int
+    ) -> Deferred[tuple[str | None, tuple[Message, ...]]]:
+        """C{(epoch, messages after since)}; C{(None, ())} for a room Redis does not hold."""
+        keys = self.layout.room(room)
+        d = self._run(HISTORY, keys.history, [since, limit, self._history])
+        return d.addCallback(lambda raw: historyOf(room, raw))
+
+    # -- presence --------------------------------------------------------------------------
+
+    def enter(self, room: str, nick: str) -> Deferred[None]:
+        """Count C{nick} in C{room} here; list it in Redis when it is new to this instance."""
+        if not self._presence.enter(room, nick):
+            return succeed(None)
+        return self._presenceChange(ENTER, room, nick)
+
+    def exit(self, room: str, nick: str) -> Deferred[None]:
+        """Count one join of C{nick} less; unlist it when this instance has no more."""
+        if not self._presence.exit(room, nick):
+            return succeed(None)
+        return self._presenceChange(EXIT, room, nick)
+
+    def _presenceChange(self, script: Script, room: str, nick: str) -> Deferred[None]:
+        if not self.link.up or room in self._dirty:
+            self._dirty.add(room)  # written when Redis is back (or by the next heartbeat)
+            return succeed(None)
+        keys = self.layout.room(room)
+        args: list[Any] = [self.layout.base, self.instanceId, nick, keys.channel]
+        if script is ENTER:
+            args.append(self._gcTtlMs)
+        d = self._run(script, [keys.here], args)
+
+        def failed(_: Failure) -> None:
+            self._dirty.add(room)
+
+        return d.addCallbacks(lambda _: None, failed)
+
+    def _syncArgs(self, room: str, nicks: Sequence[str]) -> list[Any]:
+        keys = self.layout.room(room)
+        return [self.layout.base, self.instanceId, keys.channel, self._gcTtlMs, *nicks]
+
+    async def _syncDirty(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        waits = []
+        for room in sorted(dirty):
+            nicks, _ = self._presence.members(room)
+            d = self._run(SYNC, [self.layout.room(room).here], self._syncArgs(room, nicks))
+            waits.append(d.addErrback(self._stillDirty, room))
+        if waits:
+            await DeferredList(waits, consumeErrors=True)
+
+    def _stillDirty(self, failure: Failure, room: str) -> None:
+        self._dirty.add(room)
+
+    def members(self, room: str, cap: int | None) -> Deferred[tuple[tuple[str, ...], int]]:
+        """Up to C{cap} nicks present in C{room} on every live instance, and their count."""
+        keys = self.layout.room(room)
+        d = self._run(
+            MEMBERS, [keys.here], [self.layout.base, keys.channel, -1 if cap is None else cap]
+        )
+        return d.addCallback(membersOf)
+
+    def rooms(self) -> Deferred[list[RoomInfo]]:
+        """The most recently active rooms (at most C{maxRooms}), sorted by name."""
+        d = self._run(
+            ROOMS, [self.layout.rooms], [self.layout.base, self._maxRooms, self._roomTtlMs]
+        )
+        return d.addCallback(
+            lambda raw: [RoomInfo(room=r, offset=o, members=m) for r, o, m in roomsOf(raw)]
+        )
+
+    # -- the heartbeat ---------------------------------------------------------------------
+
+    def _beat(self) -> Deferred[Any]:
+        command = self._command()
+        d = command.execute_command(
+            "SET",
+            self.layout.instance(self.instanceId),
+            "1",
+            "PX",
+            self._presenceTtlMs,
+            "GET",
+        )
+
+        def beaten(previous: Any) -> None:
+            if previous is None and self._beaten:
+                # our key had expired: other instances may have reaped our members
+                self.log.warn("this instance's presence had expired; writing it again")
+                self._dirty.update(self._presence.rooms())
+            self._beaten = True
+
+        return d.addCallback(beaten)
+
+    def _tick(self) -> Deferred[Any] | None:
+        if self._ticking or not self.link.up:
+            return None
+        self._ticking = True
+        d = Deferred.fromCoroutine(self._upkeep())
+
+        def done(result: Any) -> None:
+            self._ticking = False
+
+        d.addBoth(done)
+        return d
+
+    async def _upkeep(self) -> None:
+        try:
+            waits: list[Deferred[Any]] = [
+                self._beat(),
+                self.link.subscriber.ping(self.url.timeout),
+            ]
+            for room in list(self._feeds):
+                keys = self.layout.room(room)
+                waits.append(
+                    self._run(
+                        TICK,
+                        [keys.here, keys.epoch, keys.seq, keys.log],
+                        [
+                            self.layout.base,
+                            self.instanceId,
+                            keys.channel,
+                            self._roomTtlMs,
+                            self._gcTtlMs,
+                        ],
+                    )
+                )
+            await DeferredList(waits, consumeErrors=True)
+            if self.link.up:
+                await self._syncDirty()
+        except Exception:
+            pass  # the link reconnects; the next heartbeat tries again

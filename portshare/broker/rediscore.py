@@ -1,0 +1,805 @@
+"""
+The Redis broker's logic, sans I/O: the broker URL, the key layout, the Lua scripts, the
+parsing of what Redis returns, the reconnect backoff and the per-room delivery state.
+
+Nothing here touches a socket, reads a clock or returns a Deferred; L{portshare.broker.redis}
+is the thin Twisted layer that feeds it.
+
+Theory of operation:
+ - A room's messages live in a Redis Stream whose entry IDs are C{<offset>-0}: the offset
+   I{is} the stream ID, so reading "everything after offset 41" is C{XRANGE log 42-0 +} with no
+   scan and no secondary index.  One Lua script (L{PUBLISH}) creates the room's epoch when it is
+   missing, increments the room's sequence, appends the entry (trimmed to about C{history}
+   entries) and publishes it on the room's pub/sub channel, all atomically: offsets are unique
+   and gapless, and every instance receives a room's messages in offset order.
+ - Each instance subscribes once per room.  L{RoomFeed} is the per-room delivery state: the
+   epoch and the last offset handed to the listener.  A live message that is not the next
+   offset (a reconnect, a lost pub/sub message) switches the feed to catching up: the missing
+   offsets are read from the stream (L{CATCH_UP}), live messages are buffered meanwhile (at most
+   C{limit} of them; past that they are dropped and read from the stream again), and the feed
+   hands each offset to the listener exactly once and in order.
+ - Presence: every instance keeps its own members of a room in its own set
+   (C{P:{room}:here:<id>}) and proves it is alive by refreshing C{P:instance:<id>} (a key with
+   a TTL) on a heartbeat.  A nick is present while a live instance lists it; C{join} is
+   announced when the first live instance lists it and C{leave} when the last one stops, by the
+   scripts themselves, on the room's channel, so presence and messages share one order.
+   Instances whose key has expired are reaped (their nicks announced as leaving where no live
+   instance still lists them) by any script that reads the room's presence, and by every live
+   instance's periodic L{TICK} of its rooms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import orjson
+
+from portshare.chat import Replay
+from portshare.wire import Message, Presence
+
+# -- the broker URL ---------------------------------------------------------------------------
+
+DEFAULT_REDIS_PORT = 6379
+
+
+@dataclass(frozen=True)
+class BrokerURL:
+    """
+    A parsed C{--broker} value.
+
+    @ivar scheme: C{memory}, C{redis}, C{rediss} (TLS) or C{unix}.
+    @ivar host: the Redis host (C{redis}, C{rediss}).
+    @ivar port: the Redis port (C{redis}, C{rediss}).
+    @ivar path: the socket path (C{unix}).
+    @ivar db: the database number (C{SELECT}).
+    @ivar prefix: the prefix of every key and channel, so several deployments can share a
+        Redis.
+    @ivar presenceTtl: seconds after which the members of an instance that stopped
+        heartbeating are gone.
+    @ivar roomTtl: seconds after which an idle room's history expires (0: never).
+    @ivar timeout: seconds to connect, and to wait for any reply.
+    """
+
+    scheme: str
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+    db: int = 0
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    prefix: str = "portshare"
+    presenceTtl: float = 15.0
+    roomTtl: float = 7 * 24 * 3600.0
+    timeout: float = 5.0
+
+    @property
+    def shared(self) -> bool:
+        """Whether several processes share this broker (everything but C{memory})."""
+        return self.scheme != "memory"
+
+    def describe(self) -> str:
+        """The URL without credentials, for logs and C{/healthz}."""
+        if self.scheme == "memory":
+            return "memory"
+        if self.scheme == "unix":
+            return f"unix://{self.path}?db={self.db}"
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}/{self.db}"
+
+
+_QUERY = {
+    "prefix": "prefix",
+    "presence_ttl": "presenceTtl",
+    "room_ttl": "roomTtl",
+    "timeout": "timeout",
+    "db": "db",
+}
+
+
+def parseBrokerURL(text: str) -> BrokerURL:
+    """
+    Parse C{memory}, C{redis://[user:password@]host[:port][/db]}, C{rediss://...} (TLS) or
+    C{unix:///path/redis.sock[?db=N]}.  Query parameters (all schemes but C{memory}):
+    C{prefix}, C{presence_ttl}, C{room_ttl}, C{timeout} (seconds), and C{db} for C{unix}.
+
+    @raise ValueError: with a message fit for the command line.
+    """
+    if text == "memory":
+        return BrokerURL("memory")
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(
+            f"{text!r} is not a broker URL: use memory, redis://host:port/db, "
+            "rediss://host:port/db or unix:///path/redis.sock?db=N"
+        )
+    values: dict[str, Any] = {"scheme": scheme}
+    try:
+        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise ValueError(f"{text!r}: cannot read the query {parts.query!r}") from None
+    for name, value in query:
+        if name not in _QUERY:
+            raise ValueError(
+                f"{text!r}: unknown parameter {name!r} (known: {', '.join(sorted(_QUERY))})"
+            )
+        key = _QUERY[name]
+        try:
+            number = int(value) if key == "db" else float(value)
+        except ValueError:
+            if key != "prefix":
+                raise ValueError(f"{text!r}: {name} must be a number, not {value!r}") from None
+            number = None
+        if key == "prefix":
+            if not value or any(c in value for c in "{}: \t\r\n"):
+                raise ValueError(f"{text!r}: prefix must be a non-empty word without {{}}: ")
+            values[key] = value
+        elif key in ("presenceTtl", "timeout") and not (number is not None and number > 0):
+            raise ValueError(f"{text!r}: {name} must be positive")
+        elif number is None or number < 0:
+            raise ValueError(f"{text!r}: {name} must be 0 or more")
+        else:
+            values[key] = number
+    if scheme == "unix":
+        if parts.netloc or not parts.path:
+            raise ValueError(f"{text!r}: write a socket path as unix:///path/redis.sock")
+        values["path"] = unquote(parts.path)
+        return BrokerURL(**values)
+    if "db" in values:
+        raise ValueError(f"{text!r}: give the database as the path (redis://host:port/db)")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError as e:
+        raise ValueError(f"{text!r}: {e}") from None
+    if not host:
+        raise ValueError(f"{text!r}: the URL names no host")
+    values["host"] = host
+    values["port"] = port or DEFAULT_REDIS_PORT
+    path = parts.path.strip("/")
+    if path:
+        if not path.isdigit():
+            raise ValueError(f"{text!r}: the database must be a number (redis://host:port/0)")
+        values["db"] = int(path)
+    if parts.username:
+        values["username"] = unquote(parts.username)
+    if parts.password is not None:
+        values["password"] = unquote(parts.password)
+    return BrokerURL(**values)
+
+
+# -- the key layout ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoomKeys:
+    """
+    The keys and the channel of one room.  All carry the room as a hash tag (C{{room}}) so a
+    room's keys live in one Redis Cluster slot.
+    """
+
+    epoch: str
+    seq: str
+    log: str
+    here: str
+    channel: str
+
+    @property
+    def history(self) -> list[str]:
+        """The keys the history scripts take, in their KEYS order."""
+        return [self.epoch, self.seq, self.log]
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """
+    Where everything lives, under C{prefix} (P)::
+
+        P:rooms                ZSET    room -> last activity (ms, Redis time)
+        P:instance:<id>        STRING  an instance's heartbeat (expires after the presence TTL)
+        P:{room}:epoch         STRING  the room's epoch
+        P:{room}:seq           STRING  the room's last offset
+        P:{room}:log           STREAM  the history; entry ID <offset>-0, fields n, t, ts
+        P:{room}:here          SET     instances with members in the room
+        P:{room}:here:<id>     SET     the nicks instance <id> has in the room
+        P:{room}:events        channel messages and presence of the room
+    """
+
+    prefix: str = "portshare"
+
+    @property
+    def base(self) -> str:
+        """The prefix with its separator, as the scripts build instance keys from it."""
+        return self.prefix + ":"
+
+    @property
+    def rooms(self) -> str:
+        return f"{self.prefix}:rooms"
+
+    def instance(self, instanceId: str) -> str:
+        return f"{self.prefix}:instance:{instanceId}"
+
+    def room(self, room: str) -> RoomKeys:
+        tag = f"{self.prefix}:{{{room}}}"
+        return RoomKeys(
+            epoch=f"{tag}:epoch",
+            seq=f"{tag}:seq",
+            log=f"{tag}:log",
+            here=f"{tag}:here",
+            channel=f"{tag}:events",
+        )
+
+    def roomOfChannel(self, channel: str) -> str | None:
+        """The room a channel belongs to, or C{None} for a channel that is not ours."""
+        head, tail = f"{self.prefix}:{{", "}:events"
+        if channel.startswith(head) and channel.endswith(tail):
+            return channel[len(head) : -len(tail)]
+        return None
+
+
+# -- the scripts ------------------------------------------------------------------------------
+
+_COMMON = """
+local function nowMs()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- keep a key for ttl ms more (ttl 0: forever)
+local function touch(key, ttl)
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+end
+
+-- the room's epoch, created (with sequence 0 and no history) when it or the sequence is
+-- missing: a history without both means nothing any more
+local function ensure(epochKey, seqKey, logKey, newEpoch)
+  local epoch = redis.call('GET', epochKey)
+  if epoch and redis.call('EXISTS', seqKey) == 1 then return epoch, false end
+  redis.call('DEL', logKey)
+  redis.call('SET', epochKey, newEpoch)
+  redis.call('SET', seqKey, 0)
+  return newEpoch, true
+end
+
+-- the stream entries with offsets from..last, at most count (count 0: all)
+local function entries(logKey, from, last, count)
+  if from > last then return {} end
+  if count > 0 then
+    return redis.call('XRANGE', logKey, from .. '-0', last .. '-0', 'COUNT', count)
+  end
+  return redis.call('XRANGE', logKey, from .. '-0', last .. '-0')
+end
+
+local function alive(base, id)
+  return redis.call('EXISTS', base .. 'instance:' .. id) == 1
+end
+
+-- whether a live instance other than `self` lists nick in the room
+local function elsewhere(here, base, self, nick)
+  for _, id in ipairs(redis.call('SMEMBERS', here)) do
+    if id ~= self and alive(base, id)
+        and redis.call('SISMEMBER', here .. ':' .. id, nick) == 1 then
+      return true
+    end
+  end
+  return false
+end
+
+-- forget the instances whose heartbeat expired; announce the nicks they leave
+local function reap(here, base, channel)
+  local gone = {}
+  for _, id in ipairs(redis.call('SMEMBERS', here)) do
+    if not alive(base, id) then
+      local key = here .. ':' .. id
+      for _, nick in ipairs(redis.call('SMEMBERS', key)) do gone[nick] = true end
+      redis.call('DEL', key)
+      redis.call('SREM', here, id)
+    end
+  end
+  local left = {}
+  for nick in pairs(gone) do
+    if not elsewhere(here, base, '', nick) then table.insert(left, nick) end
+  end
+  table.sort(left)
+  for _, nick in ipairs(left) do redis.call('PUBLISH', channel, 'p|leave|' .. nick) end
+  return #left
+end
+
+-- the nicks listed by live instances, sorted
+local function present(here, base)
+  local keys = {}
+  for _, id in ipairs(redis.call('SMEMBERS', here)) do
+    if alive(base, id) then table.insert(keys, here .. ':' .. id) end
+  end
+  if #keys == 0 then return {} end
+  local nicks = redis.call('SUNION', unpack(keys))
+  table.sort(nicks)
+  return nicks
+end
+"""
+
+
+@dataclass(frozen=True)
+class Script:
+    """A Lua script: its name (for logs) and its full text."""
+
+    name: str
+    body: str
+
+    @property
+    def text(self) -> str:
+        return _COMMON + self.body
+
+
+#: KEYS epoch seq log rooms; ARGV newEpoch maxlen roomTtlMs room channel nick text ts body
+#: -> {epoch, offset}
+PUBLISH = Script(
+    "publish",
+    """
+local epoch = ensure(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+local offset = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], offset .. '-0',
+           'n', ARGV[6], 't', ARGV[7], 'ts', ARGV[8])
+local ttl = tonumber(ARGV[3])
+touch(KEYS[1], ttl); touch(KEYS[2], ttl); touch(KEYS[3], ttl)
+redis.call('ZADD', KEYS[4], nowMs(), ARGV[4])
+redis.call('PUBLISH', ARGV[5], 'm|' .. epoch .. '|' .. offset .. '|' .. ARGV[8] .. '|' .. ARGV[9])
+return {epoch, offset}
+""",
+)
+
+#: KEYS epoch seq log rooms; ARGV newEpoch roomTtlMs room since clientEpoch history
+#: -> {epoch, last, entries}; since '' reads nothing (a join without since, a subscription)
+SNAPSHOT = Script(
+    "snapshot",
+    """
+local epoch = ensure(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+local ttl = tonumber(ARGV[2])
+touch(KEYS[1], ttl); touch(KEYS[2], ttl); touch(KEYS[3], ttl)
+redis.call('ZADD', KEYS[4], nowMs(), ARGV[3])
+local last = tonumber(redis.call('GET', KEYS[2]))
+if ARGV[4] == '' then return {epoch, last, {}} end
+local since = tonumber(ARGV[4])
+local from = since + 1
+if (ARGV[5] ~= '' and ARGV[5] ~= epoch) or since > last then from = 1 end
+from = math.max(from, last - tonumber(ARGV[6]) + 1)
+return {epoch, last, entries(KEYS[3], from, last, 0)}
+""",
+)
+
+#: KEYS epoch seq log; ARGV since limit history -> {epoch or false, entries}
+HISTORY = Script(
+    "history",
+    """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then return {false, {}} end
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local from = math.max(tonumber(ARGV[1]) + 1, last - tonumber(ARGV[3]) + 1)
+return {epoch, entries(KEYS[3], from, last, tonumber(ARGV[2]))}
+""",
+)
+
+#: KEYS epoch seq log; ARGV knownEpoch delivered count history
+#: -> {epoch or false, last, entries after delivered (from 1 when the epoch is not known)}
+CATCH_UP = Script(
+    "catch-up",
+    """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then return {false, 0, {}} end
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local from = tonumber(ARGV[2]) + 1
+if epoch ~= ARGV[1] then from = 1 end
+from = math.max(from, last - tonumber(ARGV[4]) + 1)
+return {epoch, last, entries(KEYS[3], from, last, tonumber(ARGV[3]))}
+""",
+)
+
+#: KEYS here; ARGV base id nick channel gcTtlMs -> whether a join was announced
+ENTER = Script(
+    "enter",
+    """
+reap(KEYS[1], ARGV[1], ARGV[4])
+local mine = KEYS[1] .. ':' .. ARGV[2]
+local added = redis.call('SADD', mine, ARGV[3])
+redis.call('SADD', KEYS[1], ARGV[2])
+touch(mine, tonumber(ARGV[5])); touch(KEYS[1], tonumber(ARGV[5]))
+if added == 1 and not elsewhere(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then
+  redis.call('PUBLISH', ARGV[4], 'p|join|' .. ARGV[3])
+  return 1
+end
+return 0
+""",
+)
+
+#: KEYS here; ARGV base id nick channel -> whether a leave was announced
+EXIT = Script(
+    "exit",
+    """
+local mine = KEYS[1] .. ':' .. ARGV[2]
+local removed = redis.call('SREM', mine, ARGV[3])
+if redis.call('SCARD', mine) == 0 then redis.call('SREM', KEYS[1], ARGV[2]) end
+if removed == 1 and not elsewhere(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then
+  redis.call('PUBLISH', ARGV[4], 'p|leave|' .. ARGV[3])
+  return 1
+end
+return 0
+""",
+)
+
+#: KEYS here; ARGV base id channel gcTtlMs nick... : make this instance's set exactly the
+#: nicks given, announcing the differences -> {joins, leaves}
+SYNC = Script(
+    "sync",
+    """
+reap(KEYS[1], ARGV[1], ARGV[3])
+local mine = KEYS[1] .. ':' .. ARGV[2]
+local old = {}
+for _, nick in ipairs(redis.call('SMEMBERS', mine)) do old[nick] = true end
+local new = {}
+for i = 5, #ARGV do new[ARGV[i]] = true end
+redis.call('DEL', mine)
+local n = 0
+for i = 5, #ARGV, 1000 do
+  redis.call('SADD', mine, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  n = n + 1
+end
+if n > 0 then
+  redis.call('SADD', KEYS[1], ARGV[2])
+  touch(mine, tonumber(ARGV[4])); touch(KEYS[1], tonumber(ARGV[4]))
+else
+  redis.call('SREM', KEYS[1], ARGV[2])
+end
+local joins, leaves = {}, {}
+for nick in pairs(new) do
+  if not old[nick] and not elsewhere(KEYS[1], ARGV[1], ARGV[2], nick) then
+    table.insert(joins, nick)
+  end
+end
+for nick in pairs(old) do
+  if not new[nick] and not elsewhere(KEYS[1], ARGV[1], ARGV[2], nick) then
+    table.insert(leaves, nick)
+  end
+end
+table.sort(joins); table.sort(leaves)
+for _, nick in ipairs(leaves) do redis.call('PUBLISH', ARGV[3], 'p|leave|' .. nick) end
+for _, nick in ipairs(joins) do redis.call('PUBLISH', ARGV[3], 'p|join|' .. nick) end
+return {#joins, #leaves}
+""",
+)
+
+#: KEYS here; ARGV base channel cap -> {count, nicks (at most cap; cap -1: all)}
+MEMBERS = Script(
+    "members",
+    """
+reap(KEYS[1], ARGV[1], ARGV[2])
+local nicks = present(KEYS[1], ARGV[1])
+local cap = tonumber(ARGV[3])
+local shown = {}
+for i, nick in ipairs(nicks) do
+  if cap >= 0 and i > cap then break end
+  shown[i] = nick
+end
+return {#nicks, shown}
+""",
+)
+
+#: KEYS here epoch seq log; ARGV base id channel roomTtlMs gcTtlMs: the periodic upkeep of a
+#: room this instance is subscribed to -> leaves announced
+TICK = Script(
+    "tick",
+    """
+local left = reap(KEYS[1], ARGV[1], ARGV[3])
+local roomTtl, gcTtl = tonumber(ARGV[4]), tonumber(ARGV[5])
+touch(KEYS[2], roomTtl); touch(KEYS[3], roomTtl); touch(KEYS[4], roomTtl)
+local mine = KEYS[1] .. ':' .. ARGV[2]
+if redis.call('EXISTS', mine) == 1 then touch(mine, gcTtl); touch(KEYS[1], gcTtl) end
+return left
+""",
+)
+
+#: KEYS rooms; ARGV base cap roomTtlMs -> {room, last offset, members, ...} (most recently
+#: active first, at most cap rooms)
+ROOMS = Script(
+    "rooms",
+    """
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', nowMs() - ttl) end
+local out = {}
+for _, room in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
+  local tag = ARGV[1] .. '{' .. room .. '}:'
+  local last = tonumber(redis.call('GET', tag .. 'seq') or '0')
+  table.insert(out, room)
+  table.insert(out, last)
+  table.insert(out, #present(tag .. 'here', ARGV[1]))
+end
+return out
+""",
+)
+
+SCRIPTS = (PUBLISH, SNAPSHOT, HISTORY, CATCH_UP, ENTER, EXIT, SYNC, MEMBERS, TICK, ROOMS)
+
+
+# -- what Redis returns -----------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def offsetOfId(entryId: Any) -> int:
+    """The offset a stream entry ID (C{"42-0"}) stands for."""
+    return int(_text(entryId).split("-", 1)[0])
+
+
+def parseEntries(room: str, raw: Any) -> tuple[Message, ...]:
+    """
+    Turn an C{XRANGE} reply (C{[[id, [field, value, ...]], ...]}) into messages.
+
+    @raise ValueError: for an entry that is not one of ours.
+    """
+    messages = []
+    for entry in raw or ():
+        entryId, flat = entry
+        fields = {_text(flat[i]): flat[i + 1] for i in range(0, len(flat) - 1, 2)}
+        try:
+            messages.append(
+                Message(
+                    room=room,
+                    offset=offsetOfId(entryId),
+                    ts=int(_text(fields["ts"])),
+                    nick=_text(fields["n"]),
+                    text=_text(fields["t"]),
+                )
+            )
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"stream entry {entryId!r} of {room} is not a message: {e}") from e
+    return tuple(messages)
+
+
+def messageBody(nick: str, text: str) -> str:
+    """The part of a published message's payload that the publisher encodes."""
+    return orjson.dumps([nick, text]).decode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A message as it arrives on a room's channel: the message and its epoch."""
+
+    epoch: str
+    message: Message
+
+
+def parsePayload(room: str, payload: Any) -> Published | Presence:
+    """
+    Parse what a room's channel carries: C{m|epoch|offset|ts|["nick","text"]} or
+    C{p|join|nick} / C{p|leave|nick}.
+
+    @raise ValueError: for anything else.
+    """
+    text = _text(payload)
+    kind = text[:2]
+    if kind == "m|":
+        try:
+            _, epoch, offset, ts, body = text.split("|", 4)
+            nick, said = orjson.loads(body)
+            message = Message(room=room, offset=int(offset), ts=int(ts), nick=nick, text=said)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"bad message payload on {room}: {text[:80]!r}") from e
+        return Published(epoch, message)
+    if kind == "p|":
+        _, event, nick = ([*text.split("|", 2), "", ""])[:3]
+        if event in ("join", "leave") and nick:
+            return Presence(room=room, event=event, nick=nick)  # type: ignore[arg-type]
+    raise ValueError(f"bad payload on {room}: {text[:80]!r}")
+
+
+def replayOf(room: str, since: int | None, clientEpoch: str | None, raw: Sequence[Any]) -> Replay:
+    """
+    The L{Replay} for a join, from the L{SNAPSHOT} script's reply; the same rule as
+    L{portshare.chat.RoomLog.replay}.
+    """
+    epoch, last = _text(raw[0]), int(raw[1])
+    messages = parseEntries(room, raw[2])
+    if since is None:
+        return Replay(epoch, last, (), True)
+    if (clientEpoch is not None and clientEpoch != epoch) or since > last:
+        return Replay(epoch, last, messages, False)
+    first = messages[0].offset if messages else last + 1
+    return Replay(epoch, last, messages, since + 1 >= first)
+
+
+def historyOf(room: str, raw: Sequence[Any]) -> tuple[str | None, tuple[Message, ...]]:
+    """C{(epoch, messages)} from the L{HISTORY} script's reply."""
+    if raw[0] is None:
+        return None, ()
+    return _text(raw[0]), parseEntries(room, raw[1])
+
+
+def membersOf(raw: Sequence[Any]) -> tuple[tuple[str, ...], int]:
+    """C{(nicks, count)} from the L{MEMBERS} script's reply."""
+    return tuple(_text(n) for n in raw[1] or ()), int(raw[0])
+
+
+def roomsOf(raw: Sequence[Any]) -> list[tuple[str, int, int]]:
+    """C{(room, offset, members)} rows from the L{ROOMS} script's reply, sorted by room."""
+    rows = [(_text(raw[i]), int(raw[i + 1]), int(raw[i + 2])) for i in range(0, len(raw) - 2, 3)]
+    return sorted(rows)
+
+
+# -- reconnecting -----------------------------------------------------------------------------
+
+
+class Backoff:
+    """
+    Exponential backoff between reconnection attempts: C{initial}, doubled after each
+    failure up to C{maximum}, each delay spread by up to C{jitter} (a fraction) with the
+    C{random} the caller injects; L{reset} once connected.
+    """
+
+    def __init__(
+        self,
+        initial: float = 0.1,
+        maximum: float = 5.0,
+        jitter: float = 0.2,
+        random: Any = None,
+    ) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.jitter = jitter
+        self._random = random or (lambda: 0.5)
+        self.attempts = 0
+
+    def next(self) -> float:
+        """The delay before the next attempt."""
+        base = min(self.maximum, self.initial * (2**self.attempts))
+        self.attempts += 1
+        spread = 1 + self.jitter * (2 * self._random() - 1)
+        return max(0.0, min(self.maximum, base * spread))
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+# -- delivery: one room's feed ----------------------------------------------------------------
+
+STARTING = "starting"
+LIVE = "live"
+CATCHING_UP = "catching-up"
+LOST = "lost"
+
+
+@dataclass
+class Step:
+    """
+    What a L{RoomFeed} wants done: C{deliver} these events to the listener, in order; then,
+    when C{catchUp}, read the stream after L{RoomFeed.delivered}.
+    """
+
+    deliver: list[Message | Presence] = field(default_factory=list)
+    catchUp: bool = False
+
+
+class RoomFeed:
+    """
+    The delivery state of one subscribed room on one instance.
+
+    @ivar epoch: the epoch of the offsets delivered (C{None} before the first).
+    @ivar delivered: the last offset handed to the listener.
+    @ivar state: L{STARTING} (subscribed, waiting for the room's last offset), L{LIVE},
+        L{CATCHING_UP} (reading the stream; live events are buffered) or L{LOST} (the
+        subscription is gone until the connection is back).
+    @ivar epochChanges: how many times the room's history restarted under this feed.
+    """
+
+    def __init__(self, room: str, limit: int) -> None:
+        self.room = room
+        self.limit = limit
+        self.epoch: str | None = None
+        self.delivered = 0
+        self.state = STARTING
+        self.epochChanges = 0
+        self.dropped = 0
+        self._pending: list[Published | Presence] = []
+        self._overflowed = False
+
+    def received(self, event: Published | Presence) -> Step:
+        """An event arrived on the room's channel."""
+        if self.state != LIVE:
+            if self.state == LOST:
+                return Step()
+            if len(self._pending) >= self.limit:
+                self._overflowed = True  # messages are read from the stream again
+                self.dropped += 1
+            else:
+                self._pending.append(event)
+            return Step()
+        step = Step()
+        self._live(event, step)
+        return step
+
+    def _live(self, event: Published | Presence, step: Step) -> None:
+        if self.state != LIVE:
+            self._pending.append(event)
+            return
+        if isinstance(event, Presence):
+            step.deliver.append(event)
+            return
+        if event.epoch != self.epoch:
+            # the history restarted (or this event is older than what the last read saw):
+            # the stream says which; the event itself is in it, or stale
+            self.state = CATCHING_UP
+            step.catchUp = True
+            return
+        offset = event.message.offset
+        if offset <= self.delivered:
+            return
+        if offset == self.delivered + 1:
+            self.delivered = offset
+            step.deliver.append(event.message)
+            return
+        # a gap: read what is missing from the stream first
+        self.state = CATCHING_UP
+        self._pending.append(event)
+        step.catchUp = True
+
+    def _restart(self, epoch: str | None) -> None:
+        if self.epoch is not None:
+            self.epochChanges += 1
+        self.epoch = epoch
+        self.delivered = 0
+
+    def started(self, epoch: str, last: int) -> Step:
+        """The subscription is live and the room's last offset was C{last} after it was."""
+        self.epoch = epoch
+        self.delivered = last
+        self.state = LIVE
+        return self._flush(Step())
+
+    def lost(self) -> None:
+        """The subscription is gone (the connection was lost)."""
+        self.state = LOST
+        self._pending = []
+        self._overflowed = False
+
+    def resubscribed(self) -> Step:
+        """The subscription is back: catch up with what was published meanwhile."""
+        self.state = CATCHING_UP
+        self._pending = []
+        self._overflowed = False
+        return Step(catchUp=True)
+
+    def caughtUp(self, epoch: str | None, last: int, messages: Sequence[Message]) -> Step:
+        """
+        The reply of a catch-up read: the room's C{epoch} and C{last} offset, and the held
+        messages after L{delivered} (after 0 if the epoch changed), at most a batch of them.
+        """
+        step = Step()
+        if epoch != self.epoch:
+            self._restart(epoch)
+        for message in messages:
+            if message.offset > self.delivered:
+                self.delivered = message.offset
+                step.deliver.append(message)
+        if messages and self.delivered < last:
+            step.catchUp = True  # a batch: read on
+            return step
+        if self._overflowed:
+            self._overflowed = False
+            self._pending = [e for e in self._pending if isinstance(e, Presence)]
+            step.catchUp = True
+            return step
+        self.state = LIVE
+        return self._flush(step)
+
+    def _flush(self, step: Step) -> Step:
+        pending, self._pending = self._pending, []
+        for i, event in enumerate(pending):
+            self._live(event, step)
+            if self.state != LIVE:
+                self._pending.extend(pending[i + 1 :])
+                break
+        return step
