@@ -25,8 +25,7 @@ from twisted.python.failure import Failure
 from portshare import errors
 from portshare.api import ApiPolicy, ConnectionsResource, buildApi
 from portshare.auth import JoinTokens
-from portshare.broker import IBroker
-from portshare.broker.memory import MemoryBroker
+from portshare.broker import IBroker, buildBroker
 from portshare.chat import KeyedBuckets
 from portshare.connections import TrackingFactory, describeAddress
 from portshare.echo import buildEchoFactory
@@ -116,6 +115,8 @@ class Settings:
     joinSecret: bytes | None = None
     staticDir: Path | None = None
     shutdownTimeout: float = 5.0
+    #: C{memory}, or the Redis URL that several instances share (see L{buildBroker})
+    broker: str = "memory"
 
 
 class PortshareService(MultiService):
@@ -137,7 +138,9 @@ class PortshareService(MultiService):
         self.reactor = reactor
         limits = settings.limits
         self.metrics = Metrics()
-        self.broker: IBroker = broker or MemoryBroker(limits.history, limits.maxRooms)
+        self.broker: IBroker = broker or buildBroker(
+            settings.broker, reactor, limits.history, limits.maxRooms
+        )
         self.chatFactory = buildChatFactory(limits, reactor, settings.allowedOrigins)
         self.echoFactory = (
             buildEchoFactory(limits, reactor, settings.allowedOrigins) if settings.echo else None

@@ -8,8 +8,10 @@ here: the service starts listening when twistd starts it.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,10 @@ from twisted.logger import ILogObserver, jsonFileLogObserver
 from twisted.python import usage
 
 from portshare import __version__
+from portshare.broker.rediscore import parseBrokerURL
 from portshare.limits import Limits
 from portshare.service import PortshareService, Settings
+from portshare.workers import WorkersService, checkWorkers
 
 DEFAULT_PORT = "tcp:8080"
 
@@ -114,6 +118,22 @@ class Options(usage.Options):
             "Seconds to wait for WebSockets to close at shutdown.",
             float,
         ],
+        [
+            "broker",
+            None,
+            "memory",
+            "Where offsets, history and presence live: memory (this process only), or a "
+            "Redis shared by several instances: redis://[:password@]host:port/db, "
+            "rediss://... (TLS) or unix:///path/redis.sock?db=N; query parameters prefix, "
+            "presence_ttl, room_ttl, timeout (see docs/scaling.md).",
+        ],
+        [
+            "workers",
+            None,
+            1,
+            "Processes sharing the listening ports (2 or more need a shared --broker).",
+            int,
+        ],
     ]
 
     def __init__(self) -> None:
@@ -137,6 +157,11 @@ class Options(usage.Options):
         Repeatable. [default: only the page's own origin]
         """
         self["allowed-origins"].append(origin)
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        # kept so that --workers can start its workers with the same options
+        self["argv"] = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
 
     def opt_version(self) -> None:
         """Print the version and exit."""
@@ -175,6 +200,18 @@ class Options(usage.Options):
             self["join-secret"] = _readSecret(self["join-secret-file"])
             if len(self["join-secret"]) < 16:
                 raise usage.UsageError("the join secret must be at least 16 bytes")
+        try:
+            self["broker-url"] = parseBrokerURL(self["broker"])
+        except ValueError as e:
+            raise usage.UsageError(f"--broker: {e}") from None
+        if self["broker-url"].shared and importlib.util.find_spec("txredisapi") is None:
+            raise usage.UsageError(
+                "--broker redis needs the redis extra: pip install 'portshare[redis]'"
+            )
+        try:
+            checkWorkers(self["workers"], self["ports"], self["broker-url"].shared)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
 
     def settings(self) -> Settings:
         """The service's settings from the parsed options."""
@@ -187,6 +224,7 @@ class Options(usage.Options):
             joinSecret=self["join-secret"],
             staticDir=Path(self["static"]) if self["static"] else None,
             shutdownTimeout=self["shutdown-timeout"],
+            broker=self["broker"],
         )
 
 
@@ -215,5 +253,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as globalReactor
 
         reactor = globalReactor
+    if options["workers"] > 1:
+        return WorkersService(
+            options["ports"],
+            options["workers"],
+            options["argv"],
+            reactor,
+            options["shutdown-timeout"],
+        )
     kind = _JsonLogging if options["log-format"] == "json" else PortshareService
     return kind(options.settings(), reactor)

@@ -9,7 +9,7 @@ instance subscribes once per room (not once per client) and fans out locally.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from zope.interface import Attribute, Interface
 
@@ -79,3 +79,25 @@ class IBroker(Interface):
 
     def rooms():  # type: ignore[misc]
         """@return: a Deferred firing with a list of L{portshare.chat.RoomInfo}."""
+
+
+def buildBroker(url: str, reactor: Any, history: int, maxRooms: int) -> IBroker:
+    """
+    The broker a C{--broker} URL names: the in-memory broker for C{memory}, the Redis
+    broker (L{portshare.broker.redis}, imported only then) for C{redis://}, C{rediss://} and
+    C{unix://}.
+
+    @param history: messages kept per room.
+    @param maxRooms: rooms kept (in memory) or listed (Redis) at most.
+    @raise ValueError: for a URL that L{portshare.broker.rediscore.parseBrokerURL} refuses.
+    """
+    from portshare.broker.rediscore import parseBrokerURL
+
+    parsed = parseBrokerURL(url)
+    if not parsed.shared:
+        from portshare.broker.memory import MemoryBroker
+
+        return MemoryBroker(history, maxRooms)
+    from portshare.broker.redis import RedisBroker
+
+    return RedisBroker(parsed, reactor, history, maxRooms)
