@@ -450,6 +450,9 @@ def test_connectionsPanelShowsEveryConnectionOnOnePort(
         page.join("ports")
     frank.say("which socket am I on?")
     expect(grace.message("frank", "which socket am I on?")).to_be_visible()
+    grace.say("your own, on the same server port as mine")
+    assert service.post("ports", "curl", "and this came over plain HTTP, same port")[0] == 201
+    expect(frank.message("curl", "and this came over plain HTTP, same port")).to_be_visible()
 
     frank.page.get_by_role("button", name="Connections").click()
     expect(frank.page.locator("#connections-toggle")).to_have_attribute("aria-expanded", "true")
