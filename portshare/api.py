@@ -7,7 +7,7 @@ Every answer is JSON; every refusal is C{{"error": CODE, "reason": TEXT}} with i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -24,6 +24,7 @@ from portshare.chat import KeyedBuckets
 from portshare.connections import describeAddress
 from portshare.errors import BadRequest, PortshareError, TooLarge
 from portshare.hub import Hub
+from portshare.proxies import Network, clientHost
 from portshare.wire import dumps, validNick, validOffset, validRoom, validText
 
 log = Logger()
@@ -146,7 +147,9 @@ class ApiPolicy:
         privateReads: bool = False,
         publishRate: KeyedBuckets | None = None,
         clock: IReactorTime | None = None,
+        trustedProxies: Sequence[Network] = (),
     ) -> None:
+        self.trustedProxies = tuple(trustedProxies)
         self.token = token
         self.privateReads = privateReads
         self.publishRate = publishRate
@@ -158,12 +161,18 @@ class ApiPolicy:
         """
         if self.publishRate is None or self.clock is None:
             return
-        host = describeAddress(request.getClientAddress())[0]
+        host = self.clientHost(request)
         if not self.publishRate.take(host, self.clock.seconds()):
             request.setHeader(b"retry-after", b"1")
             raise errors.RateLimited(
                 f"more than {self.publishRate.rate:g} messages per second from {host}"
             )
+
+    def clientHost(self, request: Request) -> str:
+        """The client's address, through trusted proxies' C{X-Forwarded-For}."""
+        peer = describeAddress(request.getClientAddress())[0]
+        forwarded = request.requestHeaders.getRawHeaders(b"x-forwarded-for", [])
+        return clientHost(peer, [v.decode("latin-1") for v in forwarded], self.trustedProxies)
 
     def checkRead(self, request: Request) -> None:
         """

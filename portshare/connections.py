@@ -11,17 +11,21 @@ question, shown live.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
+    IDelayedCall,
     IProtocolNegotiationFactory,
     IReactorTime,
     ISSLTransport,
 )
 from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
@@ -53,6 +57,8 @@ class TrackingProtocol(ProtocolWrapper):
         self.bytesOut = 0
         self.requests = 0
         self.secure = False
+        self.host = ""
+        self._requestDeadline: IDelayedCall | None = None
         self._lostWaiters: list[Deferred[None]] = []
 
     def makeConnection(self, transport: Any) -> None:
@@ -65,6 +71,16 @@ class TrackingProtocol(ProtocolWrapper):
         Protocol.makeConnection(self, transport)
         self.factory.registerProtocol(self)
         self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]
+        timeout = self.factory.requestTimeout
+        if timeout is not None:
+            self._requestDeadline = self.factory.clock.callLater(timeout, self._requestLate)
+
+    def _requestLate(self) -> None:
+        """Still no complete first request: a slowloris client, or a dead one."""
+        self._requestDeadline = None
+        if self.requests == 0 and self.protocolName == HTTP:
+            self.factory.refused("request-timeout")
+            self.transport.abortConnection()  # type: ignore[union-attr]
 
     def notifyLost(self) -> Deferred[None]:
         """A Deferred that fires once this connection is closed."""
@@ -73,6 +89,10 @@ class TrackingProtocol(ProtocolWrapper):
         return d
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        deadline, self._requestDeadline = self._requestDeadline, None
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+        self.factory.forget(self)
         super().connectionLost(reason)
         waiters, self._lostWaiters = self._lostWaiters, []
         for d in waiters:
@@ -127,11 +147,61 @@ class TrackingFactory(WrappingFactory):
 
     protocol = TrackingProtocol
 
-    def __init__(self, wrappedFactory: Any, clock: IReactorTime) -> None:
+    log = Logger()
+
+    def __init__(
+        self,
+        wrappedFactory: Any,
+        clock: IReactorTime,
+        maxConnections: int | None = None,
+        maxPerAddress: int | None = None,
+        requestTimeout: float | None = None,
+        refused: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__(wrappedFactory)
         self.clock = clock
         self.ids = itertools.count(1)
         self.listening: list[str] = []
+        self.maxConnections = maxConnections
+        self.maxPerAddress = maxPerAddress
+        self.requestTimeout = requestTimeout
+        self._refused = refused
+        self._perAddress: Counter[str] = Counter()
+
+    def buildProtocol(self, addr: IAddress | None) -> Any:  # type: ignore[override]
+        """Accept the connection, unless it is over the total or per-address limit."""
+        host = describeAddress(addr)[0] if addr is not None else ""
+        if self.maxConnections is not None and len(self.protocols) >= self.maxConnections:
+            self.log.warn(
+                "refused {host}: {limit} connections open", host=host, limit=self.maxConnections
+            )
+            self.refused("max-connections")
+            return None
+        if self.maxPerAddress is not None and self._perAddress[host] >= self.maxPerAddress:
+            self.log.warn(
+                "refused {host}: {limit} connections open from it",
+                host=host,
+                limit=self.maxPerAddress,
+            )
+            self.refused("max-connections-per-address")
+            return None
+        protocol: Any = super().buildProtocol(addr)
+        if protocol is not None:
+            protocol.host = host
+            self._perAddress[host] += 1
+        return protocol
+
+    def forget(self, protocol: TrackingProtocol) -> None:
+        """A connection closed: it no longer counts against its address."""
+        count = self._perAddress[protocol.host] - 1
+        if count > 0:
+            self._perAddress[protocol.host] = count
+        else:
+            del self._perAddress[protocol.host]
+
+    def refused(self, reason: str) -> None:
+        if self._refused is not None:
+            self._refused(reason)
 
     def acceptableProtocols(self) -> list[bytes]:
         """Pass the site's ALPN protocols through, so TLS endpoints can negotiate them."""

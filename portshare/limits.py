@@ -37,6 +37,17 @@ class Limits:
     @ivar pingInterval: seconds between keepalive pings on idle sockets.
     @ivar pingTimeout: seconds a pong may take before the socket is dropped.
     @ivar presenceMembersCap: most nicks listed in a C{joined} reply (C{count} has them all).
+    @ivar maxConnections: open TCP connections on all endpoints together.
+    @ivar maxConnectionsPerAddress: open TCP connections from one client address.
+    @ivar requestTimeout: seconds a new connection has to send its first complete request
+        (headers and body): slowloris clients that trickle bytes are cut here.
+    @ivar httpIdleTimeout: seconds an idle HTTP keep-alive connection is kept.
+    @ivar maxHeaders: headers per HTTP request.
+    @ivar maxHeaderBytes: bytes of request line and headers together.
+    @ivar slowConsumerBytes: bytes queued for one WebSocket beyond the socket's own buffer
+        before it counts as too slow.
+    @ivar slowConsumerSeconds: seconds a WebSocket's socket may stay full before it counts as
+        too slow.
     """
 
     maxMessageSize: int = 64 * 1024
@@ -57,6 +68,14 @@ class Limits:
     pingInterval: float = 30.0
     pingTimeout: float = 10.0
     presenceMembersCap: int = 100
+    maxConnections: int = 10_000
+    maxConnectionsPerAddress: int = 256
+    requestTimeout: float = 10.0
+    httpIdleTimeout: float = 60.0
+    maxHeaders: int = 64
+    maxHeaderBytes: int = 16 * 1024
+    slowConsumerBytes: int = 1024 * 1024
+    slowConsumerSeconds: float = 10.0
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():

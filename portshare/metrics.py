@@ -88,6 +88,15 @@ class Metrics:
             ["status"],
             registry=r,
         )
+        self.slowConsumers = Counter(
+            "portshare_slow_consumers", "WebSockets found too slow to keep up", registry=r
+        )
+        self.refusedConnections = Counter(
+            "portshare_refused_connections",
+            "TCP connections refused, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.rooms = Gauge("portshare_rooms", "Rooms with members on this instance", registry=r)
 
     def watchConnections(self, read: Callable[[], dict[str, float]]) -> None:

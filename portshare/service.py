@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from portshare import errors
 from portshare.api import ApiPolicy, ConnectionsResource, buildApi
 from portshare.auth import JoinTokens
+from portshare.backpressure import CLOSE
 from portshare.broker import IBroker, buildBroker
 from portshare.chat import KeyedBuckets
 from portshare.connections import TrackingFactory, describeAddress
@@ -32,6 +33,7 @@ from portshare.echo import buildEchoFactory
 from portshare.hub import Hub
 from portshare.limits import Limits
 from portshare.metrics import Metrics
+from portshare.proxies import Network
 from portshare.web import buildSite, buildTree
 from portshare.ws import buildChatFactory, closeWithCode
 
@@ -117,6 +119,8 @@ class Settings:
     shutdownTimeout: float = 5.0
     #: C{memory}, or the Redis URL that several instances share (see L{buildBroker})
     broker: str = "memory"
+    trustedProxies: Sequence[Network] = ()
+    slowConsumerPolicy: str = CLOSE
 
 
 class PortshareService(MultiService):
@@ -154,6 +158,7 @@ class PortshareService(MultiService):
             joinTokens=JoinTokens(settings.joinSecret) if settings.joinSecret else None,
         )
         self.chatFactory.hub = self.hub
+        self.chatFactory.slowPolicy = settings.slowConsumerPolicy
         self.stopping = False
         self.listening: list[str] = []
         guard = ApiPolicy(
@@ -161,6 +166,7 @@ class PortshareService(MultiService):
             privateReads=settings.joinSecret is not None,
             publishRate=KeyedBuckets(limits.apiRate, limits.apiBurst),
             clock=reactor,
+            trustedProxies=settings.trustedProxies,
         )
         connections = ConnectionsResource(
             lambda: self.tracker.rows(), lambda: list(self.listening), guard
@@ -173,8 +179,15 @@ class PortshareService(MultiService):
             unavailableReason=self.unavailableReason,
             staticDir=settings.staticDir,
         )
-        self.site = buildSite(self.root, reactor)
-        self.tracker = TrackingFactory(self.site, reactor)
+        self.site = buildSite(self.root, reactor, limits, self.metrics)
+        self.tracker = TrackingFactory(
+            self.site,
+            reactor,
+            maxConnections=limits.maxConnections,
+            maxPerAddress=limits.maxConnectionsPerAddress,
+            requestTimeout=limits.requestTimeout,
+            refused=lambda reason: self.metrics.refusedConnections.labels(reason).inc(),
+        )
         self.metrics.watchConnections(self.tracker.counts)
         for description in settings.ports:
             endpoint = serverFromString(reactor, description)
@@ -204,9 +217,16 @@ class PortshareService(MultiService):
         self.stopping = True
         await super().stopService()
         await self.closeWebSockets(errors.CLOSE_GOING_AWAY, "server shutting down")
+        await self.finishRequests()
         for factory in self._factories():
             factory.doStop()
         await self.broker.stop()
+
+    def finishRequests(self) -> Deferred[Any]:
+        """Let HTTP requests in flight finish, at most C{shutdownTimeout} seconds."""
+        d = self.site.whenIdle()
+        d.addTimeout(self.settings.shutdownTimeout, self.reactor, onTimeoutCancel=lambda r, t: None)
+        return d
 
     def closeWebSockets(self, code: int, reason: str) -> Deferred[Any]:
         """

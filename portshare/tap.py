@@ -22,8 +22,12 @@ from twisted.python import usage
 
 from portshare import __version__
 from portshare.broker.rediscore import parseBrokerURL
+from portshare.backpressure import CLOSE, POLICIES
+from portshare.broker.rediscore import parseBrokerURL
 from portshare.limits import Limits
+from portshare.proxies import parseNetworks
 from portshare.service import PortshareService, Settings
+from portshare.workers import WorkersService, checkWorkers
 from portshare.workers import WorkersService, checkWorkers
 
 DEFAULT_PORT = "tcp:8080"
@@ -65,6 +69,39 @@ _LIMIT_OPTIONS: list[tuple[str, str, type, str]] = [
     ),
     ("ping-interval", "pingInterval", float, "Seconds between keepalive pings."),
     ("ping-timeout", "pingTimeout", float, "Seconds a pong may take before the socket is dropped."),
+    ("max-connections", "maxConnections", int, "Open connections on all endpoints together."),
+    (
+        "max-connections-per-address",
+        "maxConnectionsPerAddress",
+        int,
+        "Open connections from one client address.",
+    ),
+    (
+        "request-timeout",
+        "requestTimeout",
+        float,
+        "Seconds a new connection has to send its first complete request (slowloris).",
+    ),
+    (
+        "http-idle-timeout",
+        "httpIdleTimeout",
+        float,
+        "Seconds an idle keep-alive connection is kept.",
+    ),
+    ("max-headers", "maxHeaders", int, "Headers per HTTP request (more: 400)."),
+    ("max-header-bytes", "maxHeaderBytes", int, "Bytes of request line and headers (more: 400)."),
+    (
+        "slow-consumer-bytes",
+        "slowConsumerBytes",
+        int,
+        "Bytes queued for a WebSocket beyond its socket buffer before it is too slow.",
+    ),
+    (
+        "slow-consumer-seconds",
+        "slowConsumerSeconds",
+        float,
+        "Seconds a WebSocket's socket may stay full before it is too slow.",
+    ),
     (
         "presence-cap",
         "presenceMembersCap",
@@ -104,6 +141,13 @@ class Options(usage.Options):
             None,
             "Require signed join tokens, verified with the secret in this file.",
         ],
+        [
+            "slow-consumer-policy",
+            None,
+            CLOSE,
+            "What happens to a WebSocket too slow to keep up: close (1013) or drop (its events "
+            "are dropped and counted until it catches up).",
+        ],
         ["static", None, None, "Serve this directory at / instead of the built-in web client."],
         [
             "log-format",
@@ -140,6 +184,7 @@ class Options(usage.Options):
         super().__init__()
         self["ports"] = []
         self["allowed-origins"] = []
+        self["trusted-proxies"] = []
 
     def opt_port(self, description: str) -> None:
         """
@@ -157,6 +202,23 @@ class Options(usage.Options):
         Repeatable. [default: only the page's own origin]
         """
         self["allowed-origins"].append(origin)
+
+    def opt_trusted_proxy(self, spec: str) -> None:
+        """
+        A reverse proxy (address or network) whose X-Forwarded-For is believed. Repeatable.
+        [default: none; X-Forwarded-For is ignored]
+        """
+        try:
+            self["trusted-proxies"].extend(parseNetworks([spec]))
+        except ValueError:
+            raise usage.UsageError(
+                f"--trusted-proxy {spec!r} is not an address or network"
+            ) from None
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        # kept so that --workers can start its workers with the same options
+        self["argv"] = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         # kept so that --workers can start its workers with the same options
@@ -185,6 +247,8 @@ class Options(usage.Options):
             raise usage.UsageError(message) from None
         if self["shutdown-timeout"] < 0:
             raise usage.UsageError("--shutdown-timeout must be 0 or more")
+        if self["slow-consumer-policy"] not in POLICIES:
+            raise usage.UsageError("--slow-consumer-policy must be close or drop")
         if self["log-format"] not in ("text", "json"):
             raise usage.UsageError("--log-format must be text or json")
         if self["static"] is not None and not Path(self["static"]).is_dir():
@@ -212,6 +276,18 @@ class Options(usage.Options):
             checkWorkers(self["workers"], self["ports"], self["broker-url"].shared)
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
+        try:
+            self["broker-url"] = parseBrokerURL(self["broker"])
+        except ValueError as e:
+            raise usage.UsageError(f"--broker: {e}") from None
+        if self["broker-url"].shared and importlib.util.find_spec("txredisapi") is None:
+            raise usage.UsageError(
+                "--broker redis needs the redis extra: pip install 'portshare[redis]'"
+            )
+        try:
+            checkWorkers(self["workers"], self["ports"], self["broker-url"].shared)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
 
     def settings(self) -> Settings:
         """The service's settings from the parsed options."""
@@ -225,6 +301,9 @@ class Options(usage.Options):
             staticDir=Path(self["static"]) if self["static"] else None,
             shutdownTimeout=self["shutdown-timeout"],
             broker=self["broker"],
+            broker=self["broker"],
+            trustedProxies=tuple(self["trusted-proxies"]),
+            slowConsumerPolicy=self["slow-consumer-policy"],
         )
 
 
@@ -253,6 +332,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as globalReactor
 
         reactor = globalReactor
+    if options["workers"] > 1:
+        return WorkersService(
+            options["ports"],
+            options["workers"],
+            options["argv"],
+            reactor,
+            options["shutdown-timeout"],
+        )
     if options["workers"] > 1:
         return WorkersService(
             options["ports"],

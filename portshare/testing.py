@@ -11,8 +11,10 @@ from typing import Any
 
 import orjson
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
+from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
 from portshare.hub import IMember
@@ -257,3 +259,39 @@ def selfSignedCertificate(directory: Any, hostname: str = "localhost") -> tuple[
     )
     certPath.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     return keyPath, certPath
+
+
+class MemoryConnection:
+    """
+    One client connection to a service's shared port, in memory: bytes go through the real
+    tracker, site and Autobahn protocols on a L{StringTransport}.
+    """
+
+    def __init__(self, service: Any, port: int = 40000) -> None:
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", port))
+        self.protocol = service.tracker.buildProtocol(self.transport.getPeer())
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, data: bytes) -> None:
+        self.protocol.dataReceived(data)
+
+    def read(self) -> bytes:
+        data = self.transport.value()
+        self.transport.clear()
+        return data
+
+    def handshake(self, **kwargs: Any) -> bytes:
+        self.send(handshakeRequest(**kwargs))
+        head, frames = splitResponse(self.read())
+        self.pending = frames
+        return head
+
+    def say(self, **message: Any) -> None:
+        self.send(clientFrame(orjson.dumps(message)))
+
+    def frames(self) -> list[tuple[int, bytes]]:
+        frames, self.pending = self.pending + serverFrames(self.read()), []
+        return frames
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [orjson.loads(p) for op, p in self.frames() if op == TEXT]

@@ -14,21 +14,26 @@ Autobahn protocol; every other request stays with twisted.web.  Same port, same 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from importlib import resources
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 from twisted.web.static import File
 
 from portshare.api import JsonResource, notFound, writeError, writeJson
-from portshare.errors import METHOD_NOT_ALLOWED, PortshareError
+from portshare.errors import METHOD_NOT_ALLOWED, TOO_LARGE, PortshareError
+from portshare.limits import Limits
 from portshare.metrics import Metrics
+from portshare.wire import dumps
 
 #: The headers every page gets: no inline script, no framing, no MIME sniffing.
 SECURITY_HEADERS = {
@@ -52,6 +57,28 @@ class StaticFiles(File):
     """Static files with security headers, without directory listings, JSON refusals."""
 
     childNotFound = notFound("no such file")  # type: ignore[assignment]
+    forbidden = childNotFound  # type: ignore[assignment]
+    #: the real path of the served directory; nothing outside it is served
+    rootPath: str = ""
+
+    def __init__(self, path: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(path, *args, **kwargs)
+        self.rootPath = os.path.realpath(path)
+
+    def createSimilarFile(self, path: str) -> StaticFiles:
+        similar = super().createSimilarFile(path)
+        similar.rootPath = self.rootPath
+        return similar
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        if path.startswith(b".") or b"\x00" in path:
+            return self.childNotFound  # dotfiles and NUL bytes are never served
+        child = super().getChild(path, request)
+        if isinstance(child, File):
+            real = os.path.realpath(child.path)
+            if real != self.rootPath and not real.startswith(self.rootPath + os.sep):
+                return self.childNotFound  # a symlink out of the directory
+        return child
 
     def render(self, request: Request) -> Any:
         for name, value in SECURITY_HEADERS.items():
@@ -126,23 +153,135 @@ class UpgradeResource(WebSocketResource):
                 b'{"error":"upgrade_required","reason":"this is a WebSocket endpoint: '
                 b'send Upgrade: websocket"}'
             )
-        return super().render(request)
+        result = super().render(request)
+        if request.channel is not None and request.channel.transport is None:
+            # upgraded: the socket is Autobahn's now and this request will never finish
+            done = getattr(request.site, "requestDone", None)
+            if done is not None:
+                done(request)
+        return result
 
 
 class PortshareRequest(Request):
-    """A request that knows it came over TLS even through the connection tracker."""
+    """
+    A request that knows it came over TLS even through the connection tracker, refuses bodies
+    over the site's C{maxBody} before reading them, and counts as in flight until finished.
+    """
+
+    _tooLarge = False
+    _bodyBytes = 0
 
     def isSecure(self) -> bool:
         transport = self.channel.transport if self.channel is not None else None
         secure = getattr(transport, "secure", None)
         return bool(secure) if secure is not None else super().isSecure()
 
+    def gotLength(self, length: int | None) -> None:
+        limit = self._portshareSite.maxBody
+        if limit is not None and length is not None and length > limit:
+            self._refuseBody(limit)
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._tooLarge:
+            return
+        self._bodyBytes += len(data)
+        limit = self._portshareSite.maxBody
+        if limit is not None and self._bodyBytes > limit:  # chunked: no length said upfront
+            self._refuseBody(limit)
+            return
+        super().handleContentChunk(data)
+
+    def _refuseBody(self, limit: int) -> None:
+        """Answer 413 at once and close: the body is never read or stored."""
+        self._tooLarge = True
+        self.content = BytesIO()
+        body = dumps({"error": TOO_LARGE, "reason": f"the body is larger than {limit} bytes"})
+        head = (
+            b"HTTP/1.1 413 Request Entity Too Large\r\ncontent-type: application/json\r\n"
+            b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(body)
+        )
+        self._portshareSite.countError(413)
+        transport = self.channel.transport
+        assert transport is not None
+        transport.write(head + body)
+        transport.loseConnection()
+
+    def process(self) -> None:
+        if self._tooLarge:
+            return  # answered already
+        site = self._portshareSite
+        site.inflight.add(self)
+        self.notifyFinish().addBoth(lambda _: site.requestDone(self))
+        super().process()
+
+    @property
+    def _portshareSite(self) -> PortshareSite:
+        return self.channel.site  # type: ignore[attr-defined,no-any-return]
+
 
 class PortshareSite(Site):
-    """The site: no tracebacks to clients, and a request count per tracked connection."""
+    """
+    The site: no tracebacks to clients, limits on every request, a request count per tracked
+    connection, HTTP refusals counted, and the requests in flight known (for a graceful stop).
+    """
 
     displayTracebacks = False
     requestFactory = PortshareRequest
+    maxBody: int | None = None
+    maxHeaders = 64
+    maxHeaderBytes = 16 * 1024
+    metrics: Metrics | None = None
+
+    def __init__(
+        self,
+        resource: Resource,
+        reactor: IReactorTime,
+        limits: Limits | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        super().__init__(resource, reactor=reactor)
+        if limits is not None:
+            self.maxBody = limits.maxBody
+            self.maxHeaders = limits.maxHeaders
+            self.maxHeaderBytes = limits.maxHeaderBytes
+            self.timeOut = limits.httpIdleTimeout
+        self.metrics = metrics
+        self.inflight: set[Request] = set()
+        self._idleWaiters: list[Deferred[None]] = []
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)
+        channel = getattr(protocol, "_channel", protocol)  # HTTP/1.1 behind the h2 switch
+        channel.maxHeaders = self.maxHeaders
+        channel.totalHeadersSize = self.maxHeaderBytes
+        channel.MAX_LENGTH = self.maxHeaderBytes
+        return protocol
+
+    def log(self, request: Request) -> None:  # type: ignore[override]
+        super().log(request)
+        if request.code >= 400:
+            self.countError(request.code)
+
+    def countError(self, status: int) -> None:
+        if self.metrics is not None:
+            self.metrics.httpErrors.labels(str(status)).inc()
+
+    def requestDone(self, request: Request) -> None:
+        self.inflight.discard(request)
+        if not self.inflight:
+            waiters, self._idleWaiters = self._idleWaiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def whenIdle(self) -> Deferred[None]:
+        """Fires once no request is in flight (at once, if none is)."""
+        if not self.inflight:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._idleWaiters.append(d)
+        return d
 
     def getResourceFor(self, request: Request) -> IResource:
         request.setHeader(b"server", b"portshare")
@@ -174,8 +313,11 @@ def buildTree(
     return root
 
 
-def buildSite(root: Resource, reactor: IReactorTime) -> PortshareSite:
-    """The site for C{root}, on the injected reactor."""
-    site = PortshareSite(root, reactor=reactor)
-    site.displayTracebacks = False
-    return site
+def buildSite(
+    root: Resource,
+    reactor: IReactorTime,
+    limits: Limits | None = None,
+    metrics: Metrics | None = None,
+) -> PortshareSite:
+    """The site for C{root}, on the injected reactor, with C{limits} on every request."""
+    return PortshareSite(root, reactor, limits, metrics)

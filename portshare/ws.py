@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from portshare import errors
+from portshare.backpressure import CLOSE, DROP, Backpressure
 from portshare.hub import Hub, IMember
 from portshare.limits import Limits
 from portshare.wire import SUBPROTOCOL, Error, encode
@@ -85,6 +86,8 @@ class ChatProtocol(OriginCheckingProtocol):
     """One chat connection on C{/ws}: frames in and out, everything else in the hub."""
 
     session: Any = None
+    backpressure: Backpressure | None = None
+    cut = False
 
     def selectSubprotocol(self, offered: list[str]) -> str | None:
         return SUBPROTOCOL if SUBPROTOCOL in offered else None
@@ -94,6 +97,17 @@ class ChatProtocol(OriginCheckingProtocol):
         self.session = hub.connected(self)
         hub.metrics.wsOpened.labels("/ws").inc()
         self.events.info("{peer} opened /ws", peer=self.peer)
+        limits = hub.limits
+        self.backpressure = Backpressure(
+            self.factory.reactor,
+            limits.slowConsumerBytes,
+            limits.slowConsumerSeconds,
+            self.tooSlow,
+        )
+        # twisted.web registered its HTTP channel as the socket's producer; the socket is ours now
+        transport: Any = self.transport
+        transport.unregisterProducer()
+        transport.registerProducer(self.backpressure, True)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         hub: Hub = self.factory.hub
@@ -119,9 +133,36 @@ class ChatProtocol(OriginCheckingProtocol):
 
     def sendPayload(self, payload: bytes) -> None:
         self.sendMessage(payload)
+        backpressure = self.backpressure
+        if backpressure is not None and backpressure.paused:
+            backpressure.wrote(len(payload))
 
     def sendPrepared(self, prepared: Any) -> None:
-        self.sendPreparedMessage(prepared)
+        if self.cut:
+            return
+        backpressure = self.backpressure
+        if backpressure is None or not backpressure.paused:
+            self.sendPreparedMessage(prepared)
+        elif backpressure.slow:
+            self.factory.hub.metrics.drops.inc()
+        else:
+            self.sendPreparedMessage(prepared)
+            backpressure.wrote(len(prepared.payload))
+
+    def tooSlow(self) -> None:
+        """This client cannot keep up: cut it (1013), or drop its events until it drains."""
+        hub: Hub = self.factory.hub
+        hub.metrics.slowConsumers.inc()
+        if self.factory.slowPolicy == DROP:
+            self.events.info("{peer} too slow: dropping its events", peer=self.peer)
+            return
+        self.events.info("{peer} too slow: closing with 1013", peer=self.peer)
+        self.cut = True  # nothing more is queued for it
+        if self.session is not None:
+            # out of its rooms right after the fan-out that found it slow (which is iterating
+            # over the room's members now)
+            self.factory.reactor.callLater(0, hub.disconnected, self.session)
+        closeWithCode(self, errors.CLOSE_TRY_AGAIN_LATER, "too slow to keep up")
 
     def closeWith(self, code: int, reason: str) -> None:
         closeWithCode(self, code, reason)
@@ -148,6 +189,8 @@ class ChatFactory(PortshareFactory):
 
     protocol = ChatProtocol
     hub: Hub
+    #: what happens to a client too slow to keep up: L{CLOSE} (1013) or L{DROP}
+    slowPolicy: str = CLOSE
 
 
 def _refuseCompression(offers: list[Any]) -> None:

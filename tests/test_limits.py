@@ -40,6 +40,14 @@ class LimitsTests(SynchronousTestCase):
                 "pingInterval": 30.0,
                 "pingTimeout": 10.0,
                 "presenceMembersCap": 100,
+                "maxConnections": 10_000,
+                "maxConnectionsPerAddress": 256,
+                "requestTimeout": 10.0,
+                "httpIdleTimeout": 60.0,
+                "maxHeaders": 64,
+                "maxHeaderBytes": 16 * 1024,
+                "slowConsumerBytes": 1024 * 1024,
+                "slowConsumerSeconds": 10.0,
             },
         )
 

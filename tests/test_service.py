@@ -54,3 +54,55 @@ class ListeningTests(SynchronousTestCase):
         self.assertIsNone(service.unavailableReason())
         self.successResultOf(service.stopService())
         self.assertEqual(service.unavailableReason(), "shutting down")
+
+
+class GracefulStopTests(SynchronousTestCase):
+    def test_inflightRequestsFinish(self) -> None:
+        """Stopping waits for HTTP requests in flight and lets them answer."""
+        from twisted.internet.defer import Deferred
+
+        from portshare.broker.memory import MemoryBroker
+        from portshare.testing import MemoryConnection
+
+        class SlowHistory(MemoryBroker):
+            pending: Deferred[object] = Deferred()
+
+            def history(self, room: str, since: int, limit: int) -> Deferred[object]:
+                return self.pending
+
+        reactor = MemoryReactorClock()
+        broker = SlowHistory(10, 10)
+        service = PortshareService(
+            Settings(ports=("tcp:0",), shutdownTimeout=30), reactor, broker=broker
+        )
+        service.startService()
+        c = MemoryConnection(service)
+        c.send(b"GET /api/rooms/r/messages HTTP/1.1\r\nHost: x\r\n\r\n")
+        stopped = service.stopService()
+        self.assertNoResult(stopped)
+        broker.pending.callback(("e", ()))
+        self.assertIn(b"HTTP/1.1 200", c.read())
+        self.successResultOf(stopped)
+
+    def test_inflightGiveUpAfterTimeout(self) -> None:
+        """A request still in flight after the shutdown timeout does not hold the stop."""
+        from twisted.internet.defer import Deferred
+
+        from portshare.broker.memory import MemoryBroker
+        from portshare.testing import MemoryConnection
+
+        class NeverHistory(MemoryBroker):
+            def history(self, room: str, since: int, limit: int) -> Deferred[object]:
+                return Deferred()
+
+        reactor = MemoryReactorClock()
+        service = PortshareService(
+            Settings(ports=("tcp:0",), shutdownTimeout=2), reactor, broker=NeverHistory(10, 10)
+        )
+        service.startService()
+        MemoryConnection(service).send(b"GET /api/rooms/r/messages HTTP/1.1\r\nHost: x\r\n\r\n")
+        stopped = service.stopService()
+        reactor.advance(1.9)
+        self.assertNoResult(stopped)
+        reactor.advance(0.1)
+        self.successResultOf(stopped)

@@ -5,11 +5,12 @@ driven in memory (StringTransport under the real site, tracker and Autobahn prot
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import orjson
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import StringTransport
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.limits import Limits
@@ -18,47 +19,14 @@ from portshare.testing import (
     BINARY,
     CLOSE,
     TEXT,
+    MemoryConnection,
     clientFrame,
     closeCode,
     handshakeRequest,
-    serverFrames,
     splitResponse,
     startedService,
 )
 from portshare.ws import originAllowed
-
-
-class Connection:
-    """One in-memory client connection to the service's shared port."""
-
-    def __init__(self, service: PortshareService, port: int = 40000) -> None:
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", port))
-        self.protocol = service.tracker.buildProtocol(self.transport.getPeer())
-        self.protocol.makeConnection(self.transport)
-
-    def send(self, data: bytes) -> None:
-        self.protocol.dataReceived(data)
-
-    def read(self) -> bytes:
-        data = self.transport.value()
-        self.transport.clear()
-        return data
-
-    def handshake(self, **kwargs: Any) -> bytes:
-        self.send(handshakeRequest(**kwargs))
-        head, frames = splitResponse(self.read())
-        self.pending = frames
-        return head
-
-    def say(self, **message: Any) -> None:
-        self.send(clientFrame(orjson.dumps(message)))
-
-    def frames(self) -> list[tuple[int, bytes]]:
-        frames, self.pending = self.pending + serverFrames(self.read()), []
-        return frames
-
-    def messages(self) -> list[dict[str, Any]]:
-        return [orjson.loads(p) for op, p in self.frames() if op == TEXT]
 
 
 class ServiceMixin:
@@ -74,21 +42,21 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
 
     def test_upgradeSelectsSubprotocol(self) -> None:
         """A handshake on /ws gets 101 and the chat subprotocol when the client offers it."""
-        c = Connection(self.service)
+        c = MemoryConnection(self.service)
         head = c.handshake(protocols="other, portshare.chat.v1")
         self.assertTrue(head.startswith(b"HTTP/1.1 101 Switching Protocols"), head)
         self.assertIn(b"Sec-WebSocket-Protocol: portshare.chat.v1", head)
 
     def test_noSubprotocolOffered(self) -> None:
         """A client offering no subprotocol is accepted without one."""
-        c = Connection(self.service)
+        c = MemoryConnection(self.service)
         head = c.handshake()
         self.assertTrue(head.startswith(b"HTTP/1.1 101"))
         self.assertNotIn(b"Sec-WebSocket-Protocol", head)
 
     def test_chatOverTheTree(self) -> None:
         """Join and say over /ws reach the hub and come back as frames."""
-        c = Connection(self.service)
+        c = MemoryConnection(self.service)
         c.handshake(protocols="portshare.chat.v1")
         c.say(type="join", room="lobby", nick="ann", ref=1)
         c.say(type="say", room="lobby", text="hello", ref=2)
@@ -97,7 +65,7 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
 
     def test_binaryFrameRefused(self) -> None:
         """A binary frame on /ws gets error bad_request and the socket stays open."""
-        c = Connection(self.service)
+        c = MemoryConnection(self.service)
         c.handshake()
         c.send(clientFrame(b"\x00\x01", opcode=BINARY))
         self.assertEqual(c.messages()[0]["code"], "bad_request")
@@ -105,7 +73,7 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
 
     def test_tooBigClosed1009(self) -> None:
         """A message over --max-message-size closes the socket with 1009."""
-        c = Connection(self.service)
+        c = MemoryConnection(self.service)
         c.handshake()
         c.send(clientFrame(b"x" * 2000))
         closes = [closeCode(p) for op, p in c.frames() if op == CLOSE]
@@ -113,33 +81,33 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
 
     def test_invalidUtf8Closed1007(self) -> None:
         """A text frame that is not UTF-8 closes the socket with 1007."""
-        c = Connection(self.service)
+        c = MemoryConnection(self.service)
         c.handshake()
         c.send(clientFrame(b"\xff\xfe"))
         self.assertEqual([closeCode(p) for op, p in c.frames() if op == CLOSE], [1007])
 
     def test_protocolErrorClosed1002(self) -> None:
         """A frame with reserved bits set closes the socket with 1002."""
-        c = Connection(self.service)
+        c = MemoryConnection(self.service)
         c.handshake()
         c.send(clientFrame(b"{}", rsv=2))
         self.assertEqual([closeCode(p) for op, p in c.frames() if op == CLOSE], [1002])
 
     def test_foreignOriginForbidden(self) -> None:
         """A browser handshake from another origin is refused with 403 (CSWSH)."""
-        c = Connection(self.service)
+        c = MemoryConnection(self.service)
         head = c.handshake(origin="https://evil.example", host="chat.example:8080")
         self.assertTrue(head.startswith(b"HTTP/1.1 403"), head)
 
     def test_sameOriginAllowed(self) -> None:
         """The page's own origin may open the chat socket."""
-        c = Connection(self.service)
+        c = MemoryConnection(self.service)
         head = c.handshake(origin="http://chat.example:8080", host="chat.example:8080")
         self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
 
     def test_plainGetIs426(self) -> None:
         """A plain GET on /ws is answered 426 with a JSON reason, and stays HTTP."""
-        c = Connection(self.service)
+        c = MemoryConnection(self.service)
         c.send(b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n")
         head, _, body = c.read().partition(b"\r\n\r\n")
         self.assertTrue(head.startswith(b"HTTP/1.1 426 Upgrade Required"))
@@ -147,13 +115,13 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
 
     def test_echoOffByDefault(self) -> None:
         """Without --echo, /ws/echo does not exist."""
-        c = Connection(self.service)
+        c = MemoryConnection(self.service)
         head = c.handshake(path="/ws/echo")
         self.assertTrue(head.startswith(b"HTTP/1.1 404"), head)
 
     def test_connectionRowFollowsUpgrade(self) -> None:
         """The connections view lists the socket as HTTP, then as WebSocket after the upgrade."""
-        c = Connection(self.service, port=40123)
+        c = MemoryConnection(self.service, port=40123)
         c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         c.read()
         [row] = self.service.tracker.rows()
@@ -169,7 +137,7 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
 
     def test_shutdownClosesWith1001(self) -> None:
         """Stopping the service sends 1001 going away to every WebSocket."""
-        c = Connection(self.service)
+        c = MemoryConnection(self.service)
         c.handshake()
         self.service.stopService()
         self.assertEqual([closeCode(p) for op, p in c.frames() if op == CLOSE], [1001])
@@ -181,7 +149,7 @@ class EchoEndpointTests(ServiceMixin, SynchronousTestCase):
 
     def test_echoesTextAndBinary(self) -> None:
         """/ws/echo sends text and binary messages back unchanged."""
-        c = Connection(self.service)
+        c = MemoryConnection(self.service)
         head = c.handshake(path="/ws/echo")
         self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
         c.send(clientFrame("héllo".encode()))
@@ -190,7 +158,7 @@ class EchoEndpointTests(ServiceMixin, SynchronousTestCase):
 
     def test_echoHasItsOwnLimit(self) -> None:
         """The echo endpoint accepts messages larger than the chat limit."""
-        c = Connection(self.service)
+        c = MemoryConnection(self.service)
         c.handshake(path="/ws/echo")
         c.send(clientFrame(b"y" * 100_000))
         self.assertEqual(c.frames(), [(TEXT, b"y" * 100_000)])
@@ -200,10 +168,10 @@ class EchoEndpointTests(ServiceMixin, SynchronousTestCase):
         request = handshakeRequest(path="/ws/echo").replace(
             b"\r\n\r\n", b"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
         )
-        c = Connection(self.service)
+        c = MemoryConnection(self.service)
         c.send(request)
         self.assertIn(b"permessage-deflate", c.read())
-        c = Connection(self.service)
+        c = MemoryConnection(self.service)
         c.send(request.replace(b"/ws/echo", b"/ws"))
         self.assertNotIn(b"permessage-deflate", c.read())
 
@@ -233,3 +201,94 @@ class OriginTests(SynchronousTestCase):
         self.assertFalse(originAllowed("https://example.com.evil", "other", patterns))
         self.assertFalse(originAllowed("http://app.example.com", "other", patterns))
         self.assertTrue(originAllowed("http://self.example", "self.example", patterns))
+
+
+class SlowConsumerTests(ServiceMixin, SynchronousTestCase):
+    def joined(self, service: PortshareService, nick: str) -> MemoryConnection:
+        c = MemoryConnection(service)
+        c.handshake()
+        c.say(type="join", room="r", nick=nick)
+        c.messages()
+        return c
+
+    def flood(self, publisher: MemoryConnection, count: int) -> None:
+        for _ in range(count):
+            publisher.say(type="say", room="r", text="x" * 1000)
+
+    def test_slowConsumerClosed1013(self) -> None:
+        """A member whose socket stays full past the byte limit is cut with 1013; others
+        keep receiving."""
+        service = self.makeService(limits=Limits(slowConsumerBytes=5000, rate=1e6, burst=1_000_000))
+        slow = self.joined(service, "slow")
+        fast = self.joined(service, "fast")
+        slow.protocol.wrappedProtocol.backpressure.pauseProducing()  # its socket is full
+        self.flood(fast, 10)
+        self.clock.advance(0)
+        closes = [closeCode(p) for op, p in slow.frames() if op == CLOSE]
+        self.assertEqual(closes, [1013])
+        self.assertEqual(len([m for m in fast.messages() if m["type"] == "message"]), 10)
+        self.assertEqual(service.hub.metrics.slowConsumers._value.get(), 1)
+        self.assertEqual([len(f.members) for f in service.hub._rooms.values()], [1])
+
+    def test_fullTooLongClosed(self) -> None:
+        """A socket full for longer than --slow-consumer-seconds is cut too."""
+        service = self.makeService(limits=Limits(slowConsumerSeconds=3))
+        slow = self.joined(service, "slow")
+        slow.protocol.wrappedProtocol.backpressure.pauseProducing()
+        self.clock.advance(3)
+        self.assertEqual([closeCode(p) for op, p in slow.frames() if op == CLOSE], [1013])
+
+    def test_dropPolicy(self) -> None:
+        """With the drop policy, a slow member's events are dropped and counted until it
+        drains; then it receives again."""
+        service = self.makeService(
+            limits=Limits(slowConsumerBytes=5000, rate=1e6, burst=1_000_000),
+            slowConsumerPolicy="drop",
+        )
+        slow = self.joined(service, "slow")
+        fast = self.joined(service, "fast")
+        backpressure = slow.protocol.wrappedProtocol.backpressure
+        backpressure.pauseProducing()
+        self.flood(fast, 10)
+        received = [m["offset"] for m in slow.messages() if m["type"] == "message"]
+        # about 1,090 bytes a frame: the fifth passes 5,000 bytes queued, the rest are dropped
+        self.assertEqual(received, [1, 2, 3, 4, 5])
+        self.assertEqual(service.hub.metrics.drops._value.get(), 5)
+        backpressure.resumeProducing()
+        self.flood(fast, 1)
+        self.assertEqual([m["offset"] for m in slow.messages()], [11])
+        self.assertFalse(slow.transport.disconnecting)
+
+
+class FrameLimitPropertyTests(ServiceMixin, SynchronousTestCase):
+    @settings(max_examples=40, deadline=None, derandomize=True, database=None)
+    @given(size=st.integers(min_value=0, max_value=3000))
+    def test_closedIffOverLimit(self, size: int) -> None:
+        """Any message is closed with 1009 exactly when it is larger than the limit."""
+        service = self.makeService(limits=Limits(maxMessageSize=1500))
+        c = MemoryConnection(service)
+        c.handshake()
+        c.send(clientFrame(b"x" * size))
+        closes = [closeCode(p) for op, p in c.frames() if op == CLOSE]
+        self.assertEqual(closes, [1009] if size > 1500 else [])
+        service.stopService()
+
+
+class InflationBombTests(ServiceMixin, SynchronousTestCase):
+    def test_bombCutAtLimit(self) -> None:
+        """A deflated message that would inflate past the echo limit is closed with 1009."""
+        service = self.makeService(echo=True, limits=Limits(echoMaxMessageSize=100_000))
+        c = MemoryConnection(service)
+        c.send(
+            handshakeRequest(path="/ws/echo").replace(
+                b"\r\n\r\n", b"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+            )
+        )
+        head, frames = splitResponse(c.read())
+        self.assertIn(b"permessage-deflate", head)
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+        bomb = compressor.compress(b"\0" * 10_000_000) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        self.assertLess(len(bomb), 20_000)
+        c.pending = frames
+        c.send(clientFrame(bomb[:-4], rsv=4))  # RSV1: compressed; the tail is implied
+        self.assertEqual([closeCode(p) for op, p in c.frames() if op == CLOSE], [1009])

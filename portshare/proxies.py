@@ -1,0 +1,46 @@
+"""
+Which address a request really comes from, when reverse proxies stand in front.
+
+C{X-Forwarded-For} is believed only when the peer is a configured trusted proxy: the
+client is then the right-most address in the header that is not itself a trusted proxy.
+Anyone else could write anything there.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parseNetworks(specs: Iterable[str]) -> tuple[Network, ...]:
+    """
+    @param specs: addresses or networks (C{10.0.0.1}, C{10.0.0.0/8}, C{::1}).
+    @raise ValueError: for anything else.
+    """
+    return tuple(ipaddress.ip_network(spec.strip(), strict=False) for spec in specs)
+
+
+def _trusted(host: str, networks: Sequence[Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(host.strip().strip("[]"))
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+def clientHost(peer: str, forwardedFor: Sequence[str], trusted: Sequence[Network]) -> str:
+    """
+    @param peer: the TCP peer's host.
+    @param forwardedFor: the values of every C{X-Forwarded-For} header, in order.
+    @param trusted: the trusted proxies.
+    @return: the client's host.
+    """
+    if not trusted or not _trusted(peer, trusted):
+        return peer
+    hops = [hop.strip() for value in forwardedFor for hop in value.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
