@@ -301,7 +301,6 @@ class Options(usage.Options):
             staticDir=Path(self["static"]) if self["static"] else None,
             shutdownTimeout=self["shutdown-timeout"],
             broker=self["broker"],
-            broker=self["broker"],
             trustedProxies=tuple(self["trusted-proxies"]),
             slowConsumerPolicy=self["slow-consumer-policy"],
         )
