@@ -4,7 +4,8 @@ Playwright's sync API, against the real C{twistd -n portshare} process on a loop
 
 Nothing here imports Twisted.  The service is a subprocess started from the installed entry
 point (so it can be stopped and started again on the same port), the HTTP API is called with
-urllib, and the browser talks to the service over loopback like any browser would.
+urllib, and the browser talks to the service over loopback like any browser would (one test
+puts a small TCP proxy in between, to drop one tab's connections while the service goes on).
 (pytest-twisted calls each test function inside its reactor greenlet; Playwright's sync API
 switches to a greenlet of its own and back, which is fine as long as no Deferred is awaited
 here.)
@@ -19,9 +20,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import selectors
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -177,6 +181,91 @@ class Service:
             return e.code, json.loads(e.read())
 
 
+class CuttableProxy:
+    """
+    A loopback TCP proxy in front of a service, in a thread: a tab that loads the page
+    through it also opens its WebSocket through it, so C{cut()} drops that tab's connections
+    while the service goes on for everyone else.  After C{cut()}, new connections are closed
+    at once until C{resume()}.
+    """
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.setblocking(False)
+        self.port = self.listener.getsockname()[1]
+        self.refusing = False
+        self.peers: dict[socket.socket, socket.socket] = {}
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ)
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="proxy", daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def cut(self) -> None:
+        """Drop every connection now and refuse new ones."""
+        with self.lock:
+            self.refusing = True
+            for sock in list(self.peers):
+                self._drop(sock)
+
+    def resume(self) -> None:
+        with self.lock:
+            self.refusing = False
+
+    def close(self) -> None:
+        self.cut()
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        self.listener.close()
+
+    def _drop(self, sock: socket.socket) -> None:
+        other = self.peers.pop(sock, None)
+        for s in (sock, other):
+            if s is not None and s.fileno() != -1:
+                self.peers.pop(s, None)
+                self.selector.unregister(s)
+                s.close()
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            for key, _ in self.selector.select(timeout=0.1):
+                with self.lock:
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
+                    if sock is self.listener:
+                        self._accept()
+                    elif sock in self.peers:
+                        try:
+                            data = sock.recv(65536)
+                            if data:
+                                self.peers[sock].sendall(data)  # loopback: never blocks long
+                        except OSError:
+                            data = b""
+                        if not data:
+                            self._drop(sock)
+
+    def _accept(self) -> None:
+        try:
+            client, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        if self.refusing:
+            client.close()
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+        for sock in (client, upstream):
+            sock.setblocking(True)
+            sock.settimeout(5)
+            self.selector.register(sock, selectors.EVENT_READ)
+        self.peers[client], self.peers[upstream] = upstream, client
+
+
 class Client:
     """One browser tab (in its own browser context) on the web client, and what it logged."""
 
@@ -321,7 +410,9 @@ def openPage(browser: Browser) -> Iterator[Callable[..., Client]]:
     """
     clients: list[Client] = []
 
-    def open_(service: Service, nick: str | None, width: int = 1280, height: int = 800) -> Client:
+    def open_(
+        service: Service | CuttableProxy, nick: str | None, width: int = 1280, height: int = 800
+    ) -> Client:
         context = browser.new_context(viewport={"width": width, "height": height})
         context.add_init_script(RECORDER)
         client = Client(context, context.new_page(), nick or "anonymous")
@@ -773,3 +864,49 @@ def test_restartOnTheSamePort(ownService: Service, openPage: Any, screenshots: P
     jack.screenshot(screenshots, "reconnected")
     if not away:
         print("note: a tab reconnected before the message was POSTed; it arrived live")
+
+
+def test_droppedConnectionRecoversWhatWasSaidMeanwhile(
+    service: Service, openPage: Any, screenshots: Path
+) -> None:
+    """
+    When one tab's connection drops while the service goes on, the tab says it is
+    reconnecting, comes back by itself and shows, in order and once each, the messages said
+    while it was away (recovered with C{since} in the same epoch: no notice of a loss).
+    """
+    room = "recover"
+    proxy = CuttableProxy(service.port)
+    try:
+        liam = openPage(proxy, "liam")  # everything of this tab goes through the proxy
+        liam.allowNetworkErrors = True
+        mia = openPage(service, "mia")
+        liam.join(room)
+        mia.join(room)
+        mia.say("before the drop")
+        expect(liam.message("mia", "before the drop")).to_be_visible()
+
+        proxy.cut()
+        expect(liam.connState).to_have_attribute("data-state", "reconnecting")
+        expect(mia.presence("liam", "leave")).to_be_visible()
+        expect(mia.members).to_have_text(["mia"])
+        mia.say("said while liam was away")
+        status, _ = service.post(room, "curl", "posted while liam was away")
+        assert status == 201
+        expect(mia.message("curl", "posted while liam was away")).to_be_visible()
+        # still away: the proxy refuses him, so none of it can have reached him live
+        expect(liam.connState).to_have_attribute("data-state", "reconnecting")
+        expect(liam.page.locator("#messages li.message")).to_have_count(1)
+
+        proxy.resume()
+        expect(liam.connState).to_have_attribute("data-state", "online", timeout=20_000)
+        expect(liam.message("curl", "posted while liam was away")).to_be_visible()
+        expect(liam.page.locator("#messages li.message .text")).to_have_text(
+            ["before the drop", "said while liam was away", "posted while liam was away"]
+        )
+        expect(liam.page.locator("#messages li.notice")).to_have_count(0)
+        expect(mia.members).to_have_text(["liam", "mia"])
+        liam.say("back again")
+        expect(mia.message("liam", "back again")).to_be_visible()
+        liam.screenshot(screenshots, "recovered")
+    finally:
+        proxy.close()
