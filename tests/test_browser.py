@@ -591,6 +591,7 @@ HOSTILE_TEXTS = [
     '<img src=x onerror="window.__pwned = 4; alert(4)">',
     "\u202egnp.exe\u202c reversed, zero\u200bwidth\u200d\ufeff joiners",
     "<b>not bold</b> &amp; &lt;not an entity&gt;",
+    "an override that is never closed \u202e and then some",
 ]
 
 
@@ -631,6 +632,21 @@ def test_hostileNicksAndTextsAreShownAsText(
             isolated.evaluate_all("els => els.map(e => getComputedStyle(e).unicodeBidi)")
         ) == {"isolate"}
         assert set(isolated.evaluate_all("els => els.map(e => e.dir)")) == {"auto"}
+        # ... and the line still reads time, nick, text from left to right
+        messages = page.page.locator("#messages li.message")
+        for li in messages.all():
+            x = [li.locator(part).bounding_box()["x"] for part in (".time", ".nick", ".text")]
+            assert x == sorted(x), x
+        # the invisible characters are shown as marks (the joiner U+200D is left alone), and
+        # an override changes nothing around it: "gnp.exe" is not shown as "exe.png"
+        marks = messages.evaluate_all(
+            "items => items.map(li => Array.from(li.querySelectorAll('.text .hidden-char'),"
+            " m => m.dataset.cp))"
+        )
+        assert marks == [[], [], ["U+202E", "U+202C", "U+200B", "U+FEFF"], [], ["U+202E"], []]
+        expect(messages.nth(2).locator(".hidden-char").first).to_be_visible()
+        assert readsLeftToRight(messages.nth(2), "gnp.exe")
+        assert readsLeftToRight(messages.nth(4), " and then some")
     victim.screenshot(screenshots, "hostile")
 
     # a nick with a right-to-left override or a zero-width space is refused, visibly
@@ -651,6 +667,24 @@ def test_hostileNicksAndTextsAreShownAsText(
     assert "GET /x " not in service.output()
     for page in (mallory, victim):
         assert page.problems() == []
+
+
+def readsLeftToRight(message: Locator, piece: str) -> bool:
+    """Whether C{piece} of a message's text is laid out in its logical order, left to right."""
+    first, last = message.evaluate(
+        """(li, piece) => {
+          const walker = document.createTreeWalker(li.querySelector('.text'), NodeFilter.SHOW_TEXT);
+          let node = walker.nextNode();
+          while (node && node.data.indexOf(piece) === -1) node = walker.nextNode();
+          const at = node.data.indexOf(piece);
+          const range = document.createRange();
+          const x = (i) => { range.setStart(node, at + i); range.setEnd(node, at + i + 1);
+                             return range.getBoundingClientRect().x; };
+          return [x(0), x(piece.length - 1)];
+        }""",
+        piece,
+    )
+    return bool(first < last)
 
 
 def tabOrder(page: Page, presses: int) -> list[str]:

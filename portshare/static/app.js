@@ -41,6 +41,45 @@
   // "Printable" as Python's str.isprintable(): no control/format/unassigned/private-use
   // characters (\p{C}) and no separators (\p{Z}) other than the ASCII space.
   const UNPRINTABLE_RE = /[\p{C}\p{Z}]/u;
+  // Invisible characters that can disguise a message: the explicit bidi embeddings, overrides
+  // and isolates (U+202A-U+202E, U+2066-U+2069: "gnp.exe" shown as "exe.png") and the
+  // zero-width space, word joiner and BOM. Joiners (U+200C/U+200D, needed by emoji and many
+  // scripts) and the LRM/RLM marks are harmless and left alone.
+  const HIDDEN_CHARS = Object.freeze({
+    0x200B: 'ZERO WIDTH SPACE',
+    0x202A: 'LEFT-TO-RIGHT EMBEDDING',
+    0x202B: 'RIGHT-TO-LEFT EMBEDDING',
+    0x202C: 'POP DIRECTIONAL FORMATTING',
+    0x202D: 'LEFT-TO-RIGHT OVERRIDE',
+    0x202E: 'RIGHT-TO-LEFT OVERRIDE',
+    0x2060: 'WORD JOINER',
+    0x2066: 'LEFT-TO-RIGHT ISOLATE',
+    0x2067: 'RIGHT-TO-LEFT ISOLATE',
+    0x2068: 'FIRST STRONG ISOLATE',
+    0x2069: 'POP DIRECTIONAL ISOLATE',
+    0xFEFF: 'ZERO WIDTH NO-BREAK SPACE',
+  });
+  const HIDDEN_RE = /[\u200B\u202A-\u202E\u2060\u2066-\u2069\uFEFF]/g;
+
+  /**
+   * Split a text into pieces at the characters of HIDDEN_CHARS, so that each can be shown
+   * (and neutralised) on its own.
+   * @return {Array<{text: string, hidden: string|null}>} `hidden` is "U+202E" for such a
+   *   character, null for ordinary text; the pieces' texts joined are the input.
+   */
+  function splitHidden(text) {
+    const pieces = [];
+    let last = 0;
+    HIDDEN_RE.lastIndex = 0;
+    for (let m = HIDDEN_RE.exec(text); m !== null; m = HIDDEN_RE.exec(text)) {
+      if (m.index > last) pieces.push({ text: text.slice(last, m.index), hidden: null });
+      const cp = m[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0');
+      pieces.push({ text: m[0], hidden: 'U+' + cp });
+      last = m.index + 1;
+    }
+    if (last < text.length) pieces.push({ text: text.slice(last), hidden: null });
+    return pieces;
+  }
 
   /** Length in Unicode code points (what the server counts), not UTF-16 units. */
   function codePointLength(s) {
@@ -321,7 +360,7 @@
     backoffDelay, attemptAfterClose, describeClose,
     createRoom, sinceFor, joinCommand, applyJoined, acceptMessage, applyPresence,
     addNotice, pushLog, markRead, totalUnread, sortedMembers, nickColour,
-    formatBytes, formatAge, describeProtocol, peerOf,
+    formatBytes, formatAge, describeProtocol, peerOf, splitHidden, HIDDEN_CHARS,
   });
 
   if (typeof module === 'object' && module && module.exports) module.exports = logic;
@@ -447,9 +486,11 @@
       li.appendChild(timeNode(entry.ts));
       const nick = h('span', 'nick nick-c' + nickColour(entry.nick, NICK_COLOURS), entry.nick);
       nick.setAttribute('dir', 'auto');
+      nick.title = entry.nick; // a long nick is cut short with an ellipsis
       li.appendChild(nick);
-      const text = h('span', 'text', entry.text);
+      const text = h('span', 'text');
       text.setAttribute('dir', 'auto');
+      appendText(text, entry.text);
       li.appendChild(text);
     } else if (entry.kind === 'presence') {
       li = h('li', 'presence presence-' + entry.event);
@@ -466,6 +507,26 @@
       li.appendChild(h('span', 'notice-text', entry.text));
     }
     return li;
+  }
+
+  /**
+   * Put a user's text into `node` as text nodes. Each hidden character (see splitHidden)
+   * stays in the text but gets an isolated span of its own, which confines its effect to
+   * itself and shows it as a small "U+202E" mark (CSS generated content, so copying the
+   * message still gives the text as it was sent).
+   */
+  function appendText(node, text) {
+    splitHidden(text).forEach((piece) => {
+      if (piece.hidden === null) {
+        node.appendChild(doc.createTextNode(piece.text));
+        return;
+      }
+      const mark = h('span', 'hidden-char', piece.text);
+      mark.setAttribute('data-cp', piece.hidden);
+      const name = HIDDEN_CHARS[piece.text.charCodeAt(0)];
+      mark.title = piece.hidden + ' ' + name + ' (an invisible character in this message)';
+      node.appendChild(mark);
+    });
   }
 
   function timeNode(ts) {
@@ -581,9 +642,10 @@
     sortedMembers(room).forEach((nick) => {
       const li = h('li', 'member nick-c' + nickColour(nick, NICK_COLOURS), nick);
       li.setAttribute('dir', 'auto');
+      li.title = nick; // a long nick is cut short with an ellipsis
       if (nick === state.nick) {
         li.classList.add('self');
-        li.title = 'you';
+        li.title = nick + ' (you)';
       }
       frag.appendChild(li);
     });
@@ -964,9 +1026,11 @@
       const room = state.rooms.get(info.room);
       if (!room) return;
       const preview = info.text.length > 60 ? info.text.slice(0, 60) + '…' : info.text;
+      // The preview is isolated (FSI ... PDI) so that a direction override in it cannot
+      // reorder the rest of the sentence.
       appendEntry(room, addNotice(room,
-        'The connection dropped before the server confirmed “' + preview +
-        '”. If it does not appear above after reconnecting, send it again.', Date.now()));
+        'The connection dropped before the server confirmed “\u2068' + preview +
+        '\u2069”. If it does not appear above after reconnecting, send it again.', Date.now()));
     });
     state.refs.clear();
     state.rooms.forEach((room) => { room.status = 'offline'; room.pendingJoin = null; });
