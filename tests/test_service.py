@@ -106,3 +106,28 @@ class GracefulStopTests(SynchronousTestCase):
         self.assertNoResult(stopped)
         reactor.advance(0.1)
         self.successResultOf(stopped)
+
+    def test_webSocketsAreNotRequestsInFlight(self) -> None:
+        """
+        A request that became a WebSocket (or was refused in the handshake) is over as HTTP:
+        it is not kept as in flight, so a stop does not wait out the timeout for it.
+        """
+        import txaio.testutil
+        from twisted.internet.error import ConnectionDone
+        from twisted.python.failure import Failure
+
+        from portshare.testing import MemoryConnection
+
+        reactor = MemoryReactorClock()
+        with txaio.testutil.replace_loop(reactor):
+            service = PortshareService(Settings(ports=("tcp:0",), shutdownTimeout=30), reactor)
+            service.startService()
+            chat = MemoryConnection(service)
+            self.assertTrue(chat.handshake().startswith(b"HTTP/1.1 101"))
+            refused = MemoryConnection(service, port=40001)
+            head = refused.handshake(origin="http://elsewhere.example")
+            self.assertTrue(head.startswith(b"HTTP/1.1 403"), head)
+            self.assertEqual(service.site.inflight, set())
+            for c in (chat, refused):
+                c.protocol.connectionLost(Failure(ConnectionDone()))
+            self.successResultOf(service.stopService())
