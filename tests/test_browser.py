@@ -688,8 +688,7 @@ def readsLeftToRight(message: Locator, piece: str) -> bool:
 
 
 def tabOrder(page: Page, presses: int) -> list[str]:
-    """What Tab moves the focus to, from the page's heading on."""
-    page.locator("h1.brand").click()  # where sequential focus navigation starts
+    """What Tab moves the focus to, from where it is (the page's start on a fresh page)."""
     order = []
     for _ in range(presses):
         page.keyboard.press("Tab")
@@ -722,8 +721,9 @@ def test_keyboardOnly(service: Service, openPage: Any, screenshots: Path) -> Non
         "(out of the page)",
     ]
 
-    page.locator("h1.brand").click()
+    # the last Tab left the page; the next one comes back to its first control
     page.keyboard.press("Tab")
+    expect(page.locator("#nick-input")).to_be_focused()
     page.keyboard.press("Control+A")
     page.keyboard.type("henry")
     page.keyboard.press("Enter")
@@ -743,6 +743,11 @@ def test_keyboardOnly(service: Service, openPage: Any, screenshots: Path) -> Non
     expect(page.locator("#message-input")).to_be_focused()
 
     # with a room, its tab and its leave button come between the join form and the composer
+    for _ in range(3):  # back from the message box: leave button, room tab, Join
+        page.keyboard.press("Shift+Tab")
+    expect(page.locator("#join-button")).to_be_focused()
+    assert tabOrder(page, 4) == ["keys", "Leave room keys", "message-input", "send-button"]
+    page.keyboard.press("Tab")  # out of the page
     assert tabOrder(page, 9) == [
         "nick-input",
         "nick-button",
@@ -779,6 +784,18 @@ def test_keyboardOnly(service: Service, openPage: Any, screenshots: Path) -> Non
     outline = page.locator("#send-button").evaluate("e => getComputedStyle(e).outlineStyle")
     assert outline == "solid"
     henry.screenshot(screenshots, "keyboard")
+
+    # the other buttons work from the keyboard too: the connections panel, leaving a room
+    page.locator("#connections-toggle").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#connections-panel")).to_be_visible()
+    expect(page.locator("#connections-toggle")).to_have_attribute("aria-expanded", "true")
+    page.keyboard.press("Space")
+    expect(page.locator("#connections-panel")).to_be_hidden()
+    page.get_by_role("button", name="Leave room keys").focus()
+    page.keyboard.press("Enter")
+    expect(henry.tab("keys")).to_have_count(0)
+    expect(page.locator("#room-input")).to_be_focused()
 
 
 def test_narrowScreen(service: Service, openPage: Any, screenshots: Path) -> None:
