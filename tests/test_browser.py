@@ -93,7 +93,8 @@ new MutationObserver((records) => {
 # what a browser says on its console while the server is down, and nothing else is allowed
 NETWORK_ERRORS = re.compile(
     r"WebSocket connection to 'ws://127\.0\.0\.1:\d+/ws' failed"
-    r"|Failed to load resource: net::ERR_CONNECTION_REFUSED"
+    r"|Failed to load resource: net::ERR_(CONNECTION_(REFUSED|CLOSED|RESET)|EMPTY_RESPONSE"
+    r"|SOCKET_NOT_CONNECTED)"
 )
 
 
@@ -798,13 +799,19 @@ def test_keyboardOnly(service: Service, openPage: Any, screenshots: Path) -> Non
     expect(page.locator("#room-input")).to_be_focused()
 
 
-def test_narrowScreen(service: Service, openPage: Any, screenshots: Path) -> None:
+def test_narrowScreen(
+    service: Service, openPage: Any, screenshots: Path, request: pytest.FixtureRequest
+) -> None:
     """
-    At 375 CSS pixels wide nothing overflows sideways, even with a long nick, a long word and
-    the connections panel open, and the message box and Send button are fully on screen.
+    At 375 CSS pixels wide nothing overflows sideways, even with a long nick, a long word,
+    the connections panel open and a long reconnecting notice, and the message box and Send
+    button are fully on screen.
     """
     nick = "a-rather-long-nickname-for-a-fon"  # 32 characters, the longest allowed
-    ivy = openPage(service, nick, width=375, height=740)
+    proxy = CuttableProxy(service.port)  # to show the reconnecting state on a phone
+    request.addfinalizer(proxy.close)
+    ivy = openPage(proxy, nick, width=375, height=740)
+    ivy.allowNetworkErrors = True
     ivy.join("narrow-room-with-a-fairly-long-name")
     ivy.say("x" * 300)
     ivy.say("short words wrap as usual on a phone-sized screen, without any sideways scrolling")
@@ -849,6 +856,17 @@ def test_narrowScreen(service: Service, openPage: Any, screenshots: Path) -> Non
     assert found["scrollWidth"] <= 375 and found["wide"] == [], found
     ivy.page.locator("#connections-panel").scroll_into_view_if_needed()
     ivy.screenshot(screenshots, "narrow-connections")
+
+    proxy.cut()
+    expect(ivy.connState).to_have_attribute("data-state", "reconnecting")
+    expect(ivy.connState).to_contain_text(re.compile(r"Reconnecting.*attempt"))
+    expect(ivy.page.locator("#connections-status")).to_contain_text("Could not load")
+    found = overflow()
+    assert found["scrollWidth"] <= 375 and found["wide"] == [], found
+    ivy.page.evaluate("window.scrollTo(0, 0)")
+    ivy.screenshot(screenshots, "narrow-reconnecting")
+    proxy.resume()
+    expect(ivy.connState).to_have_attribute("data-state", "online", timeout=20_000)
 
 
 def test_restartOnTheSamePort(ownService: Service, openPage: Any, screenshots: Path) -> None:
