@@ -161,6 +161,22 @@ class Service:
     def output(self) -> str:
         return "".join(log.read_text(errors="replace") for log in self.logs)[-4000:]
 
+    def log(self) -> str:
+        """The log of the running process, as far as it has been written."""
+        return self.logs[-1].read_text(errors="replace")
+
+    def logged(self, text: str) -> str:
+        """
+        Request C{/healthz?TEXT} and wait (bounded) until its access log line is written:
+        whatever the service did before it is in the log then.  @return: the log.
+        """
+        assert self.get("/healthz?" + text)[0] == 200
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while text not in (log := self.log()):
+            assert time.monotonic() < deadline, f"{text} never logged:\n{self.output()}"
+            time.sleep(0.05)
+        return log
+
     def post(self, room: str, nick: str, text: str) -> tuple[int, Any]:
         """POST a message to the HTTP API; @return: (status, JSON body)."""
         request = urllib.request.Request(
@@ -536,10 +552,15 @@ def test_connectionsPanelShowsEveryConnectionOnOnePort(
     The connections panel lists both tabs' WebSockets and plain HTTP connections, all on the
     one server port the page came from, each with a client port of its own.
     """
+    before = len(service.logged("before-frank-and-grace"))
     frank = openPage(service, "frank")
     grace = openPage(service, "grace")
     for page in (frank, grace):
         page.join("ports")
+    # the client ports of the two tabs' WebSockets, as the service logged them
+    log = service.logged("frank-and-grace-joined")[before:]
+    opened = re.findall(r"tcp4:127\.0\.0\.1:(\d+) opened /ws\b", log)
+    assert len(opened) == 2, log
     frank.say("which socket am I on?")
     expect(grace.message("frank", "which socket am I on?")).to_be_visible()
     grace.say("your own, on the same server port as mine")
@@ -578,6 +599,9 @@ def test_connectionsPanelShowsEveryConnectionOnOnePort(
     ports = [r[1] for r in shown]
     assert all(re.fullmatch(r"127\.0\.0\.1:\d+", p) for p in ports), shown
     assert len(set(ports)) == len(ports), f"client ports are not distinct: {shown}"
+    # the two tabs' WebSockets are among the rows, shown as WebSockets
+    wsPorts = {r[1].rsplit(":", 1)[1] for r in wsRows}
+    assert set(opened) <= wsPorts, (opened, shown)
     status = panel.locator("#connections-status")
     expect(status).to_contain_text(re.compile(r"\d+ connections \(\d+ WebSocket, \d+ HTTP\)"))
     frank.screenshot(screenshots, "connections")
@@ -664,8 +688,7 @@ def test_hostileNicksAndTextsAreShownAsText(
     expect(victim.page.locator("#nick-error")).to_be_hidden()
 
     # nothing tried to load the image that <img src=x> would have asked for
-    time.sleep(0.2)
-    assert "GET /x " not in service.output()
+    assert "GET /x " not in service.logged("after-the-hostile-messages")
     for page in (mallory, victim):
         assert page.problems() == []
 
