@@ -10,7 +10,7 @@ Theory of operation
 
        twistd -n --pidfile= portshare --port tcp:0:interface=127.0.0.1 --echo
 
-   (run with this interpreter: C{python -c "from twisted.scripts.twistd import run; run()"},
+   (run with this interpreter: C{python -c "... from twisted.scripts.twistd import run; run()"},
    because C{python -m twisted} is C{twist}, not C{twistd}).  The service logs
    C{listening on tcp:HOST:PORT} once its port is bound; we read its output until that line
    appears and keep draining it into C{REPORTS/server.log} afterwards.
@@ -503,15 +503,25 @@ def collectVersions() -> dict[str, str]:
 
 def allSuiteCaseIds() -> list[str] | None:
     """
-    Every case id the installed kosoku knows, or C{None} if kosoku can't be imported here.
+    Every case id the installed kosoku knows, or C{None} if kosoku can't be imported.
+
+    Asked in a child process: importing C{kosoku.cases} puts kosoku's own Python 2-era shim
+    of C{autobahn} first on C{sys.path}, which must not leak into this process.
 
     @return: case ids in case order.
     """
     try:
-        from kosoku.cases import CASES
-    except Exception:
+        out = subprocess.run(
+            [sys.executable, "-c", "from kosoku.cases import CASES; print(*CASES, sep=chr(10))"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
         return None
-    return sorted(CASES, key=caseSortKey)
+    ids = [line.strip() for line in out.splitlines() if line.strip()]
+    return sorted(ids, key=caseSortKey) or None
 
 
 def kosokuCommand(explicit: str | None) -> list[str]:
@@ -733,7 +743,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serverArgv = [
         sys.executable,
         "-c",
-        "from twisted.scripts.twistd import run; run()",
+        "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()",
         "-n",
         "--pidfile=",
         "portshare",
@@ -778,6 +788,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         finally:
             serverCode = server.stop()
+    # twistd re-raises the signal that stopped it after a clean shutdown: -15 is normal.
     print(
         f"service stopped (exit code {serverCode}); suite took {elapsed:.1f} s, "
         f"{time.monotonic() - started:.1f} s in all",
