@@ -245,6 +245,10 @@ class Hub:
     def _refuse(self, session: Session, error: Exception, ref: Ref | None) -> None:
         reply = Error.fromException(error, ref)
         self.metrics.refused(reply.code)
+        self.log.info(
+            "{peer} refused ({code}): {reason}",
+            peer=session.member.peer, code=reply.code, reason=reply.reason,
+        )
         self._send(session, reply)
 
     def _refuseFailure(self, failure: Failure, session: Session, ref: Ref | None) -> None:

@@ -153,12 +153,21 @@ class UpgradeResource(WebSocketResource):
                 b'{"error":"upgrade_required","reason":"this is a WebSocket endpoint: '
                 b'send Upgrade: websocket"}'
             )
+        # Bytes that came in the same read as the handshake (a client that sends its first
+        # frames at once) sit in twisted.web's buffers; Autobahn would lose them.
+        channel: Any = request.channel
+        leftover = b"".join(getattr(channel, "_dataBuffer", ())) + channel.clearLineBuffer()
+        channel._dataBuffer = []
+        socket = channel.transport
         result = super().render(request)
-        if request.channel is not None and request.channel.transport is None:
+        if channel.transport is None:
             # upgraded: the socket is Autobahn's now and this request will never finish
             done = getattr(request.site, "requestDone", None)
             if done is not None:
                 done(request)
+            if leftover:
+                inner = getattr(socket, "wrappedProtocol", None) or socket.protocol
+                inner.dataReceived(leftover)
         return result
 
 

@@ -151,6 +151,8 @@ class ChatProtocol(OriginCheckingProtocol):
 
     def tooSlow(self) -> None:
         """This client cannot keep up: cut it (1013), or drop its events until it drains."""
+        if self.cut:
+            return
         hub: Hub = self.factory.hub
         hub.metrics.slowConsumers.inc()
         if self.factory.slowPolicy == DROP:

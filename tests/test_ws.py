@@ -63,6 +63,14 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
         kinds = [(m["type"], m.get("ref")) for m in c.messages()]
         self.assertEqual(kinds, [("joined", 1), ("message", None), ("ack", 2)])
 
+    def test_framesInTheHandshakeRead(self) -> None:
+        """Frames sent in the same read as the handshake are not lost."""
+        c = MemoryConnection(self.service)
+        c.send(handshakeRequest() + clientFrame(b'{"type":"join","room":"r","ref":1}'))
+        head, frames = splitResponse(c.read())
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"))
+        self.assertEqual(orjson.loads(frames[0][1])["type"], "joined")
+
     def test_binaryFrameRefused(self) -> None:
         """A binary frame on /ws gets error bad_request and the socket stays open."""
         c = MemoryConnection(self.service)
