@@ -21,13 +21,11 @@ from twisted.logger import ILogObserver, jsonFileLogObserver
 from twisted.python import usage
 
 from portshare import __version__
-from portshare.broker.rediscore import parseBrokerURL
 from portshare.backpressure import CLOSE, POLICIES
 from portshare.broker.rediscore import parseBrokerURL
 from portshare.limits import Limits
 from portshare.proxies import parseNetworks
 from portshare.service import PortshareService, Settings
-from portshare.workers import WorkersService, checkWorkers
 from portshare.workers import WorkersService, checkWorkers
 
 DEFAULT_PORT = "tcp:8080"
@@ -214,11 +212,6 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--trusted-proxy {spec!r} is not an address or network"
             ) from None
-
-    def parseOptions(self, options: Sequence[str] | None = None) -> None:
-        # kept so that --workers can start its workers with the same options
-        self["argv"] = list(sys.argv[1:] if options is None else options)
-        super().parseOptions(options)
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         # kept so that --workers can start its workers with the same options
