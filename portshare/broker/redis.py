@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import socket
 from collections.abc import Callable, Sequence
@@ -100,7 +101,8 @@ def _newEpoch() -> str:
 
 
 def _instanceId() -> str:
-    return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(4)}"
+    host = re.sub(r"[^A-Za-z0-9.-]", "", socket.gethostname())[:40] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 class _Commands(txredisapi.RedisProtocol):  # type: ignore[misc]
@@ -143,8 +145,13 @@ class _Subscriber(_Commands):
             if kind == "pong" and self._pongs:
                 self._pongs.pop(0).callback(None)
                 return
-        if isinstance(reply, Exception) and self.transport is not None:
-            # a refused command in pub/sub mode: this connection's state is unknown
+        if reply in ("PONG", b"PONG") and self._pongs:  # not subscribed to anything yet
+            self._pongs.pop(0).callback(None)
+            return
+        if self.replyQueue.waiting:
+            super().replyReceived(reply)  # AUTH, SELECT, CLIENT SETNAME before subscribing
+        elif self.transport is not None:
+            # an unexpected reply in pub/sub mode (a refused command): state unknown
             self.transport.abortConnection()
 
     def _send(self, kind: str, channels: Sequence[str]) -> Deferred[Any]:
@@ -195,6 +202,7 @@ class _Factory(Factory):
     """Builds one protocol; keeps what txredisapi reports when AUTH or SELECT fails."""
 
     isLazy = False
+    noisy = False
 
     def __init__(self, build: Callable[[], Any]) -> None:
         self._build = build
@@ -505,8 +513,11 @@ class RedisBroker:
 
         def connected(protocol: Any) -> None:
             def usable(_: Any) -> None:
-                if not ready.called:
-                    ready.callback(protocol)
+                # named, so that CLIENT LIST tells which instance holds which connection
+                named = protocol.execute_command(
+                    "CLIENT", "SETNAME", f"portshare-{kind}-{self.instanceId}"
+                )
+                named.addBoth(lambda _: None if ready.called else ready.callback(protocol))
 
             def lost(_: Any) -> None:
                 if not ready.called:
