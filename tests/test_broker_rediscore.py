@@ -1,0 +1,378 @@
+"""
+Tests for L{portshare.broker.rediscore}: the Redis broker's sans-IO parts (URL, key layout,
+parsing, the replay rule, backoff, and the per-room delivery state), without Redis.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from portshare.broker.rediscore import (
+    CATCHING_UP,
+    LIVE,
+    LOST,
+    SCRIPTS,
+    Backoff,
+    BrokerURL,
+    KeyLayout,
+    Published,
+    RoomFeed,
+    historyOf,
+    membersOf,
+    messageBody,
+    parseBrokerURL,
+    parseEntries,
+    parsePayload,
+    replayOf,
+    roomsOf,
+)
+from portshare.chat import RoomLog
+from portshare.wire import Message, Presence
+
+
+class ParseBrokerURLTests(SynchronousTestCase):
+    """--broker values are parsed, or refused with a message for the command line."""
+
+    def test_memory(self) -> None:
+        """memory is the in-memory broker, not shared."""
+        self.assertFalse(parseBrokerURL("memory").shared)
+
+    def test_redisDefaults(self) -> None:
+        """A bare redis:// URL means port 6379, database 0, prefix portshare."""
+        url = parseBrokerURL("redis://cache.internal")
+        self.assertEqual(
+            (url.scheme, url.host, url.port, url.db, url.prefix),
+            ("redis", "cache.internal", 6379, 0, "portshare"),
+        )
+        self.assertTrue(url.shared)
+
+    def test_everything(self) -> None:
+        """Credentials, database and every query parameter are read."""
+        url = parseBrokerURL(
+            "rediss://user:p%40ss@[::1]:6380/2?prefix=chat&presence_ttl=3&room_ttl=0&timeout=1.5"
+        )
+        self.assertEqual(
+            (url.scheme, url.host, url.port, url.db, url.username, url.password),
+            ("rediss", "::1", 6380, 2, "user", "p@ss"),
+        )
+        self.assertEqual(
+            (url.prefix, url.presenceTtl, url.roomTtl, url.timeout), ("chat", 3, 0, 1.5)
+        )
+        self.assertEqual(url.describe(), "rediss://[::1]:6380/2")
+        self.assertNotIn("p@ss", repr(url))
+
+    def test_unix(self) -> None:
+        """unix:///path takes the database as a query parameter."""
+        url = parseBrokerURL("unix:///run/redis/redis.sock?db=4")
+        self.assertEqual((url.scheme, url.path, url.db), ("unix", "/run/redis/redis.sock", 4))
+        self.assertEqual(url.describe(), "unix:///run/redis/redis.sock?db=4")
+
+    def test_refused(self) -> None:
+        """Each kind of mistake gets its own explanation."""
+        cases = {
+            "mysql://x": "is not a broker URL",
+            "redis://h/x": "database must be a number",
+            "redis://h?db=1": "give the database as the path",
+            "redis://h?colour=red": "unknown parameter 'colour'",
+            "redis://h?presence_ttl=0": "presence_ttl must be positive",
+            "redis://h?room_ttl=-1": "room_ttl must be 0 or more",
+            "redis://h?timeout=soon": "timeout must be a number",
+            "redis://h?prefix=a:b": "prefix must be",
+            "redis:///0": "names no host",
+            "unix://host/path": "unix:///path/redis.sock",
+            "redis://h:99999": "out of range",
+        }
+        for text, expected in cases.items():
+            with self.assertRaises(ValueError, msg=text) as raised:
+                parseBrokerURL(text)
+            self.assertIn(expected, str(raised.exception), text)
+
+
+class KeyLayoutTests(SynchronousTestCase):
+    """Every key of a room carries the room as a hash tag; channels map back to rooms."""
+
+    def test_roomKeys(self) -> None:
+        """A room's keys share the {room} hash tag under the prefix."""
+        keys = KeyLayout("p").room("lobby")
+        self.assertEqual(
+            (keys.epoch, keys.seq, keys.log, keys.here, keys.channel),
+            (
+                "p:{lobby}:epoch",
+                "p:{lobby}:seq",
+                "p:{lobby}:log",
+                "p:{lobby}:here",
+                "p:{lobby}:events",
+            ),
+        )
+        self.assertEqual(keys.history, [keys.epoch, keys.seq, keys.log])
+
+    def test_globalKeys(self) -> None:
+        """The rooms index and instance keys live under the prefix."""
+        layout = KeyLayout("p")
+        self.assertEqual(
+            (layout.rooms, layout.instance("i1"), layout.base), ("p:rooms", "p:instance:i1", "p:")
+        )
+
+    def test_roomOfChannel(self) -> None:
+        """A room's channel names it; other channels name nothing."""
+        layout = KeyLayout("p")
+        for room in ("a", "a.b-c_d", "x" * 64):
+            self.assertEqual(layout.roomOfChannel(layout.room(room).channel), room)
+        self.assertIsNone(layout.roomOfChannel("q:{a}:events"))
+        self.assertIsNone(layout.roomOfChannel("p:{a}:log"))
+
+    def test_scriptsShareHelpers(self) -> None:
+        """Every script carries the shared Lua helpers and returns something."""
+        for script in SCRIPTS:
+            self.assertIn("local function ensure", script.text)
+            self.assertIn("return", script.body)
+
+
+class ParsingTests(SynchronousTestCase):
+    """What Redis returns becomes messages, presence, replays and rows."""
+
+    def test_entries(self) -> None:
+        """XRANGE entries with IDs <offset>-0 become messages with those offsets."""
+        raw = [
+            ["7-0", ["n", "ann", "t", "hi | there\n", "ts", "1700000000000"]],
+            [b"8-0", [b"n", b"b", b"t", b"", b"ts", b"5"]],
+        ]
+        self.assertEqual(
+            parseEntries("r", raw),
+            (
+                Message(room="r", offset=7, ts=1700000000000, nick="ann", text="hi | there\n"),
+                Message(room="r", offset=8, ts=5, nick="b", text=""),
+            ),
+        )
+        with self.assertRaises(ValueError):
+            parseEntries("r", [["9-0", ["n", "x"]]])
+
+    def test_payloadMessage(self) -> None:
+        """A published message carries its epoch; any nick and text survive the trip."""
+        nick, text = "ann|x", 'say "|" \u00e9\U0001f600\n'
+        payload = f"m|e1|12|99|{messageBody(nick, text)}"
+        self.assertEqual(
+            parsePayload("r", payload),
+            Published("e1", Message(room="r", offset=12, ts=99, nick=nick, text=text)),
+        )
+
+    def test_payloadPresence(self) -> None:
+        """Presence payloads become presence events; a nick may contain the separator."""
+        self.assertEqual(
+            parsePayload("r", b"p|join|a|b"), Presence(room="r", event="join", nick="a|b")
+        )
+        self.assertEqual(
+            parsePayload("r", "p|leave|z"), Presence(room="r", event="leave", nick="z")
+        )
+
+    def test_badPayloads(self) -> None:
+        """Anything else is refused."""
+        for payload in ("", "x|y", "m|e|notanumber|1|[]", "m|e|1|1|{}", "p|wave|ann", "p|join|"):
+            with self.assertRaises(ValueError, msg=payload):
+                parsePayload("r", payload)
+
+    def test_rowsAndMembers(self) -> None:
+        """ROOMS rows are sorted by room; MEMBERS gives (nicks, count)."""
+        self.assertEqual(roomsOf(["b", 2, 1, "a", 0, 3]), [("a", 0, 3), ("b", 2, 1)])
+        self.assertEqual(membersOf([3, ["a", "b"]]), (("a", "b"), 3))
+        self.assertEqual(historyOf("r", [None, []]), (None, ()))
+
+
+class ReplayRuleTests(SynchronousTestCase):
+    """replayOf follows RoomLog.replay exactly, for every since and epoch."""
+
+    def test_sameAsRoomLog(self) -> None:
+        """
+        For a log of n messages keeping h, what the SNAPSHOT script reads (the held window
+        after since, or all held on an epoch mismatch or since beyond last) gives the same
+        Replay as RoomLog.
+        """
+        for history in (1, 3, 5):
+            for n in range(0, 8):
+                log = RoomLog("r", "e", history)
+                for i in range(n):
+                    log.append("ann", f"m{i + 1}", i)
+                held = log.after(0)
+                for since in (None, 0, 1, 2, n - 1, n, n + 1, n + 5):
+                    if since is not None and since < 0:
+                        continue
+                    for epoch in (None, "e", "other"):
+                        start = 1
+                        if since is not None and not (
+                            (epoch is not None and epoch != "e") or since > n
+                        ):
+                            start = since + 1
+                        start = max(start, n - history + 1)
+                        window = [] if since is None else [m for m in held if m.offset >= start]
+                        raw = [
+                            "e",
+                            n,
+                            [
+                                [f"{m.offset}-0", ["n", m.nick, "t", m.text, "ts", str(m.ts)]]
+                                for m in window
+                            ],
+                        ]
+                        self.assertEqual(
+                            replayOf("r", since, epoch, raw),
+                            log.replay(since, epoch),
+                            (history, n, since, epoch),
+                        )
+
+
+class BackoffTests(SynchronousTestCase):
+    """Reconnection delays grow exponentially up to a maximum, with bounded jitter."""
+
+    def test_grows(self) -> None:
+        """Without jitter: 0.1, 0.2, 0.4, ... capped at the maximum; reset starts over."""
+        backoff = Backoff(0.1, 1.0, jitter=0)
+        self.assertEqual(
+            [round(backoff.next(), 3) for _ in range(6)], [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+        )
+        backoff.reset()
+        self.assertEqual(backoff.next(), 0.1)
+
+    def test_jitter(self) -> None:
+        """Jitter spreads each delay by at most the given fraction, never past the maximum."""
+        low = Backoff(1.0, 10.0, jitter=0.2, random=lambda: 0.0)
+        high = Backoff(1.0, 10.0, jitter=0.2, random=lambda: 1.0)
+        self.assertAlmostEqual(low.next(), 0.8)
+        self.assertAlmostEqual(high.next(), 1.2)
+        capped = Backoff(10.0, 10.0, jitter=0.2, random=lambda: 1.0)
+        self.assertEqual(capped.next(), 10.0)
+
+
+def published(offset: int, epoch: str = "e") -> Published:
+    return Published(epoch, Message(room="r", offset=offset, ts=0, nick="n", text=f"m{offset}"))
+
+
+def offsets(events: list[Message | Presence]) -> list[int | str]:
+    return [e.offset if isinstance(e, Message) else e.event for e in events]
+
+
+class RoomFeedTests(SynchronousTestCase):
+    """One room's delivery state: every offset once and in order, bounded buffers."""
+
+    def test_bufferedUntilStarted(self) -> None:
+        """Events that arrive before the room's last offset is known wait for it."""
+        feed = RoomFeed("r", 10)
+        self.assertEqual(feed.received(published(5)).deliver, [])
+        self.assertEqual(feed.received(published(6)).deliver, [])
+        step = feed.started("e", 5)
+        self.assertEqual((offsets(step.deliver), step.catchUp, feed.state), ([6], False, LIVE))
+
+    def test_liveInOrderOnce(self) -> None:
+        """The next offset is delivered; an old one (a duplicate) is not."""
+        feed = RoomFeed("r", 10)
+        feed.started("e", 0)
+        self.assertEqual(offsets(feed.received(published(1)).deliver), [1])
+        self.assertEqual(offsets(feed.received(published(1)).deliver), [])
+        presence = Presence(room="r", event="join", nick="x")
+        self.assertEqual(feed.received(presence).deliver, [presence])
+        self.assertEqual(feed.delivered, 1)
+
+    def test_gapCatchesUp(self) -> None:
+        """
+        A gap switches to catching up: live events are buffered, the read fills the gap,
+        then the buffer goes out without what the read already delivered.
+        """
+        feed = RoomFeed("r", 10)
+        feed.started("e", 0)
+        step = feed.received(published(3))
+        self.assertEqual((step.deliver, step.catchUp, feed.state), ([], True, CATCHING_UP))
+        join = Presence(room="r", event="join", nick="x")
+        feed.received(published(4))
+        feed.received(join)
+        stored = [published(i).message for i in (1, 2, 3)]
+        step = feed.caughtUp("e", 3, stored)  # the read saw 1..3; 4 came live after
+        self.assertEqual(offsets(step.deliver), [1, 2, 3, 4, "join"])
+        self.assertEqual((step.catchUp, feed.state, feed.delivered), (False, LIVE, 4))
+
+    def test_batches(self) -> None:
+        """A read that stops short of the last offset asks for another."""
+        feed = RoomFeed("r", 10)
+        feed.resubscribed()
+        step = feed.caughtUp("e", 5, [published(1).message, published(2).message])
+        self.assertEqual((offsets(step.deliver), step.catchUp), ([1, 2], True))
+        step = feed.caughtUp("e", 5, [published(i).message for i in (3, 4, 5)])
+        self.assertEqual(
+            (offsets(step.deliver), step.catchUp, feed.state), ([3, 4, 5], False, LIVE)
+        )
+
+    def test_trimmedGapIsAccepted(self) -> None:
+        """Offsets no longer held are skipped: the read says what there is."""
+        feed = RoomFeed("r", 10)
+        feed.started("e", 2)
+        feed.received(published(9))
+        step = feed.caughtUp("e", 9, [published(8).message, published(9).message])
+        self.assertEqual((offsets(step.deliver), feed.state), ([8, 9], LIVE))
+
+    def test_bufferIsBounded(self) -> None:
+        """
+        Past the limit, live events are dropped while catching up, and another read follows
+        (messages are in the stream): memory stays bounded, nothing is lost.
+        """
+        feed = RoomFeed("r", 2)
+        feed.resubscribed()
+        for offset in range(1, 6):
+            feed.received(published(offset))
+        self.assertEqual(feed.dropped, 3)
+        step = feed.caughtUp("e", 2, [published(1).message, published(2).message])
+        self.assertEqual((offsets(step.deliver), step.catchUp), ([1, 2], True))
+        step = feed.caughtUp("e", 5, [published(i).message for i in (3, 4, 5)])
+        self.assertEqual(
+            (offsets(step.deliver), step.catchUp, feed.state), ([3, 4, 5], False, LIVE)
+        )
+
+    def test_epochChange(self) -> None:
+        """
+        A message of another epoch (the history restarted) makes the feed read the stream
+        again, from offset 1 of the new epoch.
+        """
+        feed = RoomFeed("r", 10)
+        feed.started("old", 7)
+        step = feed.received(published(1, "new"))
+        self.assertEqual((step.deliver, step.catchUp), ([], True))
+        step = feed.caughtUp("new", 1, [published(1, "new").message])
+        self.assertEqual((offsets(step.deliver), feed.epoch, feed.epochChanges), ([1], "new", 1))
+
+    def test_staleEpochIsNotDelivered(self) -> None:
+        """A buffered event older than what the read saw is dropped, not delivered twice."""
+        feed = RoomFeed("r", 10)
+        feed.resubscribed()
+        feed.received(published(3, "old"))
+        step = feed.caughtUp("new", 1, [published(1, "new").message])
+        self.assertEqual((offsets(step.deliver), step.catchUp), ([1], True))
+        step = feed.caughtUp("new", 1, [])
+        self.assertEqual((step.deliver, step.catchUp, feed.state), ([], False, LIVE))
+
+    def test_lostAndBack(self) -> None:
+        """A lost subscription ignores events; once back it catches up after delivered."""
+        feed = RoomFeed("r", 10)
+        feed.started("e", 4)
+        feed.lost()
+        self.assertEqual(feed.state, LOST)
+        self.assertEqual(feed.received(published(5)).deliver, [])
+        step = feed.resubscribed()
+        self.assertTrue(step.catchUp)
+        step = feed.caughtUp("e", 6, [published(5).message, published(6).message])
+        self.assertEqual((offsets(step.deliver), feed.delivered), ([5, 6], 6))
+
+    def test_historyGone(self) -> None:
+        """A room whose history vanished (no epoch) starts again from the next epoch."""
+        feed = RoomFeed("r", 10)
+        feed.started("e", 4)
+        feed.resubscribed()
+        step = feed.caughtUp(None, 0, [])
+        self.assertEqual((feed.epoch, feed.delivered, feed.state), (None, 0, LIVE))
+        step = feed.received(published(1, "e2"))
+        self.assertTrue(step.catchUp)
+
+
+class BrokerURLTests(SynchronousTestCase):
+    """The URL object hides credentials."""
+
+    def test_describe(self) -> None:
+        """describe() never shows the password."""
+        url = BrokerURL("redis", host="h", port=1, password="secret")
+        self.assertEqual(url.describe(), "redis://h:1/0")
+        self.assertEqual(BrokerURL("memory").describe(), "memory")
