@@ -247,7 +247,9 @@ class Hub:
         self.metrics.refused(reply.code)
         self.log.info(
             "{peer} refused ({code}): {reason}",
-            peer=session.member.peer, code=reply.code, reason=reply.reason,
+            peer=session.member.peer,
+            code=reply.code,
+            reason=reply.reason,
         )
         self._send(session, reply)
 
