@@ -1,0 +1,357 @@
+"""
+Tests for L{portshare.broker.redis.RedisBroker}: its timing (reconnect backoff, heartbeat)
+on a L{Clock} with fake connections, and its behaviour against a real redis-server (the
+Lua scripts, parity with the in-memory broker, presence across instances, epochs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from itertools import pairwise
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from portshare.broker import IBroker
+from portshare.broker.memory import MemoryBroker
+from portshare.broker.redis import RedisBroker
+from portshare.broker.rediscore import Backoff, parseBrokerURL
+from portshare.errors import Unavailable
+from portshare.wire import Message, Presence
+from tests.redisserver import RedisServer
+from tests.test_broker_memory import RecordingListener
+from tests.test_scaling import eventually, within
+
+# -- on a Clock, with fake connections ---------------------------------------------------------
+
+
+class FakeTransport:
+    def __init__(self, protocol: FakeRedis) -> None:
+        self.protocol = protocol
+
+    def abortConnection(self) -> None:
+        self.protocol.lose()
+
+    loseConnection = abortConnection
+
+
+class FakeRedis:
+    """Just enough of a connection for the broker's timing: records what it is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, ...]] = []
+        self.transport = FakeTransport(self)
+        self.onMessage: Any = None
+        self._lost: list[Deferred[Any]] = []
+
+    def execute_command(self, *args: Any) -> Deferred[Any]:
+        self.sent.append(args)
+        return succeed("OK")
+
+    def eval(self, script: str, keys: list[str], args: list[Any]) -> Deferred[Any]:
+        self.sent.append(("EVAL", keys[0]))
+        return succeed([0, 0])
+
+    def ping(self, timeout: float) -> Deferred[None]:
+        self.sent.append(("PING",))
+        return succeed(None)
+
+    def subscribeTo(self, channels: list[str]) -> Deferred[None]:
+        self.sent.append(("SUBSCRIBE", *channels))
+        return succeed(None)
+
+    def whenDisconnected(self) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self._lost.append(d)
+        return d
+
+    def lose(self) -> None:
+        lost, self._lost = self._lost, []
+        for d in lost:
+            d.callback(self)
+
+
+class Connector:
+    """Opens fake connections, or refuses while C{refusing}."""
+
+    def __init__(self) -> None:
+        self.refusing = True
+        self.attempts: list[float] = []
+        self.opened: list[FakeRedis] = []
+        self.clock = Clock()
+
+    def __call__(self, kind: str) -> Deferred[Any]:
+        self.attempts.append(self.clock.seconds())
+        if self.refusing:
+            return fail(ConnectionRefusedError("refused"))
+        connection = FakeRedis()
+        self.opened.append(connection)
+        return succeed(connection)
+
+
+def clockBroker(ttl: float = 3.0) -> tuple[RedisBroker, Connector]:
+    connector = Connector()
+    broker = RedisBroker(
+        parseBrokerURL(f"redis://h:1/0?presence_ttl={ttl}"),
+        connector.clock,
+        history=10,
+        maxRooms=10,
+        connect=connector,
+        backoff=Backoff(0.1, 1.0, jitter=0),
+        instanceId="me",
+    )
+    return broker, connector
+
+
+class ClockTests(SynchronousTestCase):
+    """Reconnects and heartbeats run on the injected clock."""
+
+    def test_interface(self) -> None:
+        """RedisBroker provides IBroker."""
+        broker, _ = clockBroker()
+        self.assertTrue(verifyObject(IBroker, broker))
+
+    def test_backoffWhileRedisIsAway(self) -> None:
+        """
+        Attempts follow the backoff (0.1 s doubling up to 1 s); meanwhile the broker says
+        why it is unavailable and refuses work at once, but still counts presence.
+        """
+        broker, connector = clockBroker()
+        broker.start()
+        clock = connector.clock
+        for _ in range(12):  # to each scheduled call in turn
+            due = min(call.getTime() for call in clock.getDelayedCalls())
+            clock.advance(due - clock.seconds())
+        times = sorted(set(connector.attempts))
+        self.assertEqual([round(b - a, 2) for a, b in pairwise(times)][:4], [0.1, 0.2, 0.4, 0.8])
+        self.assertLessEqual(max(b - a for a, b in pairwise(times)), 1.0)
+        self.assertIn("cannot connect to redis at redis://h:1/0", broker.unavailableReason or "")
+        failure = self.failureResultOf(broker.publish("r", "n", "t", 0))
+        self.assertIsInstance(failure.value, Unavailable)
+        self.failureResultOf(broker.subscribe("r", RecordingListener()), Unavailable)
+        self.failureResultOf(broker.members("r", 10), Unavailable)
+        self.successResultOf(broker.enter("r", "ann"))
+
+    def test_connectsAndHeartbeats(self) -> None:
+        """
+        Once Redis answers: the broker is available, has synchronised the presence counted
+        while away, and refreshes its key with the TTL every third of the TTL.
+        """
+        broker, connector = clockBroker(ttl=3.0)
+        ready = broker.start()
+        broker.enter("r", "ann")
+        connector.clock.advance(0.1)
+        connector.refusing = False
+        connector.clock.advance(0.2)
+        self.successResultOf(ready)
+        self.assertIsNone(broker.unavailableReason)
+        command = connector.opened[0]
+        self.assertEqual(command.sent[0], ("SET", "portshare:instance:me", "1", "PX", 3000, "GET"))
+        self.assertIn(("EVAL", "portshare:{r}:here"), command.sent)  # the presence sync
+        beats = len([s for s in command.sent if s[0] == "SET"])
+        connector.clock.advance(1.0)
+        connector.clock.advance(1.0)
+        self.assertEqual(len([s for s in command.sent if s[0] == "SET"]), beats + 2)
+        self.assertIn(("PING",), connector.opened[1].sent)
+
+    def test_lostConnectionReconnects(self) -> None:
+        """A lost connection makes the broker unavailable, and it connects again."""
+        broker, connector = clockBroker()
+        connector.refusing = False
+        self.successResultOf(broker.start())
+        connector.opened[1].lose()
+        self.assertIn("lost the connection", broker.unavailableReason or "")
+        self.failureResultOf(broker.publish("r", "n", "t", 0), Unavailable)
+        connector.clock.advance(0.1)
+        self.assertIsNone(broker.unavailableReason)
+        self.assertEqual(len(connector.opened), 4)
+
+    def test_stopCancelsEverything(self) -> None:
+        """After stop, nothing is scheduled on the clock any more."""
+        broker, connector = clockBroker()
+        broker.start()
+        connector.clock.advance(0.1)
+        self.successResultOf(broker.stop())
+        self.assertEqual(connector.clock.getDelayedCalls(), [])
+
+
+# -- against a real redis-server -----------------------------------------------------------------
+
+
+@pytest_twisted.async_yield_fixture
+async def brokers(redisServer: RedisServer) -> AsyncIterator[Callable[..., Any]]:
+    """Started RedisBrokers on the test's Redis, as if in separate instances."""
+    started: list[RedisBroker] = []
+
+    async def make(history: int = 5, query: str = "") -> RedisBroker:
+        broker = RedisBroker(
+            parseBrokerURL(redisServer.url + query), reactor, history=history, maxRooms=100
+        )
+        started.append(broker)
+        await within(broker.start())
+        return broker
+
+    yield make
+    for broker in started:
+        await broker.stop()
+
+
+async def raw(redisServer: RedisServer, *command: Any) -> Any:
+    import txredisapi
+
+    client = await txredisapi.Connection("127.0.0.1", redisServer.port, reconnect=False)
+    try:
+        return await client.execute_command(*command)
+    finally:
+        await client.disconnect()
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_sameAnswersAsMemoryBroker(brokers: Callable[..., Any]) -> None:
+    """
+    For the same messages, the Redis broker answers replay and history as the in-memory
+    broker does (offsets, held window, recovered), whatever since and epoch are asked.
+    """
+    history = 3
+    redis = await brokers(history=history)
+    for n in (0, 1, 3, 5):
+        room = f"parity{n}"
+        memory = MemoryBroker(history, 10, newEpoch=lambda: "E")
+        for i in range(1, n + 1):
+            await redis.publish(room, "ann", f"m{i}", i)
+            await memory.publish(room, "ann", f"m{i}", i)
+        epoch = (await redis.replay(room, None, None)).epoch
+        for since in (None, 0, 1, n - 1, n, n + 1):
+            if since is not None and since < 0:
+                continue
+            for asked in (None, "current", "other"):
+                redisReplay = await redis.replay(
+                    room, since, epoch if asked == "current" else asked
+                )
+                memoryReplay = await memory.replay(
+                    room, since, "E" if asked == "current" else asked
+                )
+                assert (
+                    redisReplay.last,
+                    redisReplay.messages,
+                    redisReplay.recovered,
+                ) == (memoryReplay.last, memoryReplay.messages, memoryReplay.recovered), (
+                    n,
+                    since,
+                    asked,
+                )
+        for since, limit in ((0, 10), (1, 1), (n, 5)):
+            assert (await redis.history(room, since, limit))[1] == (
+                await memory.history(room, since, limit)
+            )[1]
+    assert await redis.history("never", 0, 10) == (None, ())
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_presenceCountedAcrossInstances(brokers: Callable[..., Any]) -> None:
+    """
+    A nick on two instances is one member: its join is announced on the first, its leave
+    on the last; every instance's listener sees the same announcements.
+    """
+    a, b = await brokers(), await brokers()
+    la, lb = RecordingListener(), RecordingListener()
+    await a.subscribe("p", la)
+    await b.subscribe("p", lb)
+    await a.enter("p", "ann")
+    await b.enter("p", "ann")
+    await b.enter("p", "ann")  # a second tab on b: counted locally, nothing sent
+    await b.enter("p", "bob")
+    assert await a.members("p", None) == (("ann", "bob"), 2)
+    assert await b.members("p", 1) == (("ann",), 2)
+    await a.exit("p", "ann")
+    await b.exit("p", "ann")
+    await b.exit("p", "ann")
+    await b.publish("p", "bob", "marker", 1)
+    expected = [
+        Presence(room="p", event="join", nick="ann"),
+        Presence(room="p", event="join", nick="bob"),
+        Presence(room="p", event="leave", nick="ann"),
+        Message(room="p", offset=1, ts=1, nick="bob", text="marker"),
+    ]
+    await eventually(lambda: len(la.delivered) == 4 and len(lb.delivered) == 4, 5, "delivered")
+    assert la.delivered == lb.delivered == expected
+    assert [(r.room, r.members, r.offset) for r in await a.rooms()] == [("p", 1, 1)]
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_silentInstanceIsReaped(brokers: Callable[..., Any]) -> None:
+    """
+    An instance that stops heartbeating without a goodbye (as a crashed one) has its
+    members announced as leaving by the others within the TTL plus a heartbeat.
+    """
+    ttl = 0.9
+    a, b = await brokers(query=f"?presence_ttl={ttl}"), await brokers(query=f"?presence_ttl={ttl}")
+    listener = RecordingListener()
+    await a.subscribe("q", listener)
+    await a.enter("q", "ann")
+    await b.enter("q", "ghost")
+    assert (await a.members("q", None))[0] == ("ann", "ghost")
+    # b "crashes": no more heartbeats, connections cut, no goodbye
+    b._heartbeat.stop()
+    await b.link.stop()
+    took = await eventually(
+        lambda: Presence(room="q", event="leave", nick="ghost") in listener.delivered,
+        3 * ttl + 3,
+        "the ghost's leave",
+    )
+    assert took <= ttl + ttl / 3 + 0.6, took
+    assert (await a.members("q", None))[0] == ("ann",)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_historyLostIsANewEpoch(
+    brokers: Callable[..., Any], redisServer: RedisServer
+) -> None:
+    """
+    When Redis loses the data (FLUSHALL) under a subscribed instance, the next message
+    starts a new epoch at offset 1, and it is still delivered.
+    """
+    a = await brokers()
+    listener = RecordingListener()
+    await a.subscribe("e", listener)
+    first = await a.publish("e", "ann", "one", 1)
+    epoch = (await a.replay("e", None, None)).epoch
+    await raw(redisServer, "FLUSHALL")
+    again = await a.publish("e", "ann", "two", 2)
+    assert (first.offset, again.offset) == (1, 1)
+    replay = await a.replay("e", 1, epoch)
+    assert replay.epoch != epoch and replay.recovered is False
+    await eventually(lambda: len(listener.delivered) == 2, 5, "both delivered")
+    assert [m.text for m in listener.delivered if isinstance(m, Message)] == ["one", "two"]
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_keysExpireAndStreamIsBounded(
+    brokers: Callable[..., Any], redisServer: RedisServer
+) -> None:
+    """Room keys carry the room TTL; the stream is trimmed near the history length."""
+    a = await brokers(history=5, query="?room_ttl=3600&prefix=t")
+    for i in range(400):
+        await a.publish("big", "ann", f"m{i}", i)
+    length = await raw(redisServer, "XLEN", "t:{big}:log")
+    assert 5 <= length <= 5 + 200, length
+    for key in ("t:{big}:log", "t:{big}:seq", "t:{big}:epoch"):
+        ttl = await raw(redisServer, "PTTL", key)
+        assert 0 < ttl <= 3600 * 1000, (key, ttl)
+    assert [m.offset for m in (await a.history("big", 0, 100))[1]] == list(range(396, 401))
