@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from tests.redisserver import REDIS_SERVER, RedisServer
 async def redisServer(tmp_path: Path) -> AsyncIterator[RedisServer]:
     """A redis-server on a free loopback port, stopped after the test."""
     if not REDIS_SERVER:
+        if os.environ.get("PORTSHARE_REQUIRE_REDIS"):
+            pytest.fail("redis-server is not installed (scripts/test should have installed it)")
         pytest.skip("redis-server is not installed (scripts/test installs it)")
     directory = tmp_path / "redis"
     directory.mkdir()
