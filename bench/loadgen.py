@@ -455,6 +455,41 @@ async def scenarioFanoutFixed(url: str, pid: int, p: dict[str, Any]) -> dict[str
     }
 
 
+async def scenarioFanoutCount(url: str, pid: int, p: dict[str, Any]) -> dict[str, Any]:
+    """
+    A fixed number of messages to a room of S (for profilers): prints READY once joined,
+    waits for a line on standard input, publishes C{count} messages at C{rate} per second,
+    waits until every delivery arrived, prints DONE.
+    """
+    size = p["size"]
+    clients, setup = await setupRoom(url, "count", size, "bench", p)
+    pub = Publisher(clients[0], "count", p.get("text", 48))
+    await asyncio.sleep(0.3)
+    print("READY", flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)
+    for c in clients:
+        c.count = 0
+    w = Window(pid)
+    await pub.run(p["rate"], p["count"] / p["rate"])
+    expected = pub.sent * size
+    done = await waitFor(
+        lambda: sum(c.count for c in clients) >= expected, p.get("drain_seconds", 300)
+    )
+    fig = w.close()
+    received = sum(c.count for c in clients)
+    print("DONE", flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)
+    closeAll(clients)
+    return {
+        "published": pub.sent,
+        "delivered": received,
+        "complete": done,
+        "setup": setup,
+        **fig,
+    }
+
+
 async def scenarioIdle(url: str, pid: int, p: dict[str, Any]) -> dict[str, Any]:
     """(C) N idle connections joined to one room, distinct nicks (presence is real)."""
     n = p["conns"]
@@ -621,6 +656,7 @@ SCENARIOS = {
     "echo": scenarioEcho,
     "fanout": scenarioFanout,
     "fanout-fixed": scenarioFanoutFixed,
+    "fanout-count": scenarioFanoutCount,
     "idle": scenarioIdle,
     "slow": scenarioSlow,
     "publishers": scenarioPublishers,
