@@ -167,7 +167,7 @@ class Options(usage.Options):
             "Where offsets, history and presence live: memory (this process only), or a "
             "Redis shared by several instances: redis://[:password@]host:port/db, "
             "rediss://... (TLS) or unix:///path/redis.sock?db=N; query parameters prefix, "
-            "presence_ttl, room_ttl, timeout (see docs/scaling.md).",
+            "presence_ttl, room_ttl, timeout, durable (see docs/scaling.md).",
         ],
         [
             "workers",

@@ -78,6 +78,7 @@ class ParseBrokerURLTests(SynchronousTestCase):
             "redis://h?room_ttl=-1": "room_ttl must be 0 or more",
             "redis://h?timeout=soon": "timeout must be a number",
             "redis://h?prefix=a:b": "prefix must be",
+            "redis://h?durable=yes": "durable must be 0 or 1",
             "redis:///0": "names no host",
             "unix://host/path": "unix:///path/redis.sock",
             "redis://h:99999": "out of range",
@@ -95,16 +96,17 @@ class KeyLayoutTests(SynchronousTestCase):
         """A room's keys share the {room} hash tag under the prefix."""
         keys = KeyLayout("p").room("lobby")
         self.assertEqual(
-            (keys.epoch, keys.seq, keys.log, keys.here, keys.channel),
+            (keys.epoch, keys.seq, keys.log, keys.gen, keys.here, keys.channel),
             (
                 "p:{lobby}:epoch",
                 "p:{lobby}:seq",
                 "p:{lobby}:log",
+                "p:{lobby}:gen",
                 "p:{lobby}:here",
                 "p:{lobby}:events",
             ),
         )
-        self.assertEqual(keys.history, [keys.epoch, keys.seq, keys.log])
+        self.assertEqual(keys.history, [keys.epoch, keys.seq, keys.log, keys.gen])
 
     def test_globalKeys(self) -> None:
         """The rooms index and instance keys live under the prefix."""

@@ -68,6 +68,7 @@ from portshare.broker.rediscore import (
     MEMBERS,
     PUBLISH,
     ROOMS,
+    SERVER,
     SNAPSHOT,
     STARTING,
     SYNC,
@@ -396,6 +397,7 @@ class RedisBroker:
         self._dirty: set[str] = set()
         self._ready = False
         self._beaten = False
+        self._generation: int | None = None
         self._ticking = False
         self._readyWaiters: list[Deferred[None]] = []
         self._heartbeat = LoopingCall(self._tick)
@@ -544,6 +546,7 @@ class RedisBroker:
         link = self.link
         subscriber = link.subscriber
         subscriber.onMessage = self._channelMessage
+        await self._checkServer()
         await self._beat()
         feeds = list(self._feeds.values())
         for feed in feeds:
@@ -564,6 +567,42 @@ class RedisBroker:
             waiters, self._readyWaiters = self._readyWaiters, []
             for d in waiters:
                 d.callback(None)
+
+    async def _checkServer(self) -> None:
+        """
+        Tell Redis which server process this is; a restart from a dataset that may have lost
+        writes (anything but C{appendonly yes} with C{appendfsync always}, or C{durable=1} in
+        the URL) starts a new generation, so no offset is given twice under one epoch.
+        """
+        command = self._command()
+        info = await command.execute_command("INFO", "server")
+        runId = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in info.splitlines()
+                if line.startswith("run_id:")
+            ),
+            "",
+        )
+        durable = self.url.durable
+        if not durable:
+            try:
+                appendonly = await command.execute_command("CONFIG", "GET", "appendonly")
+                appendfsync = await command.execute_command("CONFIG", "GET", "appendfsync")
+                durable = list(appendonly)[-1:] == ["yes"] and list(appendfsync)[-1:] == ["always"]
+            except txredisapi.ResponseError:
+                durable = False  # CONFIG is disabled (a managed Redis): assume it may lose writes
+        generation = await self._run(
+            SERVER, [self.layout.server, self.layout.generation], [runId, int(durable)]
+        )
+        if generation != self._generation:
+            if self._generation is not None:
+                self.log.warn(
+                    "redis restarted from a dataset that may have lost writes: histories from "
+                    "before are dropped (generation {generation})",
+                    generation=generation,
+                )
+            self._generation = generation
 
     def _linkDown(self, reason: str) -> None:
         self._ready = False
@@ -651,7 +690,7 @@ class RedisBroker:
             while True:
                 raw = await self._run(
                     CATCH_UP,
-                    keys.history,
+                    [*keys.history, self.layout.generation],
                     [feed.epoch or "", feed.delivered, CATCH_UP_BATCH, self._history],
                 )
                 if self._feeds.get(room) is not feed or feed.state == LOST:
@@ -679,7 +718,7 @@ class RedisBroker:
         keys = self.layout.room(room)
         d = self._run(
             PUBLISH,
-            [keys.epoch, keys.seq, keys.log, self.layout.rooms],
+            [keys.epoch, keys.seq, keys.log, self.layout.rooms, keys.gen, self.layout.generation],
             [
                 self._newEpoch(),
                 self._history,
@@ -741,7 +780,7 @@ class RedisBroker:
         keys = self.layout.room(room)
         return self._run(
             SNAPSHOT,
-            [keys.epoch, keys.seq, keys.log, self.layout.rooms],
+            [keys.epoch, keys.seq, keys.log, self.layout.rooms, keys.gen, self.layout.generation],
             [
                 self._newEpoch(),
                 self._roomTtlMs,
@@ -762,7 +801,9 @@ class RedisBroker:
     ) -> Deferred[tuple[str | None, tuple[Message, ...]]]:
         """C{(epoch, messages after since)}; C{(None, ())} for a room Redis does not hold."""
         keys = self.layout.room(room)
-        d = self._run(HISTORY, keys.history, [since, limit, self._history])
+        d = self._run(
+            HISTORY, [*keys.history, self.layout.generation], [since, limit, self._history]
+        )
         return d.addCallback(lambda raw: historyOf(room, raw))
 
     # -- presence --------------------------------------------------------------------------
@@ -873,7 +914,7 @@ class RedisBroker:
                 waits.append(
                     self._run(
                         TICK,
-                        [keys.here, keys.epoch, keys.seq, keys.log],
+                        [keys.here, keys.epoch, keys.seq, keys.log, keys.gen],
                         [
                             self.layout.base,
                             self.instanceId,

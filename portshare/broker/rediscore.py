@@ -61,6 +61,8 @@ class BrokerURL:
         heartbeating are gone.
     @ivar roomTtl: seconds after which an idle room's history expires (0: never).
     @ivar timeout: seconds to connect, and to wait for any reply.
+    @ivar durable: whether the Redis persists every write before acknowledging it, so a
+        restart loses nothing (detected with C{CONFIG GET} when not said).
     """
 
     scheme: str
@@ -74,6 +76,7 @@ class BrokerURL:
     presenceTtl: float = 15.0
     roomTtl: float = 7 * 24 * 3600.0
     timeout: float = 5.0
+    durable: bool = False
 
     @property
     def shared(self) -> bool:
@@ -96,6 +99,7 @@ _QUERY = {
     "room_ttl": "roomTtl",
     "timeout": "timeout",
     "db": "db",
+    "durable": "durable",
 }
 
 
@@ -103,7 +107,8 @@ def parseBrokerURL(text: str) -> BrokerURL:
     """
     Parse C{memory}, C{redis://[user:password@]host[:port][/db]}, C{rediss://...} (TLS) or
     C{unix:///path/redis.sock[?db=N]}.  Query parameters (all schemes but C{memory}):
-    C{prefix}, C{presence_ttl}, C{room_ttl}, C{timeout} (seconds), and C{db} for C{unix}.
+    C{prefix}, C{presence_ttl}, C{room_ttl}, C{timeout} (seconds), C{durable} (0 or 1: the
+    Redis persists every write), and C{db} for C{unix}.
 
     @raise ValueError: with a message fit for the command line.
     """
@@ -127,6 +132,11 @@ def parseBrokerURL(text: str) -> BrokerURL:
                 f"{text!r}: unknown parameter {name!r} (known: {', '.join(sorted(_QUERY))})"
             )
         key = _QUERY[name]
+        if key == "durable":
+            if value not in ("0", "1"):
+                raise ValueError(f"{text!r}: durable must be 0 or 1")
+            values[key] = value == "1"
+            continue
         try:
             number = int(value) if key == "db" else float(value)
         except ValueError:
@@ -183,13 +193,14 @@ class RoomKeys:
     epoch: str
     seq: str
     log: str
+    gen: str
     here: str
     channel: str
 
     @property
     def history(self) -> list[str]:
-        """The keys the history scripts take, in their KEYS order."""
-        return [self.epoch, self.seq, self.log]
+        """The room's keys the history scripts take, in their KEYS order."""
+        return [self.epoch, self.seq, self.log, self.gen]
 
 
 @dataclass(frozen=True)
@@ -198,10 +209,14 @@ class KeyLayout:
     Where everything lives, under C{prefix} (P)::
 
         P:rooms                ZSET    room -> last activity (ms, Redis time)
+        P:server               STRING  the run_id of the Redis process last seen
+        P:generation           STRING  bumped when Redis restarted from a dataset that may
+                                       have lost writes; older histories count as lost
         P:instance:<id>        STRING  an instance's heartbeat (expires after the presence TTL)
         P:{room}:epoch         STRING  the room's epoch
         P:{room}:seq           STRING  the room's last offset
         P:{room}:log           STREAM  the history; entry ID <offset>-0, fields n, t, ts
+        P:{room}:gen           STRING  the generation the room's epoch belongs to
         P:{room}:here          SET     instances with members in the room
         P:{room}:here:<id>     SET     the nicks instance <id> has in the room
         P:{room}:events        channel messages and presence of the room
@@ -218,6 +233,14 @@ class KeyLayout:
     def rooms(self) -> str:
         return f"{self.prefix}:rooms"
 
+    @property
+    def server(self) -> str:
+        return f"{self.prefix}:server"
+
+    @property
+    def generation(self) -> str:
+        return f"{self.prefix}:generation"
+
     def instance(self, instanceId: str) -> str:
         return f"{self.prefix}:instance:{instanceId}"
 
@@ -227,6 +250,7 @@ class KeyLayout:
             epoch=f"{tag}:epoch",
             seq=f"{tag}:seq",
             log=f"{tag}:log",
+            gen=f"{tag}:gen",
             here=f"{tag}:here",
             channel=f"{tag}:events",
         )
@@ -252,14 +276,25 @@ local function touch(key, ttl)
   if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
 end
 
--- the room's epoch, created (with sequence 0 and no history) when it or the sequence is
--- missing: a history without both means nothing any more
-local function ensure(epochKey, seqKey, logKey, newEpoch)
+-- the room's epoch; nil when the room has none, or lacks its sequence (a history without
+-- both means nothing any more), or when its history is from before the current generation
+-- (Redis restarted from a dataset that may have lost writes: see KeyLayout.generation)
+local function current(epochKey, seqKey, genKey, generationKey)
   local epoch = redis.call('GET', epochKey)
-  if epoch and redis.call('EXISTS', seqKey) == 1 then return epoch, false end
+  if not epoch or redis.call('EXISTS', seqKey) == 0 then return nil end
+  local generation = redis.call('GET', generationKey) or '0'
+  if (redis.call('GET', genKey) or '0') ~= generation then return nil end
+  return epoch
+end
+
+-- the room's epoch, a new one (with sequence 0 and no history) when it has no current one
+local function ensure(epochKey, seqKey, logKey, genKey, generationKey, newEpoch)
+  local epoch = current(epochKey, seqKey, genKey, generationKey)
+  if epoch then return epoch, false end
   redis.call('DEL', logKey)
   redis.call('SET', epochKey, newEpoch)
   redis.call('SET', seqKey, 0)
+  redis.call('SET', genKey, redis.call('GET', generationKey) or '0')
   return newEpoch, true
 end
 
@@ -333,31 +368,32 @@ class Script:
         return _COMMON + self.body
 
 
-#: KEYS epoch seq log rooms; ARGV newEpoch maxlen roomTtlMs room channel nick text ts body
-#: -> {epoch, offset}
+#: KEYS epoch seq log rooms gen generation;
+#: ARGV newEpoch maxlen roomTtlMs room channel nick text ts body -> {epoch, offset}
 PUBLISH = Script(
     "publish",
     """
-local epoch = ensure(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+local epoch = ensure(KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6], ARGV[1])
 local offset = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], offset .. '-0',
            'n', ARGV[6], 't', ARGV[7], 'ts', ARGV[8])
 local ttl = tonumber(ARGV[3])
-touch(KEYS[1], ttl); touch(KEYS[2], ttl); touch(KEYS[3], ttl)
+touch(KEYS[1], ttl); touch(KEYS[2], ttl); touch(KEYS[3], ttl); touch(KEYS[5], ttl)
 redis.call('ZADD', KEYS[4], nowMs(), ARGV[4])
 redis.call('PUBLISH', ARGV[5], 'm|' .. epoch .. '|' .. offset .. '|' .. ARGV[8] .. '|' .. ARGV[9])
 return {epoch, offset}
 """,
 )
 
-#: KEYS epoch seq log rooms; ARGV newEpoch roomTtlMs room since clientEpoch history
+#: KEYS epoch seq log rooms gen generation;
+#: ARGV newEpoch roomTtlMs room since clientEpoch history
 #: -> {epoch, last, entries}; since '' reads nothing (a join without since, a subscription)
 SNAPSHOT = Script(
     "snapshot",
     """
-local epoch = ensure(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
+local epoch = ensure(KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6], ARGV[1])
 local ttl = tonumber(ARGV[2])
-touch(KEYS[1], ttl); touch(KEYS[2], ttl); touch(KEYS[3], ttl)
+touch(KEYS[1], ttl); touch(KEYS[2], ttl); touch(KEYS[3], ttl); touch(KEYS[5], ttl)
 redis.call('ZADD', KEYS[4], nowMs(), ARGV[3])
 local last = tonumber(redis.call('GET', KEYS[2]))
 if ARGV[4] == '' then return {epoch, last, {}} end
@@ -369,11 +405,11 @@ return {epoch, last, entries(KEYS[3], from, last, 0)}
 """,
 )
 
-#: KEYS epoch seq log; ARGV since limit history -> {epoch or false, entries}
+#: KEYS epoch seq log gen generation; ARGV since limit history -> {epoch or false, entries}
 HISTORY = Script(
     "history",
     """
-local epoch = redis.call('GET', KEYS[1])
+local epoch = current(KEYS[1], KEYS[2], KEYS[4], KEYS[5])
 if not epoch then return {false, {}} end
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local from = math.max(tonumber(ARGV[1]) + 1, last - tonumber(ARGV[3]) + 1)
@@ -381,12 +417,12 @@ return {epoch, entries(KEYS[3], from, last, tonumber(ARGV[2]))}
 """,
 )
 
-#: KEYS epoch seq log; ARGV knownEpoch delivered count history
+#: KEYS epoch seq log gen generation; ARGV knownEpoch delivered count history
 #: -> {epoch or false, last, entries after delivered (from 1 when the epoch is not known)}
 CATCH_UP = Script(
     "catch-up",
     """
-local epoch = redis.call('GET', KEYS[1])
+local epoch = current(KEYS[1], KEYS[2], KEYS[4], KEYS[5])
 if not epoch then return {false, 0, {}} end
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local from = tonumber(ARGV[2]) + 1
@@ -485,7 +521,7 @@ return {#nicks, shown}
 """,
 )
 
-#: KEYS here epoch seq log; ARGV base id channel roomTtlMs gcTtlMs: the periodic upkeep of a
+#: KEYS here epoch seq log gen; ARGV base id channel roomTtlMs gcTtlMs: the periodic upkeep of a
 #: room this instance is subscribed to -> leaves announced
 TICK = Script(
     "tick",
@@ -493,6 +529,7 @@ TICK = Script(
 local left = reap(KEYS[1], ARGV[1], ARGV[3])
 local roomTtl, gcTtl = tonumber(ARGV[4]), tonumber(ARGV[5])
 touch(KEYS[2], roomTtl); touch(KEYS[3], roomTtl); touch(KEYS[4], roomTtl)
+touch(KEYS[5], roomTtl)
 local mine = KEYS[1] .. ':' .. ARGV[2]
 if redis.call('EXISTS', mine) == 1 then touch(mine, gcTtl); touch(KEYS[1], gcTtl) end
 return left
@@ -518,7 +555,23 @@ return out
 """,
 )
 
-SCRIPTS = (PUBLISH, SNAPSHOT, HISTORY, CATCH_UP, ENTER, EXIT, SYNC, MEMBERS, TICK, ROOMS)
+#: KEYS server generation; ARGV runId durable -> the generation.  Run by every instance when
+#: it connects: a Redis that restarted (a new run_id) with a dataset (our server key survived)
+#: may have lost acknowledged writes unless it persists every write (durable '1'), so the
+#: generation is bumped and every room's history from before it counts as lost (new epochs).
+SERVER = Script(
+    "server",
+    """
+local seen = redis.call('GET', KEYS[1])
+if seen ~= ARGV[1] then
+  if seen and ARGV[2] ~= '1' then redis.call('INCR', KEYS[2]) end
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return tonumber(redis.call('GET', KEYS[2]) or '0')
+""",
+)
+
+SCRIPTS = (SERVER, PUBLISH, SNAPSHOT, HISTORY, CATCH_UP, ENTER, EXIT, SYNC, MEMBERS, TICK, ROOMS)
 
 
 # -- what Redis returns -----------------------------------------------------------------------
