@@ -331,14 +331,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             options["argv"],
             reactor,
             options["shutdown-timeout"],
-        )
-    if options["workers"] > 1:
-        return WorkersService(
-            options["ports"],
-            options["workers"],
-            options["argv"],
-            reactor,
-            options["shutdown-timeout"],
+            jsonLogs=options["log-format"] == "json",
         )
     kind = _JsonLogging if options["log-format"] == "json" else PortshareService
     return kind(options.settings(), reactor)

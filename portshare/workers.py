@@ -32,7 +32,7 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger, jsonFileLogObserver
 from twisted.python.failure import Failure
 
 #: set in a worker's environment to the parent's pid
@@ -134,6 +134,8 @@ _BOOT = (
 class _NoConnections(Factory):
     """The parent's factory for the ports it binds; it never accepts on them."""
 
+    noisy = False
+
     def buildProtocol(self, addr: Any) -> Protocol | None:
         return None
 
@@ -160,6 +162,7 @@ class WorkersService(Service):
 
     @ivar listening: the addresses bound, as C{listening on} logs them.
     @ivar workers: the running workers' process protocols, by number.
+    @param jsonLogs: log as C{--log-format json} does (the workers get that option too).
     """
 
     log = Logger()
@@ -172,6 +175,7 @@ class WorkersService(Service):
         reactor: Any,
         shutdownTimeout: float = 5.0,
         python: str = sys.executable,
+        jsonLogs: bool = False,
     ) -> None:
         self.ports = list(ports)
         self.count = workers
@@ -179,12 +183,20 @@ class WorkersService(Service):
         self.reactor = reactor
         self.shutdownTimeout = shutdownTimeout
         self.python = python
+        self.jsonLogs = jsonLogs
         self.listening: list[str] = []
         self.workers: dict[int, _Worker] = {}
         self._bound: list[Any] = []
         self._families: list[str] = []
         self._restarts: dict[int, int] = {}
         self._pending: dict[int, Any] = {}
+
+    def setServiceParent(self, parent: Any) -> None:
+        super().setServiceParent(parent)
+        if self.jsonLogs and hasattr(parent, "setComponent"):
+            # as a single process does with --log-format json (see portshare.tap)
+            sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+            parent.setComponent(ILogObserver, jsonFileLogObserver(sys.stdout, recordSeparator=""))
 
     def privilegedStartService(self) -> None:
         from twisted.internet.endpoints import serverFromString
