@@ -575,7 +575,15 @@ class RedisBroker:
         the URL) starts a new generation, so no offset is given twice under one epoch.
         """
         command = self._command()
-        info = await command.execute_command("INFO", "server")
+        try:
+            info = await command.execute_command("INFO", "server")
+        except txredisapi.ResponseError as e:
+            self.log.warn(
+                "cannot read redis's run_id ({why}): a restart that loses writes would not "
+                "be noticed",
+                why=str(e),
+            )
+            return
         runId = next(
             (
                 line.split(":", 1)[1].strip()
