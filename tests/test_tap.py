@@ -108,3 +108,53 @@ class MakeServiceTests(SynchronousTestCase):
         service.startService()
         self.assertEqual(len(reactor.tcpServers), 1)
         self.successResultOf(service.stopService())
+
+
+class BrokerAndWorkersOptionTests(SynchronousTestCase):
+    """--broker selects the broker; --workers needs a shared one."""
+
+    def test_defaultIsMemory(self) -> None:
+        """Without --broker the service gets the in-memory broker."""
+        from portshare.broker.memory import MemoryBroker
+
+        options = parse()
+        self.assertEqual(options.settings().broker, "memory")
+        service = makeService(options, MemoryReactorClock())
+        self.assertIsInstance(service.broker, MemoryBroker)  # type: ignore[attr-defined]
+
+    def test_redis(self) -> None:
+        """A Redis URL builds the Redis broker on the given reactor, connecting nothing yet."""
+        from portshare.broker.redis import RedisBroker
+
+        reactor = MemoryReactorClock()
+        service = makeService(parse("--broker", "redis://cache:6380/2?presence_ttl=4"), reactor)
+        broker = service.broker  # type: ignore[attr-defined]
+        self.assertIsInstance(broker, RedisBroker)
+        self.assertEqual((broker.url.host, broker.url.port, broker.url.db), ("cache", 6380, 2))
+        self.assertEqual(reactor.tcpClients, [])
+
+    def test_badBroker(self) -> None:
+        """A URL that is not a broker's is refused, saying what is accepted."""
+        with self.assertRaises(usage.UsageError) as raised:
+            parse("--broker", "mysql://db")
+        self.assertIn("--broker", str(raised.exception))
+        self.assertIn("redis://host:port/db", str(raised.exception))
+
+    def test_workersNeedSharedBroker(self) -> None:
+        """--workers 2 with the in-memory broker is refused, naming --broker."""
+        with self.assertRaises(usage.UsageError) as raised:
+            parse("--workers", "2")
+        self.assertIn("needs a shared broker", str(raised.exception))
+        with self.assertRaises(usage.UsageError):
+            parse("--workers", "0")
+
+    def test_workersService(self) -> None:
+        """With a shared broker, --workers N builds the workers' parent, binding nothing yet."""
+        from portshare.workers import WorkersService
+
+        reactor = MemoryReactorClock()
+        options = parse("--workers", "3", "--broker", "redis://h/0", "--port", "tcp:0")
+        service = makeService(options, reactor)
+        self.assertIsInstance(service, WorkersService)
+        self.assertEqual((service.count, service.ports), (3, ["tcp:0"]))  # type: ignore[attr-defined]
+        self.assertEqual(reactor.tcpServers, [])

@@ -155,3 +155,15 @@ async def test_twoWorkersShareOnePort(redisServer: RedisServer, tmp_path: Path) 
         for pid in WORKER.findall(process.output):
             if alive(int(pid[1])):
                 os.kill(int(pid[1]), 9)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_workersWithoutSharedBrokerExit(tmp_path: Path) -> None:
+    """twistd portshare --workers 2 without --broker exits non-zero, saying why."""
+    process = startTwistd(tmp_path, "--workers", "2")
+    with pytest.raises(RuntimeError, match="needs a shared broker"):
+        await within(process.listening, 30)
+    exitCode, _ = await within(process.ended, 30)
+    assert exitCode not in (0, None)
