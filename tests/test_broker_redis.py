@@ -311,7 +311,7 @@ async def test_silentInstanceIsReaped(brokers: Callable[..., Any]) -> None:
         3 * ttl + 3,
         "the ghost's leave",
     )
-    assert took <= ttl + ttl / 3 + 0.6, took
+    assert took <= ttl + ttl / 3 + 2.0, took  # + scheduling slack on a busy machine
     assert (await a.members("q", None))[0] == ("ann",)
 
 

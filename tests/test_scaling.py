@@ -308,7 +308,7 @@ async def test_crashedInstanceMembersDisappear(
         leave = await within(ann.until("presence"), 3 * ttl + 5)
         took = time.monotonic() - killedAt
         assert (leave["event"], leave["nick"]) == ("leave", "victim")
-        assert took <= ttl + ttl / 3 + 1.0, took
+        assert took <= ttl + ttl / 3 + 2.0, took  # + scheduling slack on a busy machine
         print(f"\ncrashed instance's member gone after {took:.2f}s (presence TTL {ttl}s)")
         _code, rooms = await a.get("/api/rooms")
         assert {"room": "crash", "members": 1, "offset": 0} in rooms["rooms"]

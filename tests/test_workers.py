@@ -122,6 +122,11 @@ async def test_twoWorkersShareOnePort(redisServer: RedisServer, tmp_path: Path) 
             return response.code == 200 and body == {"status": "ok"}
 
         await eventually(lambda: len(workers()) == 2, 30, "two workers started")
+        await eventually(
+            lambda: process.output.count(b"redis broker available") >= 2,
+            30,
+            "both workers connected to redis",
+        )
         await eventually(healthy, 30, "a worker answers")
         assert process.output.count(b"listening on tcp:127.0.0.1:%d" % port) >= 1
 
@@ -145,6 +150,11 @@ async def test_twoWorkersShareOnePort(redisServer: RedisServer, tmp_path: Path) 
         await eventually(lambda: b"worker 1 (pid" in process.output, 15, "the parent noticed")
         await eventually(healthy, 15, "the other worker serves")
         await eventually(lambda: workers()[1] != first[1], 30, "worker 1 started again")
+        await eventually(
+            lambda: process.output.count(b"redis broker available") >= 3,
+            30,
+            "the new worker connected to redis",
+        )
         pids = list(workers().values())
         await eventually(healthy, 30, "served after the restart")
 
