@@ -58,6 +58,8 @@ class TrackingProtocol(ProtocolWrapper):
         self.requests = 0
         self.secure = False
         self.host = ""
+        #: the C{Upgrade} token this connection switched to (L{portshare.upgrade}), if any
+        self.upgradedTo: str | None = None
         self._requestDeadline: IDelayedCall | None = None
         self._lostWaiters: list[Deferred[None]] = []
 
@@ -113,7 +115,9 @@ class TrackingProtocol(ProtocolWrapper):
 
     @property
     def protocolName(self) -> str:
-        return WEBSOCKET if isinstance(self.wrappedProtocol, WebSocketProtocol) else HTTP
+        if isinstance(self.wrappedProtocol, WebSocketProtocol):
+            return WEBSOCKET
+        return self.upgradedTo or HTTP
 
     def describe(self, now: float) -> dict[str, Any]:
         """One row of C{GET /api/connections}."""
@@ -125,7 +129,7 @@ class TrackingProtocol(ProtocolWrapper):
             "peer": f"{host}:{port}" if port is not None else host,
             "host": host,
             "port": port,
-            "protocol": WEBSOCKET if isWebSocket else HTTP,
+            "protocol": self.protocolName,
             "path": getattr(inner, "http_request_path", None) if isWebSocket else None,
             "subprotocol": getattr(inner, "websocket_protocol_in_use", None)
             if isWebSocket
@@ -219,5 +223,5 @@ class TrackingFactory(WrappingFactory):
         """Open connections by protocol, for C{/metrics}."""
         counts = {HTTP: 0.0, WEBSOCKET: 0.0}
         for p in self.protocols:
-            counts[p.protocolName] += 1
+            counts[p.protocolName] = counts.get(p.protocolName, 0.0) + 1
         return counts

@@ -30,10 +30,13 @@ from portshare.broker import IBroker, buildBroker
 from portshare.chat import KeyedBuckets
 from portshare.connections import TrackingFactory, describeAddress
 from portshare.echo import buildEchoFactory
-from portshare.hub import Hub
+from portshare.hub import Hub, IMember
 from portshare.limits import Limits
+from portshare.lines import TOKEN as LINES
+from portshare.lines import LinesFactory
 from portshare.metrics import Metrics
 from portshare.proxies import Network
+from portshare.upgrade import UpgradeDispatcher
 from portshare.web import buildSite, buildTree
 from portshare.ws import buildChatFactory, closeWithCode
 
@@ -171,6 +174,11 @@ class PortshareService(MultiService):
         connections = ConnectionsResource(
             lambda: self.tracker.rows(), lambda: list(self.listening), guard
         )
+        #: C{/ws}'s protocol switch: register more C{Upgrade} tokens here
+        self.upgrades = UpgradeDispatcher()
+        self.upgrades.registerUpgrade(
+            LINES, LinesFactory(self.hub, reactor, settings.slowConsumerPolicy)
+        )
         self.root = buildTree(
             api=buildApi(self.hub, guard, connections),
             chatFactory=self.chatFactory,
@@ -178,6 +186,7 @@ class PortshareService(MultiService):
             metrics=self.metrics,
             unavailableReason=self.unavailableReason,
             staticDir=settings.staticDir,
+            upgrades=self.upgrades,
         )
         self.site = buildSite(self.root, reactor, limits, self.metrics)
         self.tracker = TrackingFactory(
@@ -239,13 +248,16 @@ class PortshareService(MultiService):
             if isinstance(protocol, WebSocketProtocol):
                 waits.append(tracked.notifyLost())
                 closeWithCode(protocol, code, reason)
+            elif tracked.upgradedTo is not None and IMember.providedBy(protocol):
+                waits.append(tracked.notifyLost())  # portshare-lines
+                protocol.closeWith(code, reason)
         if not waits:
             return succeed(None)
         timeout = self.settings.shutdownTimeout
 
         def abortStragglers(result: Any) -> Any:
             for tracked in self.tracker.connections():
-                if isinstance(tracked.wrappedProtocol, WebSocketProtocol):
+                if isinstance(tracked.wrappedProtocol, WebSocketProtocol) or tracked.upgradedTo:
                     tracked.transport.abortConnection()  # type: ignore[union-attr]
             return result
 

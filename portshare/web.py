@@ -5,7 +5,8 @@ THE resource tree, and the site that serves it on every endpoint.
     /healthz          200 while the service accepts work, 503 and a reason otherwise
     /metrics          Prometheus text exposition
     /api/...          JSON API (rooms, history, publishing, connections)
-    /ws               chat WebSocket (Upgrade: websocket; 101 Switching Protocols)
+    /ws               chat WebSocket (Upgrade: websocket; 101 Switching Protocols), and the
+                      chat line protocol (Upgrade: portshare-lines; see portshare.upgrade)
     /ws/echo          echo WebSocket for compliance runs (only with --echo)
 
 A request for C{/ws} that carries C{Upgrade: websocket} is handed, socket and all, to the
@@ -33,6 +34,7 @@ from portshare.api import JsonResource, notFound, writeError, writeJson
 from portshare.errors import METHOD_NOT_ALLOWED, TOO_LARGE, PortshareError
 from portshare.limits import Limits
 from portshare.metrics import Metrics
+from portshare.upgrade import UpgradeDispatcher
 from portshare.wire import dumps
 
 #: The headers every page gets: no inline script, no framing, no MIME sniffing.
@@ -308,8 +310,14 @@ def buildTree(
     metrics: Metrics,
     unavailableReason: Callable[[], str | None],
     staticDir: Path | None = None,
+    upgrades: UpgradeDispatcher | None = None,
 ) -> Resource:
-    """The one resource tree every endpoint serves."""
+    """
+    The one resource tree every endpoint serves.
+
+    @param upgrades: when given, mounted at C{/ws} in front of the WebSocket resource, so that
+        C{/ws} also switches to the protocols registered there (C{Upgrade: portshare-lines}).
+    """
     root = StaticFiles(str(staticDir or builtinClient()))
     root.indexNames = ["index.html"]
     root.putChild(b"healthz", HealthResource(unavailableReason))
@@ -318,7 +326,11 @@ def buildTree(
     ws = UpgradeResource(chatFactory)
     if echoFactory is not None:
         ws.putChild(b"echo", UpgradeResource(echoFactory))
-    root.putChild(b"ws", ws)
+    if upgrades is not None:
+        upgrades.websocket = ws
+        root.putChild(b"ws", upgrades)
+    else:
+        root.putChild(b"ws", ws)
     return root
 
 

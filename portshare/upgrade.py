@@ -1,0 +1,220 @@
+"""
+Any Twisted protocol behind C{Upgrade:}: the HTTP/1.1 protocol switch, as a resource.
+
+An HTTP/1.1 client asks to switch protocols with two headers (RFC 9110 section 7.8)::
+
+    GET /ws HTTP/1.1
+    Upgrade: portshare-lines
+    Connection: Upgrade
+
+L{UpgradeDispatcher} is a resource that reads the C{Upgrade} tokens and picks the first one
+it knows: C{websocket} goes to the Autobahn resource (the WebSocket handshake has its own
+headers), and any other registered token gets C{101 Switching Protocols} with that token,
+after which the socket belongs to a protocol built by the registered factory, exactly as
+Autobahn's C{WebSocketResource} hands it over.  Bytes the client sent right after its request
+(in the same TCP segment) are passed on, not lost.
+
+Mounting your own protocol on the shared port::
+
+    from portshare.upgrade import UpgradeDispatcher
+    dispatcher = UpgradeDispatcher()
+    dispatcher.registerUpgrade("amp", Factory.forProtocol(MyAMP))
+    root.putChild(b"switch", dispatcher)
+
+In the portshare service the dispatcher is C{service.upgrades}, mounted at C{/ws}.
+
+Refusals are JSON, never a page: no C{Upgrade} header at all, or only tokens nobody
+registered, is C{426 Upgrade Required} with the tokens on offer in the C{Upgrade} header; an
+C{Upgrade} without C{Connection: upgrade}, on a method other than GET, or over HTTP/2 (which
+has no Upgrade) is C{400}.  C{Upgrade} on requests for other paths is ignored, as HTTP/1.1
+allows: twisted.web serves them as plain requests.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.internet.interfaces import IProtocolFactory
+from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from portshare.api import notFound
+from portshare.wire import dumps
+
+WEBSOCKET = "websocket"
+
+# RFC 9110 token characters; a protocol may carry a version: "name/version"
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+(/[!#$%&'*+.^_`|~0-9A-Za-z-]+)?\Z")
+
+
+def upgradeTokens(header: bytes | None) -> list[str]:
+    """
+    The protocols an C{Upgrade} header asks for, in the client's order of preference,
+    lowercased (C{b"WebSocket, foo/2"} -> C{["websocket", "foo/2"]}); malformed ones are left out.
+    """
+    if not header:
+        return []
+    tokens = []
+    for part in header.decode("latin-1").split(","):
+        token = part.strip().lower()
+        if _TOKEN.match(token):
+            tokens.append(token)
+    return tokens
+
+
+def connectionTokens(request: Request) -> set[str]:
+    """The C{Connection} header's options, lowercased (every C{Connection} line counted)."""
+    values = request.requestHeaders.getRawHeaders(b"connection") or []
+    return {t.strip().lower() for v in values for t in v.decode("latin-1").split(",")}
+
+
+def _refuse(request: Request, status: int, error: str, reason: str, offered: list[str]) -> bytes:
+    request.setResponseCode(status)
+    if status == 426 and offered:
+        request.setHeader(b"upgrade", ", ".join(offered).encode("ascii"))
+        request.setHeader(b"connection", b"Upgrade")
+    request.setHeader(b"content-type", b"application/json")
+    return dumps({"error": error, "reason": reason})
+
+
+class UpgradeDispatcher(Resource):
+    """
+    A resource that switches an HTTP/1.1 connection to the protocol its C{Upgrade} header
+    names.
+
+    @ivar websocket: the resource that answers C{Upgrade: websocket} (an Autobahn
+        C{WebSocketResource}, e.g. L{portshare.web.UpgradeResource}), or C{None}.  It also
+        answers requests without any C{Upgrade} header, and its children are this resource's.
+    """
+
+    isLeaf = False
+    log = Logger()
+
+    def __init__(self, websocket: IResource | None = None) -> None:
+        super().__init__()
+        self.websocket = websocket
+        self._factories: dict[str, IProtocolFactory] = {}
+
+    # -- the registry -----------------------------------------------------------------------
+
+    def registerUpgrade(self, token: str, factory: IProtocolFactory) -> None:
+        """
+        Switch C{Upgrade: token} requests to protocols built by C{factory}.
+
+        @param token: an HTTP token (C{"amp"}, C{"my-proto/2"}), compared case-insensitively;
+            not C{"websocket"}, which is the C{websocket} resource's.
+        @param factory: builds one protocol per switched connection; its C{buildProtocol}
+            gets the client's address and may return C{None} to refuse (503).
+        @raise ValueError: for a malformed, reserved or already registered token.
+        """
+        name = token.strip().lower()
+        if not _TOKEN.match(name):
+            raise ValueError(f"{token!r} is not an HTTP token")
+        if name == WEBSOCKET:
+            raise ValueError("websocket is served by the WebSocket resource")
+        if name in self._factories:
+            raise ValueError(f"{name} is registered already")
+        self._factories[name] = factory
+
+    def unregisterUpgrade(self, token: str) -> None:
+        """Stop switching to C{token}; connections switched already are not affected."""
+        self._factories.pop(token.strip().lower(), None)
+
+    def tokens(self) -> list[str]:
+        """The tokens this resource switches to, C{websocket} first when it has one."""
+        return ([WEBSOCKET] if self.websocket is not None else []) + sorted(self._factories)
+
+    # -- the tree -----------------------------------------------------------------------------
+
+    def getChildWithDefault(self, name: bytes, request: Request) -> IResource:
+        if self.websocket is not None:
+            return self.websocket.getChildWithDefault(name, request)
+        return notFound()
+
+    def render(self, request: Request) -> Any:
+        asked = upgradeTokens(request.getHeader(b"upgrade"))
+        offered = self.tokens()
+        if not asked:
+            if request.getHeader(b"upgrade") is None and self.websocket is not None:
+                return self.websocket.render(request)  # its own 426, as before
+            return _refuse(
+                request,
+                426,
+                "upgrade_required",
+                "this endpoint switches protocols: send Upgrade: "
+                f"{' or '.join(offered) or '(nothing registered)'} with Connection: Upgrade",
+                offered,
+            )
+        if request.clientproto != b"HTTP/1.1" or request.channel.transport is None:
+            return _refuse(
+                request,
+                400,
+                "bad_request",
+                "Upgrade needs HTTP/1.1 (HTTP/2 has no protocol switch here; "
+                "connect without h2 for WebSocket)",
+                offered,
+            )
+        if "upgrade" not in connectionTokens(request):
+            return _refuse(
+                request,
+                400,
+                "bad_request",
+                "Upgrade needs Connection: Upgrade (a proxy may have dropped it)",
+                offered,
+            )
+        if request.method != b"GET":
+            return _refuse(request, 400, "bad_request", "switch protocols with GET", offered)
+        for token in asked:
+            if token == WEBSOCKET and self.websocket is not None:
+                return self.websocket.render(request)
+            factory = self._factories.get(token)
+            if factory is not None:
+                return self.switch(request, token, factory)
+        return _refuse(
+            request,
+            426,
+            "upgrade_required",
+            f"no protocol here for Upgrade: {', '.join(asked)}; "
+            f"this endpoint speaks {', '.join(offered) or 'nothing yet'}",
+            offered,
+        )
+
+    def switch(self, request: Request, token: str, factory: IProtocolFactory) -> Any:
+        """Answer C{101 Switching Protocols} and give the socket to a new protocol."""
+        channel: Any = request.channel
+        transport: Any = channel.transport
+        protocol = factory.buildProtocol(transport.getPeer())
+        if protocol is None:
+            return _refuse(request, 503, "unavailable", f"{token} is not accepting connections", [])
+        # bytes that came in the same read as the request sit in twisted.web's buffers
+        leftover = b"".join(getattr(channel, "_dataBuffer", ())) + channel.clearLineBuffer()
+        channel._dataBuffer = []
+        transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n"
+            % token.encode("ascii")
+        )
+        # take the socket from twisted.web, as Autobahn's WebSocketResource does
+        channel.transport = None
+        transport.unregisterProducer()  # the HTTP channel was its producer
+        if isinstance(transport, ProtocolWrapper):  # the connection tracker, or TLS
+            transport.wrappedProtocol = protocol
+        elif isinstance(getattr(transport, "protocol", None), ProtocolWrapper):
+            transport.protocol.wrappedProtocol = protocol
+        else:
+            transport.protocol = protocol
+        if hasattr(transport, "upgradedTo"):
+            transport.upgradedTo = token  # the connections view shows the new protocol
+        protocol.makeConnection(transport)
+        # twisted.web paused reading while it served this request; nothing else will resume it
+        producer = getattr(channel, "_networkProducer", None) or transport
+        producer.resumeProducing()
+        done = getattr(request.site, "requestDone", None)
+        if done is not None:
+            done(request)  # this request never finishes: it is not in flight any more
+        self.log.info("{peer} switched to {token}", peer=str(transport.getPeer()), token=token)
+        if leftover:
+            protocol.dataReceived(leftover)
+        return NOT_DONE_YET
