@@ -36,6 +36,7 @@ from portshare.lines import TOKEN as LINES
 from portshare.lines import LinesFactory
 from portshare.metrics import Metrics
 from portshare.proxies import Network
+from portshare.sse import SseResource
 from portshare.upgrade import UpgradeDispatcher
 from portshare.web import buildSite, buildTree
 from portshare.ws import buildChatFactory, closeWithCode
@@ -179,6 +180,7 @@ class PortshareService(MultiService):
         self.upgrades.registerUpgrade(
             LINES, LinesFactory(self.hub, reactor, settings.slowConsumerPolicy)
         )
+        self.sse = SseResource(self.hub, reactor, slowPolicy=settings.slowConsumerPolicy)
         self.root = buildTree(
             api=buildApi(self.hub, guard, connections),
             chatFactory=self.chatFactory,
@@ -187,6 +189,7 @@ class PortshareService(MultiService):
             unavailableReason=self.unavailableReason,
             staticDir=settings.staticDir,
             upgrades=self.upgrades,
+            sse=self.sse,
         )
         self.site = buildSite(self.root, reactor, limits, self.metrics)
         self.tracker = TrackingFactory(
@@ -242,6 +245,7 @@ class PortshareService(MultiService):
         Close every WebSocket on every endpoint with C{code}, and wait for them to go, at
         most C{shutdownTimeout} seconds; then the stragglers' sockets are aborted.
         """
+        self.sse.closeAll(code, reason)  # plain HTTP responses: finished at once
         waits = []
         for tracked in self.tracker.connections():
             protocol = tracked.wrappedProtocol

@@ -8,6 +8,8 @@ THE resource tree, and the site that serves it on every endpoint.
     /ws               chat WebSocket (Upgrade: websocket; 101 Switching Protocols), and the
                       chat line protocol (Upgrade: portshare-lines; see portshare.upgrade)
     /ws/echo          echo WebSocket for compliance runs (only with --echo)
+    /sse              the chat as Server-Sent Events (GET /sse?room=R), for clients without
+                      WebSocket
 
 A request for C{/ws} that carries C{Upgrade: websocket} is handed, socket and all, to the
 Autobahn protocol; every other request stays with twisted.web.  Same port, same tree.
@@ -311,18 +313,22 @@ def buildTree(
     unavailableReason: Callable[[], str | None],
     staticDir: Path | None = None,
     upgrades: UpgradeDispatcher | None = None,
+    sse: IResource | None = None,
 ) -> Resource:
     """
     The one resource tree every endpoint serves.
 
     @param upgrades: when given, mounted at C{/ws} in front of the WebSocket resource, so that
         C{/ws} also switches to the protocols registered there (C{Upgrade: portshare-lines}).
+    @param sse: the Server-Sent Events stream, mounted at C{/sse} (L{portshare.sse}).
     """
     root = StaticFiles(str(staticDir or builtinClient()))
     root.indexNames = ["index.html"]
     root.putChild(b"healthz", HealthResource(unavailableReason))
     root.putChild(b"metrics", MetricsResource(metrics))
     root.putChild(b"api", api)
+    if sse is not None:
+        root.putChild(b"sse", sse)
     ws = UpgradeResource(chatFactory)
     if echoFactory is not None:
         ws.putChild(b"echo", UpgradeResource(echoFactory))

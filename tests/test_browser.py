@@ -428,10 +428,16 @@ def openPage(browser: Browser) -> Iterator[Callable[..., Client]]:
     clients: list[Client] = []
 
     def open_(
-        service: Service | CuttableProxy, nick: str | None, width: int = 1280, height: int = 800
+        service: Service | CuttableProxy,
+        nick: str | None,
+        width: int = 1280,
+        height: int = 800,
+        script: str | None = None,
     ) -> Client:
         context = browser.new_context(viewport={"width": width, "height": height})
         context.add_init_script(RECORDER)
+        if script is not None:
+            context.add_init_script(script)
         client = Client(context, context.new_page(), nick or "anonymous")
         clients.append(client)
         client.page.goto(service.url)
@@ -1002,3 +1008,32 @@ def test_droppedConnectionRecoversWhatWasSaidMeanwhile(
         liam.screenshot(screenshots, "recovered")
     finally:
         proxy.close()
+
+
+def test_sseFallbackWithoutWebSocket(service: Service, openPage: Any, screenshots: Path) -> None:
+    """
+    In a browser without WebSocket the client falls back to Server-Sent Events and the HTTP
+    publish API, shows that it does, and chats both ways with a tab on a WebSocket.
+    """
+    room = "fallback"
+    noWs = openPage(service, "nows", script="delete window.WebSocket;")
+    assert noWs.page.evaluate("typeof window.WebSocket") == "undefined"
+    transport = noWs.page.locator("#conn-transport")
+    expect(transport).to_have_attribute("data-transport", "sse")
+    expect(transport).to_have_text("via SSE + HTTP")
+    ws = openPage(service, "hasws")
+    expect(ws.page.locator("#conn-transport")).to_have_attribute("data-transport", "websocket")
+    noWs.join(room)
+    expect(noWs.members).to_have_text(["nows"])
+    ws.join(room)
+    expect(noWs.presence("hasws", "join")).to_be_visible()
+    ws.say("to the sse tab")
+    expect(noWs.message("hasws", "to the sse tab")).to_be_visible()
+    noWs.say("from the sse tab")
+    for page in (noWs, ws):
+        expect(page.message("nows", "from the sse tab")).to_be_visible()
+    status, body = service.post(room, "curl", "over HTTP too")
+    assert status == 201, body
+    expect(noWs.message("curl", "over HTTP too")).to_be_visible()
+    assert noWs.page.evaluate("window.portshare.actions.transport()") == "sse"
+    noWs.screenshot(screenshots, "sse-fallback")

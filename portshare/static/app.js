@@ -19,6 +19,13 @@
  * dies again within a second, which counts as a failed attempt, so a flapping server is not
  * hammered).
  *
+ * Fallback: when no WebSocket can be opened (no `WebSocket` in the browser, or
+ * WS_FALLBACK_AFTER attempts in a row that never opened, e.g. a proxy that refuses the
+ * Upgrade), the client switches to an SseSocket: the same interface over Server-Sent Events
+ * (`GET /sse`, one EventSource for all joined rooms, resumed by event id) for what it reads
+ * and the HTTP publish API (`POST /api/rooms/R/messages`) for what it says. `#conn-transport`
+ * shows which transport is in use.
+ *
  * Section 1 holds the pure logic (no DOM, no timers, no I/O) and is also loadable by Node
  * for tests (`require('./app.js')` returns it). Section 2 is the browser UI. The only global
  * is `window.portshare`, which exposes the state and the logic for debugging and tests.
@@ -376,6 +383,8 @@
   const ROOMS_KEY = 'portshare.rooms';
   const TOKEN_KEY = 'portshare.apiToken';
   const CONNECT_TIMEOUT_MS = 10000;
+  // WebSocket attempts that never opened, in a row, before falling back to SSE + HTTP
+  const WS_FALLBACK_AFTER = 3;
   const POLL_MS = 2000;
   const NICK_COLOURS = 8;
 
@@ -409,6 +418,8 @@
       tickTimer: null,
       connectTimer: null,
       lastClose: null,
+      transport: 'websocket', // 'websocket' | 'sse' (the fallback)
+      wsOpened: false, // whether a WebSocket ever opened (then failures are not a proxy's)
     },
     refs: new Map(), // ref -> {kind: 'join'|'say'|'leave'|'nick', room?, text?, nick?}
     nextRef: 1,
@@ -428,7 +439,7 @@
   function $(id) { return doc.getElementById(id); }
   const el = {
     nickForm: $('nick-form'), nickInput: $('nick-input'), nickError: $('nick-error'),
-    connState: $('conn-state'), connAnnounce: $('conn-announce'), reconnect: $('reconnect-button'),
+    connState: $('conn-state'), connAnnounce: $('conn-announce'), connTransport: $('conn-transport'), reconnect: $('reconnect-button'),
     connToggle: $('connections-toggle'), layout: $('layout'),
     banner: $('error-banner'), bannerText: $('error-text'), bannerDismiss: $('error-dismiss'),
     joinForm: $('join-form'), roomInput: $('room-input'), roomError: $('room-error'),
@@ -689,6 +700,13 @@
         : c.status === 'connecting' ? 'Connecting.' : 'Connection lost, reconnecting.';
     }
     el.connState.setAttribute('data-attempt', String(c.attempt));
+    if (el.connTransport) {
+      el.connTransport.setAttribute('data-transport', c.transport);
+      el.connTransport.textContent = c.transport === 'sse' ? 'via SSE + HTTP' : 'via WebSocket';
+      el.connTransport.title = c.transport === 'sse'
+        ? 'No WebSocket could be opened: reading with Server-Sent Events (/sse), sending with HTTP POST'
+        : 'One WebSocket to /ws';
+    }
     el.reconnect.hidden = c.status !== 'reconnecting' || c.retryTimer === null;
   }
 
@@ -959,6 +977,137 @@
 
   /* ---------- connection ---------- */
 
+  /**
+   * The WebSocket's interface (readyState, send, close, onopen/onmessage/onclose) over
+   * Server-Sent Events and the HTTP publish API, for browsers or networks where no WebSocket
+   * opens. Commands become requests; replies become the frames the WebSocket would deliver.
+   */
+  function SseSocket() {
+    const self = this;
+    self.readyState = 0;
+    self.onopen = self.onmessage = self.onclose = null;
+    const rooms = new Map(); // name -> the client's ref of its pending join, or null
+    const positions = new Map(); // name -> 'EPOCH:OFFSET', from the stream's event ids
+    let nick = '';
+    let source = null;
+    let reopenTimer = null;
+    let streamRooms = [];
+
+    function deliver(obj) {
+      if (self.readyState === 1 && self.onmessage) self.onmessage({ data: JSON.stringify(obj) });
+    }
+    function later(fn) { win.setTimeout(fn, 0); }
+    function remember(id) {
+      // 'EPOCH:OFFSET' for one room, 'ROOM=EPOCH:OFFSET,...' for several (see docs/protocol.md)
+      if (!id) return;
+      id.split(',').forEach((part) => {
+        const eq = part.indexOf('=');
+        if (eq === -1 && streamRooms.length === 1) positions.set(streamRooms[0], part);
+        else if (eq > 0) positions.set(part.slice(0, eq), part.slice(eq + 1));
+      });
+    }
+    function reopen() {
+      reopenTimer = null;
+      if (source) { source.close(); source = null; }
+      streamRooms = Array.from(rooms.keys());
+      if (!streamRooms.length || self.readyState !== 1) return;
+      let url = '/sse?' + streamRooms.map((n) => 'room=' + encodeURIComponent(n)).join('&');
+      if (nick) url += '&nick=' + encodeURIComponent(nick);
+      const id = streamRooms.filter((n) => positions.has(n)).map((n) => n + '=' + positions.get(n)).join(',');
+      if (id) url += '&lastEventId=' + encodeURIComponent(id);
+      const es = new win.EventSource(url);
+      source = es;
+      const handle = (ev) => {
+        if (source !== es) return;
+        remember(ev.lastEventId);
+        let msg;
+        try { msg = JSON.parse(ev.data); } catch (e) { return; }
+        if (msg.type === 'joined' || msg.type === 'error') {
+          // the stream joins with ref = the room's name; give the client its own ref back
+          const name = typeof msg.ref === 'string' ? msg.ref : msg.room;
+          if (rooms.has(name) && rooms.get(name) !== null) {
+            msg.ref = rooms.get(name);
+            rooms.set(name, null);
+          } else {
+            delete msg.ref;
+          }
+        }
+        deliver(msg);
+      };
+      ['joined', 'message', 'presence', 'error'].forEach((kind) => es.addEventListener(kind, handle));
+      es.onerror = () => {
+        // CONNECTING: the browser resumes by itself with Last-Event-ID; CLOSED: it gave up
+        if (source === es && es.readyState === 2) fail('the event stream failed');
+      };
+    }
+    function schedule() {
+      if (reopenTimer === null) reopenTimer = win.setTimeout(reopen, 0);
+    }
+    function fail(reason) {
+      if (self.readyState === 3) return;
+      self.readyState = 3;
+      if (source) { source.close(); source = null; }
+      if (self.onclose) self.onclose({ code: 1006, reason: reason });
+    }
+    async function publish(cmd) {
+      const headers = { 'Content-Type': 'application/json', Accept: 'application/json' };
+      if (state.api.token) headers.Authorization = 'Bearer ' + state.api.token;
+      let res = null;
+      let body = null;
+      try {
+        res = await win.fetch('/api/rooms/' + encodeURIComponent(cmd.room) + '/messages', {
+          method: 'POST', headers: headers, credentials: 'same-origin', cache: 'no-store',
+          body: JSON.stringify({ nick: nick || 'guest', text: cmd.text }),
+        });
+        try { body = await res.json(); } catch (e) { body = null; }
+      } catch (e) {
+        deliver({ type: 'error', ref: cmd.ref, code: 'unavailable', reason: 'the server is unreachable' });
+        return;
+      }
+      if (res.ok && body && Number.isInteger(body.offset)) {
+        deliver({ type: 'ack', ref: cmd.ref, offset: body.offset });
+      } else {
+        deliver({
+          type: 'error', ref: cmd.ref,
+          code: body && typeof body.error === 'string' ? body.error : 'unavailable',
+          reason: body && typeof body.reason === 'string' ? body.reason : 'HTTP ' + res.status,
+        });
+      }
+    }
+
+    self.send = function (data) {
+      if (self.readyState !== 1) throw new Error('not open');
+      const cmd = JSON.parse(data);
+      if (cmd.type === 'join') {
+        if (cmd.nick) nick = cmd.nick;
+        rooms.set(cmd.room, cmd.ref === undefined ? null : cmd.ref);
+        if (!positions.has(cmd.room) && Number.isInteger(cmd.since) && cmd.epoch) {
+          positions.set(cmd.room, cmd.epoch + ':' + cmd.since);
+        }
+        schedule();
+      } else if (cmd.type === 'leave') {
+        rooms.delete(cmd.room);
+        positions.delete(cmd.room);
+        schedule();
+        later(() => deliver({ type: 'left', room: cmd.room, ref: cmd.ref }));
+      } else if (cmd.type === 'say') {
+        publish(cmd);
+      } else if (cmd.type === 'nick') {
+        nick = cmd.nick; // said with each later message; the stream's presence on its next reopen
+      }
+    };
+    self.close = function () {
+      if (self.readyState === 3) return;
+      later(() => fail('closed'));
+    };
+    later(() => {
+      if (self.readyState !== 0) return;
+      self.readyState = 1;
+      if (self.onopen) self.onopen();
+      schedule();
+    });
+  }
+
   function wsUrl() {
     return (win.location.protocol === 'https:' ? 'wss://' : 'ws://') + win.location.host + '/ws';
   }
@@ -979,10 +1128,15 @@
     c.status = c.everOpened || c.attempt > 0 ? 'reconnecting' : 'connecting';
     renderConnState();
     let ws;
+    if (c.transport === 'websocket' && typeof win.WebSocket !== 'function' &&
+        typeof win.EventSource === 'function') {
+      c.transport = 'sse'; // this browser has no WebSocket at all
+    }
     try {
-      ws = new win.WebSocket(wsUrl(), SUBPROTOCOL);
+      ws = c.transport === 'sse' ? new SseSocket() : new win.WebSocket(wsUrl(), SUBPROTOCOL);
     } catch (e) {
       c.lastClose = { code: 0, reason: String(e && e.message || e) };
+      if (c.transport === 'websocket' && typeof win.EventSource === 'function') c.transport = 'sse';
       scheduleReconnect();
       return;
     }
@@ -1005,6 +1159,7 @@
     c.attempt = 0;
     c.openedAt = Date.now();
     c.everOpened = true;
+    if (c.transport === 'websocket') c.wsOpened = true;
     c.lastClose = null;
     if (state.lastError && state.lastError.code === 'connection') clearError();
     state.rooms.forEach((room) => sendJoin(room));
@@ -1020,6 +1175,11 @@
     c.openedAt = null;
     c.attempt = attemptAfterClose(c.attempt, c.attemptAtOpen, openFor, code);
     c.lastClose = { code: code, reason: reason || '' };
+    if (c.transport === 'websocket' && !c.wsOpened && openFor === null &&
+        c.attempt >= WS_FALLBACK_AFTER && typeof win.EventSource === 'function') {
+      c.transport = 'sse'; // a WebSocket never opened here: something in between refuses it
+      c.attempt = 0;
+    }
     // Says that were never acknowledged may or may not have been delivered.
     state.refs.forEach((info) => {
       if (info.kind !== 'say') return;
@@ -1283,6 +1443,7 @@
       setNick: setNick,
       send: function (text) { el.messageInput.value = text; return sendText(); },
       reconnectNow: reconnectNow,
+      transport: function () { return state.conn.transport; },
       setConnectionsOpen: setConnectionsOpen,
     },
   };

@@ -1,0 +1,252 @@
+"""
+Tests for L{portshare.sse}: C{GET /sse} in memory (StringTransport under the real tracker,
+site and hub, keep-alives on the service's clock), and one stream over real loopback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.trial.unittest import SynchronousTestCase
+
+from portshare.limits import Limits
+from portshare.sse import KEEP_ALIVE, formatId, parseId
+from portshare.testing import MemoryConnection, startedService
+
+
+def sseRequest(query: str, lastEventId: str | None = None) -> bytes:
+    extra = f"Last-Event-ID: {lastEventId}\r\n" if lastEventId else ""
+    return f"GET /sse?{query} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode()
+
+
+def dechunk(data: bytes) -> bytes:
+    """The body bytes of chunked transfer coding (complete chunks only)."""
+    body = b""
+    while data:
+        size, _, rest = data.partition(b"\r\n")
+        n = int(size, 16)
+        if n == 0:
+            break
+        body, data = body + rest[:n], rest[n + 2 :]
+    return body
+
+
+def parseEvents(body: bytes) -> list[dict[str, Any]]:
+    """SSE blocks as dicts of their fields (data parsed as JSON); comments as 'comment'."""
+    events = []
+    for block in body.decode().split("\n\n"):
+        if not block:
+            continue
+        event: dict[str, Any] = {}
+        for line in block.split("\n"):
+            name, _, value = line.partition(":")
+            if name == "":
+                event.setdefault("comment", []).append(value.strip())
+            else:
+                event[name] = orjson.loads(value) if name == "data" else value.strip()
+        events.append(event)
+    return events
+
+
+class IdTests(SynchronousTestCase):
+    def test_roundTrip(self) -> None:
+        """One room: EPOCH:OFFSET; several: ROOM=EPOCH:OFFSET pairs; both parse back."""
+        self.assertEqual(formatId(["a"], {"a": ("e1", 5)}), "e1:5")
+        multi = formatId(["a", "b", "c"], {"a": ("e1", 5), "c": ("e2", 0)})
+        self.assertEqual(multi, "a=e1:5,c=e2:0")
+        self.assertEqual(parseId(multi, ["a", "b", "c"]), {"a": ("e1", 5), "c": ("e2", 0)})
+        self.assertEqual(parseId("e1:5", ["a"]), {"a": ("e1", 5)})
+
+    def test_junkIgnored(self) -> None:
+        """Unreadable parts and rooms not asked for are left out."""
+        self.assertEqual(parseId("e1:x,b=:3,z=e:1,a=e:2", ["a", "b"]), {"a": ("e", 2)})
+        self.assertEqual(parseId("e1:5", ["a", "b"]), {})
+
+
+class SseTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.service = startedService(self, limits=Limits(roomsPerConnection=3))
+        self.hub = self.service.hub
+
+    def open(self, query: str, lastEventId: str | None = None) -> tuple[bytes, MemoryConnection]:
+        c = MemoryConnection(self.service)
+        c.send(sseRequest(query, lastEventId))
+        head, _, body = c.read().partition(b"\r\n\r\n")
+        self.buffer = body
+        return head, c
+
+    def events(self, c: MemoryConnection) -> list[dict[str, Any]]:
+        data, self.buffer = self.buffer + c.read(), b""
+        return [e for e in parseEvents(dechunk(data)) if "event" in e]
+
+    def test_streamOfOneRoom(self) -> None:
+        """The stream is text/event-stream; joined, presence and messages carry EPOCH:OFFSET."""
+        head, c = self.open("room=lobby&nick=sse")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertIn(b"content-type: text/event-stream", head.lower())
+        [joined] = self.events(c)
+        epoch = joined["data"]["epoch"]
+        self.assertEqual((joined["event"], joined["id"]), ("joined", f"{epoch}:0"))
+        self.assertEqual((joined["data"]["recovered"], joined["data"]["members"]), (True, ["sse"]))
+        MemoryConnection(self.service).send(sseRequest("room=lobby&nick=other"))
+        [presence] = self.events(c)
+        self.assertEqual((presence["event"], presence["id"]), ("presence", f"{epoch}:0"))
+        self.assertEqual(presence["data"]["nick"], "other")
+        self.hub.publish("lobby", "ann", "hi")
+        [message] = self.events(c)
+        self.assertEqual((message["event"], message["id"]), ("message", f"{epoch}:1"))
+        self.assertEqual(message["data"]["text"], "hi")
+
+    def test_resumeWithLastEventId(self) -> None:
+        """Reconnecting with Last-Event-ID replays the messages missed, recovered true,
+        for every room of the stream."""
+        for n in range(3):
+            self.hub.publish("a", "ann", f"a{n}")
+        self.hub.publish("b", "bob", "b0")
+        _, c = self.open("room=a&room=b")
+        joinedA, joinedB = (e for e in self.events(c) if e["event"] == "joined")
+        epochA, epochB = joinedA["data"]["epoch"], joinedB["data"]["epoch"]
+        self.assertEqual(joinedB["id"], f"a={epochA}:3,b={epochB}:1")
+        c.transport.loseConnection()
+        c.protocol.connectionLost(connectionDone)
+        self.hub.publish("a", "ann", "a3")
+        self.hub.publish("b", "bob", "b1")
+        _, c2 = self.open("room=a&room=b", lastEventId=joinedB["id"])
+        events = self.events(c2)
+        joined = [e["data"]["recovered"] for e in events if e["event"] == "joined"]
+        self.assertEqual(joined, [True, True])
+        messages = [(e["data"]["text"], e["id"]) for e in events if e["event"] == "message"]
+        self.assertEqual(
+            sorted(messages),
+            sorted([("a3", f"a={epochA}:4,b={epochB}:1"), ("b1", f"a={epochA}:4,b={epochB}:2")]),
+        )
+
+    def test_resumeFromAnotherEpoch(self) -> None:
+        """An id from a lost history gives recovered false and all the history held."""
+        self.hub.publish("a", "ann", "new")
+        _, c = self.open("room=a", lastEventId="oldepoch:7")
+        events = self.events(c)
+        self.assertEqual(events[0]["data"]["recovered"], False)
+        epoch = events[0]["data"]["epoch"]
+        self.assertEqual(events[0]["id"], f"{epoch}:0")
+        self.assertEqual(
+            [(e["data"]["text"], e["id"]) for e in events[1:]], [("new", f"{epoch}:1")]
+        )
+
+    def test_sinceQuery(self) -> None:
+        """?since=O replays after O (for clients that cannot send headers)."""
+        for n in range(3):
+            self.hub.publish("a", "ann", f"m{n}")
+        _, c = self.open("room=a&since=1")
+        texts = [e["data"]["text"] for e in self.events(c) if e["event"] == "message"]
+        self.assertEqual(texts, ["m1", "m2"])
+
+    def test_keepAlive(self) -> None:
+        """A keep-alive comment goes out every KEEP_ALIVE seconds of the injected clock."""
+        _, c = self.open("room=a")
+        self.events(c)
+        self.service.reactor.advance(KEEP_ALIVE)
+        self.assertEqual(parseEvents(dechunk(c.read())), [{"comment": ["keep-alive"]}])
+
+    def test_refusals(self) -> None:
+        """No room, a bad room, or more rooms than allowed: a JSON error, no stream."""
+        for query, status in (
+            ("x=1", b"400"),
+            ("room=a/b", b"400"),
+            ("room=a&room=b&room=c&room=d", b"413"),
+        ):
+            head, _ = self.open(query)
+            self.assertTrue(head.startswith(b"HTTP/1.1 " + status), (query, head))
+            self.assertIn("reason", orjson.loads(self.buffer))
+
+    def test_disconnectLeaves(self) -> None:
+        """A closed stream leaves its rooms (presence leave) and stops its timer."""
+        _, watcher = self.open("room=a&nick=w")
+        self.events(watcher)
+        _, c = self.open("room=a&nick=gone")
+        self.events(c)
+        self.events(watcher)
+        c.protocol.connectionLost(connectionDone)
+        [leave] = self.events(watcher)
+        self.assertEqual((leave["data"]["event"], leave["data"]["nick"]), ("leave", "gone"))
+        self.assertEqual(len(self.service.sse.streams), 1)
+
+    def test_shutdownEndsStreams(self) -> None:
+        """At shutdown each stream gets a close event and ends; nothing stays in flight."""
+        _, c = self.open("room=a")
+        self.events(c)
+        self.service.closeWebSockets(1001, "server shutting down")
+        data = c.read()
+        self.assertTrue(data.endswith(b"0\r\n\r\n"))
+        [close] = parseEvents(dechunk(data))
+        self.assertEqual(close["data"], {"code": 1001, "reason": "server shutting down"})
+        self.assertEqual(self.service.site.inflight, set())
+
+    def test_slowConsumerCut(self) -> None:
+        """A stream whose socket stays full is cut, as a WebSocket is."""
+        _, c = self.open("room=a")
+        self.events(c)
+        [stream] = self.service.sse.streams
+        stream.backpressure.pauseProducing()
+        self.service.reactor.advance(self.service.settings.limits.slowConsumerSeconds + 1)
+        self.assertTrue(c.transport.disconnecting)
+        self.assertEqual(self.service.metrics.slowConsumers._value.get(), 1)
+
+
+class StreamReader(Protocol):
+    def __init__(self) -> None:
+        self.data = b""
+        self.waiting: tuple[bytes, Deferred[bytes]] | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+        if self.waiting and self.waiting[0] in self.data:
+            d = self.waiting[1]
+            self.waiting = None
+            d.callback(self.data)
+
+    def until(self, marker: bytes) -> Deferred[bytes]:
+        d: Deferred[bytes] = Deferred()
+        if marker in self.data:
+            d.callback(self.data)
+        else:
+            self.waiting = (marker, d)
+        return d
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(30)
+@pytest_twisted.ensureDeferred
+async def test_sseOverLoopback() -> None:
+    """Over a real socket, a stream gets what an HTTP POST publishes, with its id."""
+    import treq
+
+    from portshare.service import PortshareService, Settings
+
+    service = PortshareService(Settings(ports=("tcp:0:interface=127.0.0.1",)), reactor)
+    service.startService()
+    try:
+        port = int(service.listening[0].rsplit(":", 1)[1])
+        reader = StreamReader()
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(
+            Factory.forProtocol(lambda: reader)
+        )
+        reader.transport.write(sseRequest("room=live"))  # type: ignore[union-attr]
+        await reader.until(b"event: joined")
+        response = await treq.post(
+            f"http://127.0.0.1:{port}/api/rooms/live/messages",
+            data=orjson.dumps({"nick": "http", "text": "over sse"}),
+        )
+        assert response.code == 201
+        data = await reader.until(b"event: message")
+        assert b'"text":"over sse"' in data
+        assert b"text/event-stream" in data
+    finally:
+        await service.stopService()
