@@ -20,18 +20,21 @@ C{--cafile}; C{--insecure} skips the check.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from collections.abc import Sequence
 from typing import IO, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import orjson
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet.defer import Deferred, DeferredList, DeferredQueue, ensureDeferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.protocol import Factory, connectionDone
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer
 
 from portshare import __version__
 from portshare.lines import TOKEN as LINES_TOKEN
@@ -118,6 +121,8 @@ class JsonLink:
 
     #: whether saying needs joining first
     needsJoin = True
+    #: the nick messages are said with, where the transport says it with each message
+    nick: str | None = None
 
     def __init__(self) -> None:
         self.events: DeferredQueue[dict[str, Any]] = DeferredQueue()
@@ -260,12 +265,144 @@ class LinesLink(JsonLink):
             self.protocol.transport.loseConnection()
 
 
+class _SseBody(Protocol):
+    """Reads a C{text/event-stream} body; each event's data goes to the link's queue."""
+
+    def __init__(self, link: SseLink) -> None:
+        self.link = link
+        self.buffer = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data.replace(b"\r\n", b"\n")
+        while b"\n\n" in self.buffer:
+            block, self.buffer = self.buffer.split(b"\n\n", 1)
+            fields: dict[bytes, bytes] = {}
+            for line in block.split(b"\n"):
+                name, _, value = line.partition(b":")
+                if name:
+                    fields[name] = value[1:] if value.startswith(b" ") else value
+            if b"data" in fields:
+                event = orjson.loads(fields[b"data"])
+                if fields.get(b"event") == b"close":
+                    event["type"] = "close"
+                self.link.lastEventId = fields.get(b"id", b"").decode() or self.link.lastEventId
+                self.link.events.put(event)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.link.events.put(CLOSED)
+
+
+class SseLink(JsonLink):
+    """C{GET /sse} to read, C{POST /api/rooms/ROOM/messages} to say (no join needed)."""
+
+    needsJoin = False
+
+    def __init__(self, reactor: Any, server: Server, token: str | None) -> None:
+        from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
+
+        super().__init__()
+        self.server = server
+        self.token = token
+        self.lastEventId = ""
+        self.body: _SseBody | None = None
+        policy: Any = BrowserLikePolicyForHTTPS()
+        if server.secure:
+            options = server.tlsOptions()
+            policy = _FixedPolicy(options)
+        self.agent = Agent(reactor, contextFactory=policy)
+
+    async def join(self, room: str, nick: str | None, since: int | None) -> None:
+        from twisted.web.http_headers import Headers
+
+        self.nick = nick
+        query = f"room={quote(room)}"
+        if nick is not None:
+            query += f"&nick={quote(nick)}"
+        if since is not None:
+            query += f"&since={since}"
+        response = await self.agent.request(
+            b"GET",
+            f"{self.server.base}/sse?{query}".encode(),
+            Headers({b"accept": [b"text/event-stream"]}),
+        )
+        if response.code != 200:
+            raise CliError(f"/sse answered {response.code}")
+        self.body = _SseBody(self)
+        response.deliverBody(self.body)
+
+    def say(self, room: str, text: str, ref: int) -> None:
+        ensureDeferred(self._post(room, text, ref))
+
+    async def _post(self, room: str, text: str, ref: int) -> None:
+        from twisted.web.client import FileBodyProducer
+        from twisted.web.http_headers import Headers
+
+        headers = Headers({b"content-type": [b"application/json"]})
+        if self.token is not None:
+            headers.addRawHeader(b"authorization", f"Bearer {self.token}".encode())
+        body = orjson.dumps({"nick": self.nick or "cli", "text": text})
+        try:
+            response = await self.agent.request(
+                b"POST",
+                f"{self.server.base}/api/rooms/{quote(room)}/messages".encode(),
+                headers,
+                FileBodyProducer(io.BytesIO(body)),
+            )
+            collected = _Collect()
+            response.deliverBody(collected)
+            reply = orjson.loads(await collected.done)
+        except Exception as e:
+            reply = {"error": "unavailable", "reason": str(e)}
+        if "offset" in reply:
+            self.events.put({"type": "ack", "ref": ref, "offset": reply["offset"]})
+        else:
+            self.events.put({"type": "error", "ref": ref, **_errorFields(reply)})
+
+    def close(self) -> None:
+        body = self.body
+        if body is not None and body.transport is not None:
+            body.transport.stopProducing()  # type: ignore[attr-defined]
+        elif body is None:
+            self.events.put(CLOSED)
+
+
+class _Collect(Protocol):
+    """A whole response body."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.done: Deferred[bytes] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.done.callback(self.data)
+
+
+def _errorFields(reply: dict[str, Any]) -> dict[str, Any]:
+    return {"code": reply.get("error", "error"), "reason": reply.get("reason", str(reply))}
+
+
+@implementer(IPolicyForHTTPS)
+class _FixedPolicy:
+    """The same client TLS options for every host (the one server of C{--url})."""
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
+        return self.options
+
+
 async def connect(reactor: Any, transport: str, server: Server, token: str | None = None) -> Any:
     """A link of the C{transport} kind to C{server}."""
     if transport == "websocket":
         return await WebSocketLink.connect(reactor, server)
     if transport == "lines":
         return await LinesLink.connect(reactor, server)
+    if transport == "sse":
+        return SseLink(reactor, server, token)
     raise CliError(f"unknown transport {transport}")
 
 
@@ -314,8 +451,8 @@ async def _joined(link: Any, printer: Printer) -> None:
         printer.event(event)
         if event.get("type") == "joined":
             return
-        if event.get("type") == "error" and event.get("ref") == "join":
-            raise CliError(event["reason"])
+        if event.get("type") == "error":
+            raise CliError(f"{event['code']}: {event['reason']}")
         if event is CLOSED:
             raise CliError("the connection closed")
 
@@ -335,6 +472,7 @@ async def tail(link: Any, args: argparse.Namespace, printer: Printer) -> int:
 
 
 async def say(link: Any, args: argparse.Namespace, printer: Printer) -> int:
+    link.nick = args.nick
     if link.needsJoin:
         await link.join(args.room, args.nick, None)
         await _joined(link, printer)

@@ -24,7 +24,7 @@ from portshare.service import PortshareService, Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
 
-TRANSPORTS = ["websocket", "lines"]
+TRANSPORTS = ["websocket", "lines", "sse"]
 
 
 class ServerTests(SynchronousTestCase):
@@ -163,9 +163,13 @@ async def test_tls(tmp_path: Path) -> None:
                 "--cafile", str(certPath), "--transport", transport, "say", "s", transport
             )
             assert status == 0, err
-        status, out, err = await tls("--insecure", "tail", "s", "--since", "0", "--count", "2")
+        status, out, err = await tls("--insecure", "tail", "s", "--since", "0", "--count", "3")
         assert status == 0, err
         assert out.splitlines()[1].endswith(": lines")
+        status, out, err = await tls(
+            "--insecure", "--transport", "sse", "tail", "s", "--since", "2", "--count", "1"
+        )
+        assert (status, out.split(": ")[-1]) == (0, "sse\n"), err
         status, out, err = await tls("say", "s", "untrusted")
         assert status == 1
     finally:

@@ -14,7 +14,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -232,7 +232,7 @@ class LinesTests(SynchronousTestCase):
         a.read()
         b.send(b"QUIT\n")
         self.assertEqual(lines(b.read())[-1]["type"], "close")
-        b.protocol.connectionLost(None)
+        b.protocol.connectionLost(connectionDone)
         self.assertEqual(lines(a.read())[-1]["event"], "leave")
 
     def test_shutdownCloses(self) -> None:
