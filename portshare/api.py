@@ -30,9 +30,17 @@ from portshare.wire import dumps, validNick, validOffset, validRoom, validText
 log = Logger()
 
 
+# reason phrases twisted.web does not know
+_PHRASES = {
+    426: b"Upgrade Required",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+}
+
+
 def writeJson(request: Request, status: int, body: Any) -> bytes:
     """Set the status and headers of a JSON answer; @return: its body."""
-    request.setResponseCode(status)
+    request.setResponseCode(status, _PHRASES.get(status))
     request.setHeader(b"content-type", b"application/json")
     request.setHeader(b"cache-control", b"no-store")
     request.setHeader(b"x-content-type-options", b"nosniff")
@@ -186,7 +194,13 @@ class ApiPolicy:
         self.check(request)
 
     def check(self, request: Request) -> None:
+        """
+        Publishing and admin endpoints: open without a token, unless rooms are private (join
+        tokens required), where they are refused when no API token is configured.
+        """
         if self.token is None:
+            if self.privateReads:
+                raise errors.Forbidden("rooms are private: this endpoint needs --api-token")
             return
         header = (request.getHeader(b"authorization") or b"").decode("latin-1")
         scheme, _, given = header.partition(" ")

@@ -3,7 +3,7 @@ Secrets compared in constant time, and signed join tokens.
 
 A join token is C{base64url(claims) "." base64url(HMAC-SHA256(secret, base64url(claims)))},
 where claims are JSON: C{{"join": [PATTERN...], "say": [PATTERN...], "exp": UNIX_SECONDS}}.
-Patterns are room names with C{*} wildcards.  With C{--join-secret} set, a C{join} must carry
+Patterns are room names with C{*} wildcards.  With C{--join-secret-file} set, a C{join} must carry
 a token whose C{join} patterns match the room, and a C{say} goes through only to rooms its
 token's C{say} patterns match; anything else is refused with C{forbidden}.
 """

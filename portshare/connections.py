@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 HTTP = "http/1.1"
+H2 = "h2"
 WEBSOCKET = "websocket"
 
 
@@ -80,6 +81,8 @@ class TrackingProtocol(ProtocolWrapper):
     def _requestLate(self) -> None:
         """Still no complete first request: a slowloris client, or a dead one."""
         self._requestDeadline = None
+        if getattr(self.transport, "negotiatedProtocol", None) == b"h2":
+            return  # HTTP/2 streams are not counted here; h2 has its own timeouts
         if self.requests == 0 and self.protocolName == HTTP:
             self.factory.refused("request-timeout")
             self.transport.abortConnection()  # type: ignore[union-attr]
@@ -117,7 +120,11 @@ class TrackingProtocol(ProtocolWrapper):
     def protocolName(self) -> str:
         if isinstance(self.wrappedProtocol, WebSocketProtocol):
             return WEBSOCKET
-        return self.upgradedTo or HTTP
+        if self.upgradedTo is not None:
+            return self.upgradedTo
+        if getattr(self.transport, "negotiatedProtocol", None) == b"h2":
+            return H2  # ALPN on a TLS endpoint: one connection, many HTTP/2 streams
+        return HTTP
 
     def describe(self, now: float) -> dict[str, Any]:
         """One row of C{GET /api/connections}."""
@@ -221,7 +228,7 @@ class TrackingFactory(WrappingFactory):
 
     def counts(self) -> dict[str, float]:
         """Open connections by protocol, for C{/metrics}."""
-        counts = {HTTP: 0.0, WEBSOCKET: 0.0}
+        counts = {HTTP: 0.0, H2: 0.0, WEBSOCKET: 0.0}
         for p in self.protocols:
             counts[p.protocolName] = counts.get(p.protocolName, 0.0) + 1
         return counts

@@ -202,14 +202,20 @@ class Hub:
         for room in list(session.rooms):
             self._removeFromRoom(session, room)
 
-    def received(self, session: Session, payload: bytes) -> None:
-        """Handle one text frame from C{session}."""
+    def receivedBinary(self, session: Session) -> None:
+        """A binary frame: refused (the chat speaks JSON text), and rate limited like any."""
+        self.received(session, None)
+
+    def received(self, session: Session, payload: bytes | None) -> None:
+        """Handle one text frame from C{session} (C{None}: a binary frame)."""
         if session.closed:
             return  # closing: what still arrives is not read
         admitted = session.admit(self.clock.seconds())
         command: Command | None = None
         error: RemoteError | None = None
         try:
+            if payload is None:
+                raise BadRequest("frames must be text (JSON)")
             command = parseCommand(payload, self.limits.maxText)
         except RemoteError as e:
             error = e

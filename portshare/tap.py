@@ -157,7 +157,8 @@ class Options(usage.Options):
             "shutdown-timeout",
             None,
             5.0,
-            "Seconds to wait for WebSockets to close at shutdown.",
+            "Seconds to wait at shutdown for WebSockets to close, then again for HTTP "
+            "requests in flight.",
             float,
         ],
         [
@@ -257,18 +258,6 @@ class Options(usage.Options):
             self["join-secret"] = _readSecret(self["join-secret-file"])
             if len(self["join-secret"]) < 16:
                 raise usage.UsageError("the join secret must be at least 16 bytes")
-        try:
-            self["broker-url"] = parseBrokerURL(self["broker"])
-        except ValueError as e:
-            raise usage.UsageError(f"--broker: {e}") from None
-        if self["broker-url"].shared and importlib.util.find_spec("txredisapi") is None:
-            raise usage.UsageError(
-                "--broker redis needs the redis extra: pip install 'portshare[redis]'"
-            )
-        try:
-            checkWorkers(self["workers"], self["ports"], self["broker-url"].shared)
-        except ValueError as e:
-            raise usage.UsageError(str(e)) from None
         try:
             self["broker-url"] = parseBrokerURL(self["broker"])
         except ValueError as e:

@@ -25,7 +25,7 @@ from portshare import errors
 from portshare.backpressure import CLOSE, DROP, Backpressure
 from portshare.hub import Hub, IMember
 from portshare.limits import Limits
-from portshare.wire import SUBPROTOCOL, Error, encode
+from portshare.wire import SUBPROTOCOL
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
@@ -111,12 +111,11 @@ class ChatProtocol(OriginCheckingProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         hub: Hub = self.factory.hub
-        if isBinary:
-            hub.metrics.refused(errors.BAD_REQUEST)
-            self.sendMessage(encode(Error(errors.BAD_REQUEST, "frames must be text (JSON)")))
-            return
         try:
-            hub.received(self.session, payload)
+            if isBinary:
+                hub.receivedBinary(self.session)
+            else:
+                hub.received(self.session, payload)
         except Exception:
             self.events.failure("chat message from {peer} failed", peer=self.peer)
             closeWithCode(self, errors.CLOSE_SERVER_ERROR, "internal error")
@@ -125,7 +124,9 @@ class ChatProtocol(OriginCheckingProtocol):
         if self.session is not None:
             hub: Hub = self.factory.hub
             hub.disconnected(self.session)
-            hub.metrics.wsClosed.labels(str(code)).inc()
+            # the code of whoever closed first: ours (1001, 1008, 1009, 1013...) or the client's
+            sent = self.localCloseCode if self.closedByMe else None
+            hub.metrics.wsClosed.labels(str(sent or code)).inc()
             self.session = None
             self.events.info("{peer} closed /ws ({code})", peer=self.peer, code=code)
 

@@ -304,8 +304,9 @@ def parse() -> argparse.Namespace:
     )
     parser.add_argument("--max-growth-mib", type=float, default=16.0)
     args = parser.parse_args()
-    if not 1 <= args.duration <= 3600:
-        parser.error("--duration must be 1 to 3600 seconds")
+    if not 30 <= args.duration <= 3600:
+        # a slow consumer needs about 20 s to fill the socket buffers and be cut
+        parser.error("--duration must be 30 to 3600 seconds")
     return args
 
 

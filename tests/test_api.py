@@ -128,6 +128,7 @@ class RoomsApiTests(ApiMixin, SynchronousTestCase):
         self.assertEqual([c[0] for c in codes], [201, 201, 429])
         self.assertEqual(codes[2][1]["error"], "rate_limited")
         self.assertEqual(self.lastResponse.headers.getRawHeaders("retry-after"), ["1"])
+        self.assertEqual(self.lastResponse.phrase, b"Too Many Requests")
         self.service.reactor.advance(1)
         self.assertEqual(
             self.request("POST", "/api/rooms/r/messages", {"nick": "n", "text": "y"})[0], 201
@@ -192,10 +193,14 @@ class PrivateRoomsTests(ApiMixin, SynchronousTestCase):
         self.assertEqual(self.request("GET", "/api/rooms", headers=auth)[0], 200)
 
     def test_privateRoomsWithoutApiToken(self) -> None:
-        """With join tokens required and no API token, HTTP reads are forbidden."""
+        """With join tokens required and no API token, HTTP reads, publishing and the
+        connections view are forbidden."""
         self.setUpService(joinSecret=b"j" * 32)
         code, body = self.request("GET", "/api/rooms/r/messages")
         self.assertEqual((code, body["error"]), (403, "forbidden"))
+        code, body = self.request("POST", "/api/rooms/r/messages", {"nick": "n", "text": "x"})
+        self.assertEqual((code, body["error"]), (403, "forbidden"))
+        self.assertEqual(self.request("GET", "/api/connections")[0], 403)
 
 
 class SiteTests(ApiMixin, SynchronousTestCase):

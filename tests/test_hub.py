@@ -219,6 +219,18 @@ class SayTests(HubTestMixin, SynchronousTestCase):
         hub.received(a, frame(type="say", room="r", text="x"))
         self.assertEqual(alice.closed, (1008, "message rate limit exceeded"))
 
+    def test_binaryFramesRateLimited(self) -> None:
+        """Binary frames are refused with bad_request and count against the rate limit."""
+        hub = self.makeHub(limits=Limits(rate=1, burst=2, floodStrikes=1))
+        alice, a = self.connect()
+        for _ in range(3):
+            hub.receivedBinary(a)
+        self.assertEqual(
+            [e["code"] for e in alice.take()], ["bad_request", "bad_request", "rate_limited"]
+        )
+        hub.receivedBinary(a)
+        self.assertEqual(alice.closed, (1008, "message rate limit exceeded"))
+
     def test_rateRefills(self) -> None:
         """After a pause the bucket refills and messages are accepted again."""
         hub = self.makeHub(limits=Limits(rate=1, burst=1))
