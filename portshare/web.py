@@ -175,6 +175,27 @@ class UpgradeResource(WebSocketResource):
         return result
 
 
+try:
+    from twisted.web._http2 import H2Stream
+
+    _H2_STREAMS: tuple[type, ...] = (H2Stream,)
+except ImportError:  # without twisted[http2] (h2, priority) there is no HTTP/2
+    _H2_STREAMS = ()
+
+
+def connectionOf(request: Request) -> Any:
+    """
+    The transport of the connection a request came on (the connection tracker's row, when
+    tracked), under an HTTP/1.1 channel or an HTTP/2 stream alike; C{None} once taken over.
+    """
+    channel: Any = request.channel
+    if channel is None:
+        return None
+    if isinstance(channel, _H2_STREAMS):
+        return channel._conn.transport  # type: ignore[attr-defined]
+    return channel.transport
+
+
 class PortshareRequest(Request):
     """
     A request that knows it came over TLS even through the connection tracker, refuses bodies
@@ -183,10 +204,10 @@ class PortshareRequest(Request):
 
     _tooLarge = False
     _bodyBytes = 0
+    _refusal: bytes | None = None
 
     def isSecure(self) -> bool:
-        transport = self.channel.transport if self.channel is not None else None
-        secure = getattr(transport, "secure", None)
+        secure = getattr(connectionOf(self), "secure", None)
         return bool(secure) if secure is not None else super().isSecure()
 
     def gotLength(self, length: int | None) -> None:
@@ -215,6 +236,12 @@ class PortshareRequest(Request):
             b"HTTP/1.1 413 Request Entity Too Large\r\ncontent-type: application/json\r\n"
             b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(body)
         )
+        if isinstance(self.channel, _H2_STREAMS):
+            # HTTP/2: the body's frames are dropped as they come, and the 413 goes out on this
+            # stream once the request is complete (see process, counted when logged); the
+            # other streams go on
+            self._refusal = body
+            return
         self._portshareSite.countError(413)
         transport = self.channel.transport
         assert transport is not None
@@ -223,6 +250,11 @@ class PortshareRequest(Request):
 
     def process(self) -> None:
         if self._tooLarge:
+            if self._refusal is not None:  # HTTP/2
+                self.setResponseCode(413)
+                self.setHeader(b"content-type", b"application/json")
+                self.write(self._refusal)
+                self.finish()
             return  # answered already
         site = self._portshareSite
         site.inflight.add(self)
@@ -298,7 +330,7 @@ class PortshareSite(Site):
 
     def getResourceFor(self, request: Request) -> IResource:
         request.setHeader(b"server", b"portshare")
-        transport = request.channel.transport if request.channel is not None else None
+        transport = connectionOf(request)
         if transport is not None and hasattr(transport, "requests"):
             transport.requests += 1
         return super().getResourceFor(request)
