@@ -250,3 +250,40 @@ async def test_sseOverLoopback() -> None:
         assert b"text/event-stream" in data
     finally:
         await service.stopService()
+
+
+class AnyInstanceTests(SynchronousTestCase):
+    def test_resumeOnAnotherInstance(self) -> None:
+        """A stream resumes on another instance that shares the broker: the id is the
+        broker's epoch and offset, not anything of the instance it came from."""
+        import txaio.testutil
+        from twisted.internet.testing import MemoryReactorClock
+
+        from portshare.broker import buildBroker
+        from portshare.service import PortshareService, Settings
+
+        reactor = MemoryReactorClock()
+        with txaio.testutil.replace_loop(reactor):
+            broker = buildBroker("memory", reactor, 100, 100)
+            first, second = (
+                PortshareService(Settings(ports=("tcp:0",)), reactor, broker=broker)
+                for _ in range(2)
+            )
+            for service in (first, second):
+                service.startService()
+            c = MemoryConnection(first)
+            c.send(sseRequest("room=a"))
+            [joined] = [
+                e for e in parseEvents(dechunk(c.read().partition(b"\r\n\r\n")[2])) if "event" in e
+            ]
+            c.protocol.connectionLost(connectionDone)
+            second.hub.publish("a", "ann", "while away")
+            c2 = MemoryConnection(second)
+            c2.send(sseRequest("room=a", lastEventId=joined["id"]))
+            events = [
+                e for e in parseEvents(dechunk(c2.read().partition(b"\r\n\r\n")[2])) if "event" in e
+            ]
+            self.assertEqual(events[0]["data"]["recovered"], True)
+            self.assertEqual([e["data"]["text"] for e in events[1:]], ["while away"])
+            for service in (first, second):
+                service.stopService()
