@@ -34,11 +34,10 @@ from typing import Any
 import orjson
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
-from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
-from portshare.api import writeError
+from portshare.api import JsonResource, writeError
 from portshare.backpressure import CLOSE, DROP, Backpressure
 from portshare.errors import BadRequest, PortshareError, TooLarge
 from portshare.hub import Hub, IMember
@@ -235,8 +234,8 @@ class SseStream:
         self._leave()
 
 
-class SseResource(Resource):
-    """C{/sse}: see the module docstring."""
+class SseResource(JsonResource):
+    """C{/sse}: see the module docstring.  Refusals (and other methods than GET) are JSON."""
 
     isLeaf = True
 
@@ -270,6 +269,8 @@ class SseResource(Resource):
         request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
         request.setHeader(b"cache-control", b"no-cache, no-store")
         request.setHeader(b"x-accel-buffering", b"no")  # nginx: do not buffer the stream
+        if request.method == b"HEAD":
+            return b""  # the headers a stream would have; no stream
         stream = SseStream(self, request, rooms, positions)
         self.streams.add(stream)
         stream.start(_field(request, b"nick"), _field(request, b"token"))

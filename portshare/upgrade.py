@@ -50,6 +50,9 @@ WEBSOCKET = "websocket"
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+(/[!#$%&'*+.^_`|~0-9A-Za-z-]+)?\Z")
 
 
+_PHRASES = {400: b"Bad Request", 426: b"Upgrade Required", 503: b"Service Unavailable"}
+
+
 def upgradeTokens(header: bytes | None) -> list[str]:
     """
     The protocols an C{Upgrade} header asks for, in the client's order of preference,
@@ -72,7 +75,7 @@ def connectionTokens(request: Request) -> set[str]:
 
 
 def _refuse(request: Request, status: int, error: str, reason: str, offered: list[str]) -> bytes:
-    request.setResponseCode(status)
+    request.setResponseCode(status, _PHRASES.get(status))
     if status == 426 and offered:
         request.setHeader(b"upgrade", ", ".join(offered).encode("ascii"))
         request.setHeader(b"connection", b"Upgrade")

@@ -287,3 +287,19 @@ class AnyInstanceTests(SynchronousTestCase):
             self.assertEqual([e["data"]["text"] for e in events[1:]], ["while away"])
             for service in (first, second):
                 service.stopService()
+
+
+class MethodTests(SynchronousTestCase):
+    def test_otherMethods(self) -> None:
+        """POST is a JSON 405; HEAD gets the stream's headers and no stream."""
+        service = startedService(self)
+        c = MemoryConnection(service)
+        c.send(b"POST /sse?room=a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        head, _, body = c.read().partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 405"), head)
+        self.assertEqual(orjson.loads(body)["error"], "method_not_allowed")
+        c.send(b"HEAD /sse?room=a HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = c.read()
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertIn(b"text/event-stream", head)
+        self.assertEqual(service.sse.streams, set())
