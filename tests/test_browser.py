@@ -1037,3 +1037,31 @@ def test_sseFallbackWithoutWebSocket(service: Service, openPage: Any, screenshot
     expect(noWs.message("curl", "over HTTP too")).to_be_visible()
     assert noWs.page.evaluate("window.portshare.actions.transport()") == "sse"
     noWs.screenshot(screenshots, "sse-fallback")
+
+
+# a WebSocket that never opens, as behind a proxy that refuses the Upgrade
+FAILING_WEBSOCKET = """
+window.WebSocket = function () {
+  const ws = this;
+  ws.readyState = 0;
+  ws.send = () => { throw new Error('not open'); };
+  ws.close = () => {};
+  setTimeout(() => {
+    ws.readyState = 3;
+    if (ws.onerror) ws.onerror({});
+    if (ws.onclose) ws.onclose({ code: 1006, reason: '' });
+  }, 10);
+};
+"""
+
+
+def test_sseFallbackWhenWebSocketsNeverOpen(service: Service, openPage: Any) -> None:
+    """
+    When WebSockets exist but never open (a proxy refusing the Upgrade), the client gives up
+    on them after a few attempts and goes on over SSE + HTTP.
+    """
+    page = openPage(service, "proxied", script=FAILING_WEBSOCKET)
+    expect(page.page.locator("#conn-transport")).to_have_attribute("data-transport", "sse")
+    page.join("behind-proxy")
+    page.say("made it")
+    expect(page.message("proxied", "made it")).to_be_visible()

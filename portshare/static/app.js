@@ -384,7 +384,7 @@
   const TOKEN_KEY = 'portshare.apiToken';
   const CONNECT_TIMEOUT_MS = 10000;
   // WebSocket attempts that never opened, in a row, before falling back to SSE + HTTP
-  const WS_FALLBACK_AFTER = 3;
+  const WS_FALLBACK_AFTER = 2;
   const POLL_MS = 2000;
   const NICK_COLOURS = 8;
 
