@@ -7,6 +7,7 @@ WebSocket client (Autobahn) that queues what it receives, for end-to-end tests o
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, DeferredQueue
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
+from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
@@ -295,3 +297,65 @@ class MemoryConnection:
 
     def messages(self) -> list[dict[str, Any]]:
         return [orjson.loads(p) for op, p in self.frames() if op == TEXT]
+
+
+# -- the real twistd process, for end-to-end tests and the soak run --------------------------
+
+#: the bound address, in the text log or in a JSON log event
+TWISTD_BOUND = re.compile(rb'(?:listening on |"address": ?")tcp:127\.0\.0\.1:(\d+)[\s"]')
+
+
+class TwistdProcess(ProcessProtocol):
+    """
+    A C{twistd -n portshare} process: C{output} collects what it prints, C{listening} fires
+    with its bound port, C{ended} with (exit code, signal).
+    """
+
+    def __init__(self) -> None:
+        self.output = b""
+        self.listening: Deferred[int] = Deferred()
+        self.ended: Deferred[tuple[int | None, int | None]] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+        found = TWISTD_BOUND.search(self.output)
+        if found and not self.listening.called:
+            self.listening.callback(int(found.group(1)))
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: Any) -> None:
+        if not self.listening.called:
+            self.listening.errback(RuntimeError(self.output.decode(errors="replace")))
+        self.ended.callback((reason.value.exitCode, getattr(reason.value, "signal", None)))
+
+    @property
+    def stoppedCleanly(self) -> bool:
+        """twistd shut down in order (since Twisted 23 it then ends itself with the signal)."""
+        result = self.ended.result if self.ended.called else None
+        return result in ((0, None), (None, 15)) and b"Server Shut Down." in self.output
+
+
+def spawnTwistd(reactor: Any, directory: Any, *args: str) -> TwistdProcess:
+    """
+    Start C{twistd -n portshare --port tcp:0:interface=127.0.0.1 ARGS} in C{directory}, from
+    the same installation (or checkout) of portshare as this process; its transport is
+    C{process.transport}.
+    """
+    import os
+    import sys
+    from pathlib import Path
+
+    import portshare
+
+    twistd = str(Path(sys.executable).with_name("twistd"))
+    env = dict(os.environ, PYTHONPATH=str(Path(portshare.__file__).parent.parent))
+    process = TwistdProcess()
+    reactor.spawnProcess(
+        process,
+        twistd,
+        [twistd, "-n", "--pidfile=", "portshare", "--port", "tcp:0:interface=127.0.0.1", *args],
+        env=env,
+        path=str(directory),
+    )
+    return process

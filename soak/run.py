@@ -24,11 +24,9 @@ answered with the right close codes, and that the server logged no traceback.  E
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -37,30 +35,7 @@ import treq
 from twisted.internet import defer, protocol, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-from portshare.testing import connectChat
-
-BOUND = re.compile(rb"listening on tcp:127\.0\.0\.1:(\d+)")
-TWISTD = str(Path(sys.executable).with_name("twistd"))
-
-
-class Server(protocol.ProcessProtocol):
-    def __init__(self) -> None:
-        self.output = b""
-        self.port: defer.Deferred[int] = defer.Deferred()
-        self.ended: defer.Deferred[None] = defer.Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-        found = BOUND.search(self.output)
-        if found and not self.port.called:
-            self.port.callback(int(found.group(1)))
-
-    errReceived = outReceived
-
-    def processEnded(self, reason: Any) -> None:
-        if not self.port.called:
-            self.port.errback(RuntimeError(self.output.decode(errors="replace")))
-        self.ended.callback(None)
+from portshare.testing import connectChat, spawnTwistd
 
 
 def rss(pid: int) -> int:
@@ -184,38 +159,28 @@ async def slowloris(reactor: Any, port: int, stats: Stats, until: float) -> None
 
 
 async def main(reactor: Any, args: argparse.Namespace) -> int:
-    server = Server()
-    process = reactor.spawnProcess(
-        server,
-        TWISTD,
-        [
-            TWISTD,
-            "-n",
-            "--pidfile=",
-            "portshare",
-            "--port",
-            "tcp:0:interface=127.0.0.1",
-            "--request-timeout",
-            "3",
-            "--slow-consumer-seconds",
-            "3",
-            "--slow-consumer-bytes",
-            str(256 * 1024),
-            "--max-message-size",
-            "65536",
-            "--rate",
-            "50",
-            "--burst",
-            "100",
-            "--flood-strikes",
-            "20",
-        ],
-        env=dict(os.environ),
-        path=str(Path.cwd()),
+    server = spawnTwistd(
+        reactor,
+        Path.cwd(),
+        "--request-timeout",
+        "3",
+        "--slow-consumer-seconds",
+        "3",
+        "--slow-consumer-bytes",
+        str(256 * 1024),
+        "--max-message-size",
+        "65536",
+        "--rate",
+        "50",
+        "--burst",
+        "100",
+        "--flood-strikes",
+        "20",
     )
+    process = server.transport
     stats = Stats()
     try:
-        port = await server.port
+        port = await server.listening
         start = reactor.seconds()
         until = start + args.duration
         sampler = task.LoopingCall(lambda: stats.rss.append(rss(process.pid)))

@@ -7,7 +7,6 @@ instance's members expiring, and Redis going away and coming back.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -18,15 +17,13 @@ import pytest
 import pytest_twisted
 import treq
 from twisted.application.service import IServiceMaker
-from twisted.internet import protocol, reactor
+from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.plugin import getPlugins
 
-import portshare
-from portshare.testing import ChatClientProtocol, connectChat
+from portshare.testing import ChatClientProtocol, connectChat, spawnTwistd
 from tests.redisserver import RedisServer
-from tests.test_twistd import BOUND, TWISTD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -239,41 +236,6 @@ async def test_presenceAcrossInstances(instances: Callable[..., Any]) -> None:
     assert {"room": "p", "members": 1, "offset": 1} in rooms["rooms"]
 
 
-class Twistd(protocol.ProcessProtocol):
-    """A C{twistd -n portshare} process; C{listening} fires with its port."""
-
-    def __init__(self) -> None:
-        self.output = b""
-        self.listening: Deferred[int] = Deferred()
-        self.ended: Deferred[Any] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-        found = BOUND.search(self.output)
-        if found and not self.listening.called:
-            self.listening.callback(int(found.group(1)))
-
-    errReceived = outReceived
-
-    def processEnded(self, reason: Any) -> None:
-        if not self.listening.called:
-            self.listening.errback(RuntimeError(self.output.decode(errors="replace")))
-        self.ended.callback(None)
-
-
-def spawnTwistd(directory: Path, *args: str) -> tuple[Twistd, Any]:
-    process = Twistd()
-    env = dict(os.environ, PYTHONPATH=str(Path(portshare.__file__).parent.parent))
-    transport = reactor.spawnProcess(  # type: ignore[attr-defined]
-        process,
-        TWISTD,
-        [TWISTD, "-n", "--pidfile=", "portshare", "--port", "tcp:0:interface=127.0.0.1", *args],
-        env=env,
-        path=str(directory),
-    )
-    return process, transport
-
-
 @pytest_twisted.ensureDeferred
 async def test_crashedInstanceMembersDisappear(
     instances: Callable[..., Any], redisServer: RedisServer, tmp_path: Path
@@ -287,7 +249,8 @@ async def test_crashedInstanceMembersDisappear(
     url = f"{redisServer.url}?presence_ttl={ttl}"
     a = await instances(url=url)
     ann, _ = await a.join("crash", "ann")
-    process, transport = spawnTwistd(tmp_path, "--broker", url)
+    process = spawnTwistd(reactor, tmp_path, "--broker", url)
+    transport = process.transport
     try:
         port = await within(process.listening, 30)
 

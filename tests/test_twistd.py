@@ -5,69 +5,27 @@ over loopback, stopped with SIGTERM like a service manager does.
 
 from __future__ import annotations
 
-import os
-import re
-import sys
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 import pytest_twisted
 import treq
-from twisted.internet import protocol, reactor
-from twisted.internet.defer import Deferred
+from twisted.internet import reactor
 
-import portshare
-from portshare.testing import connectChat
+from portshare.testing import TwistdProcess, connectChat, spawnTwistd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
-# the bound address, in the text log or in a JSON log event
-BOUND = re.compile(rb'(?:listening on |"address": ?")tcp:127\.0\.0\.1:(\d+)[\s"]')
-TWISTD = str(Path(sys.executable).with_name("twistd"))
-# run the same portshare these tests import, installed or from a checkout
-ENV = dict(os.environ, PYTHONPATH=str(Path(portshare.__file__).parent.parent))
 
-
-class Twistd(protocol.ProcessProtocol):
-    """Collects the process's output; C{listening} fires with the bound port."""
-
-    def __init__(self) -> None:
-        self.output = b""
-        self.listening: Deferred[int] = Deferred()
-        self.ended: Deferred[Any] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-        found = BOUND.search(self.output)
-        if found and not self.listening.called:
-            self.listening.callback(int(found.group(1)))
-
-    errReceived = outReceived
-
-    def processEnded(self, reason: Any) -> None:
-        if not self.listening.called:
-            self.listening.errback(RuntimeError(self.output.decode(errors="replace")))
-        self.ended.callback((reason.value.exitCode, getattr(reason.value, "signal", None)))
-
-
-async def assertStoppedCleanly(process: Twistd) -> None:
+async def assertStoppedCleanly(process: TwistdProcess) -> None:
     """twistd shut down in order; since Twisted 23 it then ends itself with the signal."""
-    assert await process.ended in ((0, None), (None, 15)), process.output.decode()[-3000:]
-    assert b"Server Shut Down." in process.output
+    await process.ended
+    assert process.stoppedCleanly, process.output.decode()[-3000:]
 
 
-def startTwistd(tmp_path: Path, *args: str) -> Twistd:
-    process = Twistd()
-    reactor.spawnProcess(
-        process,
-        TWISTD,
-        [TWISTD, "-n", "--pidfile=", "portshare", "--port", "tcp:0:interface=127.0.0.1", *args],
-        env=ENV,
-        path=str(tmp_path),
-    )
-    return process
+def startTwistd(tmp_path: Path, *args: str) -> TwistdProcess:
+    return spawnTwistd(reactor, tmp_path, *args)
 
 
 @pytest_twisted.ensureDeferred
