@@ -29,6 +29,21 @@ def dig(obj: Any, *path: Any) -> Any:
     return obj
 
 
+def peakStep(cell: dict[str, Any], size: str) -> dict[str, Any] | None:
+    steps = dig(cell, "sizes", size, "steps") or []
+    return max(steps, key=lambda st: st["achieved"]) if steps else None
+
+
+def perCpu(window: dict[str, Any] | None, key: str) -> float | None:
+    """
+    Work per CPU-second of the server: a rate divided by the share of a core the server got.
+    On a shared machine this moves much less than the rate itself.
+    """
+    if not window or not window.get("server_cpu") or window.get(key) is None:
+        return None
+    return window[key] / (window["server_cpu"] / 100)
+
+
 # each row: label, scenario, getter, higher-is-better, format
 Row = tuple[str, str, Callable[[dict[str, Any]], Any], bool, str]
 
@@ -58,6 +73,16 @@ def fanoutRows(sizes: list[str]) -> list[Row]:
     for s in sizes:
         rows.append(
             (
+                f"B S={s}: deliveries per server CPU-second (peak step)",
+                "fanout",
+                lambda c, s=s: perCpu(peakStep(c, s), "achieved"),
+                True,
+                "{:,.0f}",
+            )
+        )
+    for s in sizes:
+        rows.append(
+            (
                 f"B S={s}: p99 ms at first step",
                 "fanout",
                 lambda c, s=s: dig(c, "sizes", s, "latency_first_step_ms", "p99"),
@@ -72,6 +97,13 @@ def rows(results: dict[str, Any]) -> list[Row]:
     sizes = [str(s) for s in dig(results, "params", "fanout", "sizes") or []]
     return [
         ("A echo msgs/s", "echo", lambda c: c.get("msgs_per_s"), True, "{:,.0f}"),
+        (
+            "A echo msgs per server CPU-second",
+            "echo",
+            lambda c: perCpu(c, "msgs_per_s"),
+            True,
+            "{:,.0f}",
+        ),
         ("A echo RTT p50 ms", "echo", lambda c: dig(c, "rtt_ms", "p50"), False, "{:.2f}"),
         ("A echo RTT p99 ms", "echo", lambda c: dig(c, "rtt_ms", "p99"), False, "{:.2f}"),
         *fanoutRows(sizes),
@@ -122,6 +154,13 @@ def rows(results: dict[str, Any]) -> list[Row]:
         ),
         ("E others' rate kept", "slow", lambda c: c.get("others_ratio"), True, "{:.2f}"),
         ("F inbound say/s", "publishers", lambda c: c.get("says_per_s"), True, "{:,.0f}"),
+        (
+            "F says per server CPU-second",
+            "publishers",
+            lambda c: perCpu(c, "says_per_s"),
+            True,
+            "{:,.0f}",
+        ),
     ]
 
 

@@ -278,7 +278,16 @@ def runLoadgen(
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
+    finally:
+        stopChild(proc)
     return parseResult(out, err)
+
+
+def stopChild(proc: subprocess.Popen[Any]) -> None:
+    """Stop a child we started (by its PID), if it still runs."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
 
 
 def parseResult(out: str, err: str) -> dict[str, Any]:
@@ -311,9 +320,12 @@ def wrk(port: int, seconds: float, conns: int) -> dict[str, Any]:
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     t0 = time.monotonic()
     assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    try:
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        stopChild(proc)
     wall = time.monotonic() - t0
     result: dict[str, Any] = {"wrk_cpu": round(100 * (usage.ru_utime + usage.ru_stime) / wall, 1)}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -356,6 +368,17 @@ def scenarioHttp(python: str, server: Server, p: dict[str, Any]) -> dict[str, An
         ],
     )
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        during = httpDuring(proc, server, p)
+    finally:
+        stopChild(proc)
+    if alone.get("rps") and during.get("rps"):
+        during["ratio_to_alone"] = round(during["rps"] / alone["rps"], 3)
+    return {"alone": alone, "during_fanout": during}
+
+
+def httpDuring(proc: subprocess.Popen[str], server: Server, p: dict[str, Any]) -> dict[str, Any]:
+    """wrk once the generator's fan-out runs (it prints READY when its room has joined)."""
     assert proc.stdout is not None
     ready = False
     lines = []
@@ -382,9 +405,7 @@ def scenarioHttp(python: str, server: Server, p: dict[str, Any]) -> dict[str, An
         proc.kill()
         out, err = proc.communicate()
     during["fanout"] = parseResult("".join(lines) + out, err)
-    if alone.get("rps") and during.get("rps"):
-        during["ratio_to_alone"] = round(during["rps"] / alone["rps"], 3)
-    return {"alone": alone, "during_fanout": during}
+    return during
 
 
 # -- machine facts ----------------------------------------------------------------------------
@@ -407,6 +428,18 @@ def otherCpu(seconds: float = 2.0) -> float:
     b0 = machineBusy()
     time.sleep(seconds)
     return round(100 * (machineBusy() - b0) / seconds, 1)
+
+
+def waitQuietCell(limit: float, maxWait: float) -> dict[str, Any]:
+    """
+    Before a cell (none of our processes running): wait, at most C{maxWait} seconds, until
+    the machine's busy CPU over a 2-second sample is below C{limit} % of a core.
+    """
+    t0 = time.monotonic()
+    busy = otherCpu()
+    while busy >= limit and time.monotonic() - t0 < maxWait:
+        busy = otherCpu()
+    return {"busy_before": busy, "waited_s": round(time.monotonic() - t0, 1)}
 
 
 def version(name: str) -> str | None:
@@ -538,9 +571,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--noise-limit", type=float, default=25.0, help="re-run a cell when others used more"
     )
+    parser.add_argument(
+        "--cell-wait", type=float, default=180, help="seconds to wait for quiet before a cell"
+    )
     parser.add_argument("--no-plots", action="store_true")
     args = parser.parse_args(argv)
 
+    # a SIGTERM unwinds like an error: every `finally` stops the processes it started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     profile = "smoke" if args.smoke else "quick" if args.quick else "full"
     params = PROFILES[profile]
     servers = [s for s in args.servers.split(",") if s]
@@ -599,6 +637,7 @@ def main(argv: list[str] | None = None) -> int:
                     results["skipped"].append(name)
                 continue
             for attempt in range(2):
+                quiet = waitQuietCell(args.noise_limit, args.cell_wait)
                 server = Server(name, args.python, args.src, logDir)
                 t0 = time.monotonic()
                 try:
@@ -610,6 +649,7 @@ def main(argv: list[str] | None = None) -> int:
                     server.stop()
                 cell["wall_s"] = round(time.monotonic() - t0, 1)
                 cell["attempt"] = attempt + 1
+                cell["quiet"] = quiet
                 if not noisy(cell, args.noise_limit) or attempt == 1:
                     break
                 print(f"  {scenario}/{name}: noisy, again", flush=True)
