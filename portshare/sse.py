@@ -23,12 +23,14 @@ set headers on the first request.
 
 Limits are the WebSocket's: at most C{roomsPerConnection} rooms (413 before streaming), the
 connection caps of the shared port, the hub's rate limit, and the same slow-consumer policy
-(L{Backpressure} is the request's producer).  A comment line (C{: keep-alive}) is sent every
+(L{Backpressure} is the request's producer); over HTTP/2, at most C{maxStreamsPerConnection}
+streams share one connection (429 beyond).  A comment line (C{: keep-alive}) is sent every
 C{keepAlive} seconds on the injected clock, so that proxies and browsers keep idle streams.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -39,8 +41,9 @@ from zope.interface import implementer
 
 from portshare.api import JsonResource, writeError
 from portshare.backpressure import CLOSE, DROP, Backpressure
-from portshare.errors import BadRequest, PortshareError, TooLarge
+from portshare.errors import BadRequest, PortshareError, RateLimited, TooLarge
 from portshare.hub import Hub, IMember
+from portshare.web import connectionOf
 from portshare.wire import validRoom
 
 #: seconds between keep-alive comments
@@ -112,6 +115,8 @@ class SseStream:
         )
         self._keepAlive: IDelayedCall | None = None
         self.session: Any = None
+        #: the connection this stream is on (HTTP/2 carries several on one)
+        self.connection = connectionOf(request)
 
     def start(self, nick: str | None, token: str | None) -> None:
         """Send the stream's head, and join every room."""
@@ -225,7 +230,7 @@ class SseStream:
         session, self.session = self.session, None
         if session is not None:
             self.resource.hub.disconnected(session)
-        self.resource.streams.discard(self)
+        self.resource.forget(self)
 
     def _finished(self, result: object) -> None:
         if not self.closing:
@@ -238,6 +243,9 @@ class SseResource(JsonResource):
     """C{/sse}: see the module docstring.  Refusals (and other methods than GET) are JSON."""
 
     isLeaf = True
+    #: event streams one connection may carry at once: HTTP/1.1 carries one, but HTTP/2
+    #: multiplexes, and Twisted's HTTP/2 does not limit concurrent streams
+    maxStreamsPerConnection = 8
 
     def __init__(
         self,
@@ -252,6 +260,7 @@ class SseResource(JsonResource):
         self.keepAlive = keepAlive
         self.slowPolicy = slowPolicy
         self.streams: set[SseStream] = set()
+        self._perConnection: Counter[int] = Counter()
 
     def render_GET(self, request: Request) -> Any:
         try:
@@ -271,8 +280,17 @@ class SseResource(JsonResource):
         request.setHeader(b"x-accel-buffering", b"no")  # nginx: do not buffer the stream
         if request.method == b"HEAD":
             return b""  # the headers a stream would have; no stream
+        key = id(connectionOf(request))
+        if self._perConnection[key] >= self.maxStreamsPerConnection:
+            return writeError(
+                request,
+                RateLimited(
+                    f"at most {self.maxStreamsPerConnection} event streams on one connection"
+                ),
+            )
         stream = SseStream(self, request, rooms, positions)
         self.streams.add(stream)
+        self._perConnection[key] += 1
         stream.start(_field(request, b"nick"), _field(request, b"token"))
         return NOT_DONE_YET
 
@@ -285,6 +303,15 @@ class SseResource(JsonResource):
         if len(rooms) > limit:
             raise TooLarge(f"a stream may follow at most {limit} rooms")
         return [validRoom(r) for r in rooms]
+
+    def forget(self, stream: SseStream) -> None:
+        """A stream ended."""
+        if stream in self.streams:
+            self.streams.discard(stream)
+            key = id(stream.connection)
+            self._perConnection[key] -= 1
+            if self._perConnection[key] <= 0:
+                del self._perConnection[key]
 
     def closeAll(self, code: int, reason: str) -> None:
         """End every stream with a C{close} event (at shutdown)."""

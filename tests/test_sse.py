@@ -13,7 +13,9 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.limits import Limits
@@ -303,3 +305,35 @@ class MethodTests(SynchronousTestCase):
         self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
         self.assertIn(b"text/event-stream", head)
         self.assertEqual(service.sse.streams, set())
+
+
+class StreamsPerConnectionTests(SynchronousTestCase):
+    def test_capPerConnection(self) -> None:
+        """One connection (HTTP/2 multiplexes) carries at most maxStreamsPerConnection
+        streams; the next is a JSON 429, and a stream that ends frees its place."""
+        from twisted.web.test.requesthelper import DummyChannel, DummyRequest
+
+        service = startedService(self)
+        resource = service.sse
+        resource.maxStreamsPerConnection = 2
+        shared = DummyChannel()
+
+        def request(channel: Any = shared) -> Any:
+            r = DummyRequest([b""])
+            r.channel = channel
+            r.args = {b"room": [b"a"]}
+            r.registerProducer = lambda producer, streaming: None  # not DummyRequest's loop
+            return r
+
+        first, second, third = request(), request(), request()
+        resource.render_GET(first)
+        resource.render_GET(second)
+        body = resource.render_GET(third)
+        self.assertEqual(third.responseCode, 429)
+        self.assertEqual(orjson.loads(body)["error"], "rate_limited")
+        first.processingFailed(Failure(ConnectionDone()))
+        fourth = request()
+        resource.render_GET(fourth)
+        self.assertEqual(fourth.responseCode, 200)
+        resource.render_GET(request(DummyChannel()))  # another connection
+        self.assertEqual(len(resource.streams), 3)
