@@ -174,3 +174,25 @@ async def test_tls(tmp_path: Path) -> None:
         assert status == 1
     finally:
         await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_chatProcessReadsStandardInput(cli: Cli) -> None:
+    """chat as a real process says the lines of its standard input and exits at its end."""
+    import subprocess
+
+    from twisted.internet import threads
+
+    env = dict(os.environ, PYTHONPATH=str(Path(portshare.__file__).parent.parent))
+    argv = [sys.executable, "-m", "portshare.cli", "--url", cli.url, "--nick", "pipe"]
+    done = await threads.deferToThread(
+        subprocess.run,
+        [*argv, "chat", "piped"],
+        input=b"first line\nsecond line\n",
+        capture_output=True,
+        env=env,
+        timeout=20,
+    )
+    assert done.returncode == 0, done.stderr
+    status, out, err = await cli("tail", "piped", "--since", "0", "--count", "2")
+    assert (status, out) == (0, "[piped #1] pipe: first line\n[piped #2] pipe: second line\n"), err
