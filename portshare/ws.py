@@ -133,13 +133,15 @@ class ChatProtocol(OriginCheckingProtocol):
     # IMember
 
     def sendPayload(self, payload: bytes) -> None:
+        if self.state != WebSocketProtocol.STATE_OPEN:
+            return  # closing: a late reply (the broker answered after the close) has no reader
         self.sendMessage(payload)
         backpressure = self.backpressure
         if backpressure is not None and backpressure.paused:
             backpressure.wrote(len(payload))
 
     def sendPrepared(self, prepared: Any) -> None:
-        if self.cut:
+        if self.cut or self.state != WebSocketProtocol.STATE_OPEN:
             return
         backpressure = self.backpressure
         if backpressure is None or not backpressure.paused:

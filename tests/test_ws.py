@@ -71,6 +71,16 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
         self.assertTrue(head.startswith(b"HTTP/1.1 101"))
         self.assertEqual(orjson.loads(frames[0][1])["type"], "joined")
 
+    def test_lateReplyAfterClose(self) -> None:
+        """A reply that comes after the socket started closing is dropped, not raised."""
+        c = MemoryConnection(self.service)
+        c.handshake()
+        chat = c.protocol.wrappedProtocol
+        chat.sendClose(1000)
+        chat.sendPayload(b'{"type":"error","code":"unavailable","reason":"late"}')
+        chat.sendPrepared(chat.factory.prepareMessage(b"{}"))
+        self.assertEqual([op for op, _ in c.frames()], [CLOSE])
+
     def test_binaryFrameRefused(self) -> None:
         """A binary frame on /ws gets error bad_request and the socket stays open."""
         c = MemoryConnection(self.service)
