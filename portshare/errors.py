@@ -17,6 +17,17 @@ RATE_LIMITED = "rate_limited"
 FORBIDDEN = "forbidden"
 UNAVAILABLE = "unavailable"
 
+#: every code an {"type": "error"} event may carry
+CHAT_ERROR_CODES = (
+    BAD_REQUEST,
+    UNKNOWN_TYPE,
+    NOT_JOINED,
+    TOO_LARGE,
+    RATE_LIMITED,
+    FORBIDDEN,
+    UNAVAILABLE,
+)
+
 # HTTP-only codes in {"error": CODE, "reason": TEXT} bodies.
 UNAUTHORIZED = "unauthorized"
 NOT_FOUND = "not_found"

@@ -14,15 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from portshare import errors
 
-_ERROR_CODES = (
-    errors.BAD_REQUEST,
-    errors.UNKNOWN_TYPE,
-    errors.NOT_JOINED,
-    errors.TOO_LARGE,
-    errors.RATE_LIMITED,
-    errors.FORBIDDEN,
-    errors.UNAVAILABLE,
-)
+_ERROR_CODES = errors.CHAT_ERROR_CODES
 
 
 class _Callback:
