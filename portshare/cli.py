@@ -507,6 +507,18 @@ async def chat(
     await link.join(args.room, args.nick, args.since)
     await _joined(link, printer)
     status = 0
+    # at the end of input, wait until each line said is answered and, when acknowledged,
+    # has come back as a message (over SSE the two travel on different connections)
+    unanswered: set[int] = set()
+    offsets = {"acked": 0, "seen": 0}
+    settled: Deferred[None] | None = None
+
+    def settle() -> None:
+        nonlocal settled
+        d = settled
+        if d is not None and not unanswered and offsets["seen"] >= offsets["acked"]:
+            settled = None
+            d.callback(None)
 
     async def show() -> None:
         nonlocal status
@@ -515,15 +527,29 @@ async def chat(
             printer.event(event)
             if event is CLOSED:
                 return
-            if event.get("type") == "error":
+            kind = event.get("type")
+            if kind == "error":
                 status = 1
+                unanswered.discard(event.get("ref"))  # type: ignore[arg-type]
+            elif kind == "ack":
+                unanswered.discard(event.get("ref"))  # type: ignore[arg-type]
+                offsets["acked"] = max(offsets["acked"], event.get("offset") or 0)
+            elif kind == "message" and event.get("room") == args.room:
+                offsets["seen"] = max(offsets["seen"], event.get("offset") or 0)
+            settle()
 
     async def typing() -> None:
+        nonlocal settled
         ref = 1
         while (line := await lines.get()) is not None:
             if line.strip():
                 ref += 1
+                unanswered.add(ref)
                 link.say(args.room, line, ref)
+        settled = Deferred()
+        waiting = settled
+        settle()
+        await waiting
         link.close()
 
     showing = ensureDeferred(show())

@@ -30,6 +30,8 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
+from portshare.sendnow import immediateWriter
+
 HTTP = "http/1.1"
 H2 = "h2"
 WEBSOCKET = "websocket"
@@ -63,6 +65,7 @@ class TrackingProtocol(ProtocolWrapper):
         self.upgradedTo: str | None = None
         self._requestDeadline: IDelayedCall | None = None
         self._lostWaiters: list[Deferred[None]] = []
+        self._write: Callable[[bytes], None] = self._bufferedWrite
 
     def makeConnection(self, transport: Any) -> None:
         # Provide what the transport provides, except ISSLTransport: Autobahn takes any
@@ -109,7 +112,18 @@ class TrackingProtocol(ProtocolWrapper):
 
     def write(self, data: bytes) -> None:
         self.bytesOut += len(data)
+        self._write(data)
+
+    def _bufferedWrite(self, data: bytes) -> None:
         self.transport.write(data)  # type: ignore[union-attr]
+
+    def sendImmediately(self) -> None:
+        """
+        From now on, write to the socket at once while nothing is buffered
+        (L{portshare.sendnow}): the protocol above writes whole frames, not pieces of a
+        response that are better merged into one C{send()}.
+        """
+        self._write = immediateWriter(self.transport)
 
     def writeSequence(self, data: Any) -> None:
         data = list(data)

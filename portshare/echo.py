@@ -92,6 +92,7 @@ class EchoProtocol(OriginCheckingProtocol):
     """Sends every message back as it came."""
 
     def onOpen(self) -> None:
+        super().onOpen()
         level = getattr(self.factory, "compressLevel", None)
         pmce = self._perMessageCompress
         if level is not None and type(pmce) is PerMessageDeflate:

@@ -75,12 +75,14 @@ class RoomFanout:
         C{(offset, frame)} pairs while its join is in flight.
     """
 
-    __slots__ = ("_failure", "_hub", "_waiters", "members", "room", "subscribed")
+    __slots__ = ("_failure", "_hub", "_live", "_waiters", "members", "room", "subscribed")
 
     def __init__(self, hub: Hub, room: str) -> None:
         self._hub = hub
         self.room = room
         self.members: dict[Session, list[tuple[Message | Presence, Any]] | None] = {}
+        # the live members' sendPrepared: a delivery is one call per member
+        self._live: dict[Session, Callable[[Any], None]] = {}
         self.subscribed = False
         self._failure: Failure | None = None
         self._waiters: list[Deferred[None]] = []
@@ -113,16 +115,26 @@ class RoomFanout:
     def presenceChanged(self, presence: Presence) -> None:
         self._deliver(presence)
 
+    def wentLive(self, session: Session) -> None:
+        """C{session}'s join completed: events go to it directly from now on."""
+        self.members[session] = None
+        self._live[session] = session.member.sendPrepared
+
+    def remove(self, session: Session) -> bool:
+        """Forget C{session}; whether its join had completed (its presence counted)."""
+        self.members.pop(session, None)
+        return self._live.pop(session, None) is not None
+
     def _deliver(self, event: Message | Presence) -> None:
         prepared = self._hub.prepare(encode(event))
-        sent = 0
-        for session, pending in self.members.items():
-            if pending is None:
-                session.member.sendPrepared(prepared)
-                sent += 1
-            else:
-                pending.append((event, prepared))
-        self._hub.metrics.messagesOut.inc(sent)
+        live = self._live
+        if len(live) != len(self.members):
+            for pending in self.members.values():
+                if pending is not None:  # still joining: after its snapshot, in order
+                    pending.append((event, prepared))
+        for send in list(live.values()):
+            send(prepared)
+        self._hub.metrics.messagesOut.inc(len(live))
 
 
 def _newToJoiner(event: Message | Presence, last: int, nick: str) -> bool:
@@ -323,7 +335,7 @@ class Hub:
         def failed(failure: Failure) -> None:
             if fanout.members.get(session) is not None:  # still joining
                 if entered:
-                    fanout.members[session] = None  # so that the removal undoes the presence
+                    fanout.wentLive(session)  # so that the removal undoes the presence
                 self._removeFromRoom(session, room)
             self._refuseFailure(failure, session, command.ref)
 
@@ -365,7 +377,7 @@ class Hub:
         pending = fanout.members.get(session)
         if pending is None:
             return
-        fanout.members[session] = None
+        fanout.wentLive(session)
         for event, prepared in pending:
             if _newToJoiner(event, last, session.nick):
                 session.member.sendPrepared(prepared)
@@ -393,8 +405,7 @@ class Hub:
         fanout = self._rooms.get(room)
         if fanout is None:
             return
-        pending = fanout.members.pop(session, ())
-        if pending is None:
+        if fanout.remove(session):
             # only a member whose join completed has its presence counted
             self.broker.exit(room, session.nick).addErrback(self._logFailure, "exit")
         if not fanout.members:

@@ -80,6 +80,34 @@ class OriginCheckingProtocol(WebSocketServerProtocol):
     def selectSubprotocol(self, offered: list[str]) -> str | None:
         return None
 
+    def onOpen(self) -> None:
+        # every write from here on is a whole frame: send it now instead of next turn
+        sendImmediately = getattr(self.transport, "sendImmediately", None)
+        if sendImmediately is not None:
+            sendImmediately()
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """
+        Autobahn's C{sendData} without its per-write C{log.debug}: that call's arguments
+        (C{hltype(...)}, C{hlval(...)}) are formatted on every write even when debug logging
+        is off, which was over half of a fan-out's CPU time (docs/performance.md).
+        """
+        transport: Any = self.transport
+        if chopsize or sync or self.send_queue or transport is None:
+            super().sendData(data, sync, chopsize)
+            return
+        transport.write(data)
+        state = self.state
+        if state == WebSocketProtocol.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        elif state in (
+            WebSocketProtocol.STATE_CONNECTING,
+            WebSocketProtocol.STATE_PROXY_CONNECTING,
+        ):
+            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
+        if self.logOctets:  # type: ignore[attr-defined]
+            self.logTxOctets(data, False)
+
 
 @implementer(IMember)
 class ChatProtocol(OriginCheckingProtocol):
@@ -93,6 +121,7 @@ class ChatProtocol(OriginCheckingProtocol):
         return SUBPROTOCOL if SUBPROTOCOL in offered else None
 
     def onOpen(self) -> None:
+        super().onOpen()
         hub: Hub = self.factory.hub
         self.session = hub.connected(self)
         hub.metrics.wsOpened.labels("/ws").inc()
@@ -145,7 +174,14 @@ class ChatProtocol(OriginCheckingProtocol):
             return
         backpressure = self.backpressure
         if backpressure is None or not backpressure.paused:
-            self.sendPreparedMessage(prepared)
+            if not self.send_queue and self._perMessageCompress is None:
+                # what sendPreparedMessage -> sendData come to, in one call per member
+                data = prepared.payloadHybi
+                transport: Any = self.transport
+                transport.write(data)
+                self.trafficStats.outgoingOctetsWireLevel += len(data)
+            else:
+                self.sendPreparedMessage(prepared)
         elif backpressure.slow:
             self.factory.hub.metrics.drops.inc()
         else:

@@ -1,0 +1,81 @@
+"""
+Writes that go to the socket at once, for connections whose every write is a finished frame.
+
+Twisted's TCP transport buffers each C{write()} and sends it on the reactor's next turn: it
+registers the socket for writing (one C{epoll_ctl}), waits for the poller to say it is
+writable, sends, and unregisters it again (another C{epoll_ctl}).  That merges the many small
+writes of an HTTP response into one C{send()}, but a WebSocket fan-out writes one finished
+frame to each of 1,000 sockets: three system calls and a trip through the poller per member,
+and the first member waits until the last one is queued.  asyncio's transports instead try
+C{send()} at once when nothing is waiting in their buffer, and buffer only what the kernel
+did not take.
+
+L{immediateWriter} gives a WebSocket connection that asyncio behaviour on top of Twisted's
+transport: while the transport's own buffer is empty, the frame goes straight to the socket;
+whatever the kernel does not take (and everything after it, until the buffer drains) goes
+through C{transport.write} as before.  So ordering, Twisted's producer pausing (the
+slow-consumer policy hangs off it), and the error handling of a broken socket stay Twisted's
+own: a failed C{send()} here hands the frame to the transport, whose next write attempt
+meets the same error and closes the connection the usual way.
+
+Only Twisted's plain TCP server transport is written this way (not TLS, not UNIX sockets,
+which may carry file descriptors, not HTTP/2 streams); every other transport keeps its own
+C{write}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import tcp
+
+__all__ = ["immediateWriter"]
+
+
+class _ImmediateWriter:
+    """C{write(data)} for one L{tcp.Server}: C{send()} now when nothing is buffered."""
+
+    __slots__ = ("_send", "_transport")
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._send = transport.socket.send
+
+    def __call__(self, data: bytes) -> None:
+        transport = self._transport
+        # what FileDescriptor.write checks, plus: nothing of ours still waits in its buffers
+        if (
+            transport._tempDataLen
+            or len(transport.dataBuffer) != transport.offset
+            or transport.disconnecting
+            or not transport.connected
+            or transport._writeDisconnected
+            or transport.TLS
+        ):
+            transport.write(data)
+            return
+        try:
+            sent = self._send(data)
+        except BlockingIOError:  # EAGAIN: the kernel's buffer is full
+            sent = 0
+        except OSError:
+            # EPIPE, ECONNRESET...: Twisted's own write path meets it and closes the connection
+            transport.write(data)
+            return
+        if sent < len(data):
+            transport.write(data[sent:])
+
+
+def immediateWriter(transport: Any) -> Callable[[bytes], None]:
+    """
+    The fastest correct C{write} for C{transport}.
+
+    @param transport: the transport under a protocol that writes whole frames.
+    @return: an immediate writer for Twisted's plain TCP server transport, else the
+        transport's own C{write}.
+    """
+    if type(transport) is tcp.Server and getattr(transport, "socket", None) is not None:
+        return _ImmediateWriter(transport)
+    write: Callable[[bytes], None] = transport.write
+    return write
