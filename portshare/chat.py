@@ -8,6 +8,8 @@ Theory of operation:
    resumes with C{since} from another epoch gets what is held and C{recovered: false}.
  - L{PresenceBook} counts each nick's joins per room, so the same nick from two tabs is one
    member: C{join} is announced on the first, C{leave} on the last.
+ - L{PendingPresence} collects a big room's joins and leaves between two C{presence_batch}
+   events; for each nick only its last event in the window counts.
  - L{TokenBucket} is the per-connection rate limit; it reads time only from its caller.
 
 Nothing here reads a clock, touches a socket or returns a Deferred.
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from portshare.wire import Message
+from portshare.wire import Message, Presence, PresenceBatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +160,63 @@ class PresenceBook:
     def rooms(self) -> Iterable[str]:
         """Rooms with at least one member."""
         return self._rooms.keys()
+
+
+class PendingPresence:
+    """
+    One room's presence events not sent yet, kept net: for each nick only its last event
+    counts, so a nick that joined then left is only in C{left} and one that left then
+    joined again is only in C{joined}.  Clients apply a batch as "these are in, those are
+    out", which is right whatever they knew before the window.
+
+    @ivar room: the room.
+    @ivar cap: most nicks in each list of the batch; more sets C{truncated}.
+    """
+
+    __slots__ = ("_joined", "_left", "cap", "room")
+
+    def __init__(self, room: str, cap: int) -> None:
+        self.room = room
+        self.cap = cap
+        # dicts as ordered sets: nicks in the order of their last event
+        self._joined: dict[str, None] = {}
+        self._left: dict[str, None] = {}
+
+    def __len__(self) -> int:
+        """How many nicks the pending batch names."""
+        return len(self._joined) + len(self._left)
+
+    def add(self, presence: Presence) -> None:
+        """Count one presence event of the room."""
+        nick = presence.nick
+        if presence.event == "join":
+            self._left.pop(nick, None)
+            self._joined.pop(nick, None)
+            self._joined[nick] = None
+        else:
+            self._joined.pop(nick, None)
+            self._left.pop(nick, None)
+            self._left[nick] = None
+
+    def take(self, count: int) -> PresenceBatch | None:
+        """
+        The batch to send now, and start an empty one.
+
+        @param count: the room's member count, for the batch's C{count}.
+        @return: the batch, or C{None} when nothing happened since the last one.
+        """
+        if not self:
+            return None
+        joined, left = self._joined, self._left
+        self._joined, self._left = {}, {}
+        cap = self.cap
+        return PresenceBatch(
+            room=self.room,
+            count=count,
+            joined=tuple(islice(joined, cap)),
+            left=tuple(islice(left, cap)),
+            truncated=len(joined) > cap or len(left) > cap,
+        )
 
 
 class TokenBucket:

@@ -11,6 +11,12 @@ Theory of operation:
  - A join is asynchronous (the broker may be remote): while it is in flight the member's live
    events are buffered, and once the C{joined} reply and the replayed history have been sent,
    buffered messages newer than the replay go out, so nothing is lost or sent twice.
+ - Presence in a room with more local members than C{presenceBatchAbove} is not sent per
+   event (that costs room-size frames per join) but collected (L{PresenceBatching}) and sent
+   as one C{presence_batch} per C{presenceBatchInterval}.  Once a room has a batch pending,
+   every presence event of the room joins it until it is sent, so the order is kept; the
+   room goes back to single events at its first presence event after a batch was sent while
+   it is no bigger than the threshold.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
@@ -28,7 +34,7 @@ from zope.interface import Attribute, Interface, implementer
 from portshare import errors
 from portshare.auth import JoinTokens
 from portshare.broker import IBroker, IRoomListener
-from portshare.chat import Replay, RoomInfo, Session, TokenBucket
+from portshare.chat import PendingPresence, Replay, RoomInfo, Session, TokenBucket
 from portshare.errors import BadRequest, NotJoined, RemoteError, TooLarge, Unavailable
 from portshare.limits import Limits
 from portshare.metrics import Metrics
@@ -44,6 +50,7 @@ from portshare.wire import (
     Message,
     Nick,
     Presence,
+    PresenceBatch,
     Ref,
     Say,
     encode,
@@ -75,17 +82,29 @@ class RoomFanout:
         C{(offset, frame)} pairs while its join is in flight.
     """
 
-    __slots__ = ("_failure", "_hub", "_live", "_waiters", "members", "room", "subscribed")
+    __slots__ = (
+        "_batching",
+        "_failure",
+        "_hub",
+        "_live",
+        "_waiters",
+        "members",
+        "room",
+        "subscribed",
+    )
 
     def __init__(self, hub: Hub, room: str) -> None:
         self._hub = hub
         self.room = room
-        self.members: dict[Session, list[tuple[Message | Presence, Any]] | None] = {}
+        self.members: dict[
+            Session, list[tuple[Message | Presence | PresenceBatch, Any]] | None
+        ] = {}
         # the live members' sendPrepared: a delivery is one call per member
         self._live: dict[Session, Callable[[Any], None]] = {}
         self.subscribed = False
         self._failure: Failure | None = None
         self._waiters: list[Deferred[None]] = []
+        self._batching: PresenceBatching | None = None
 
     def whenSubscribed(self) -> Deferred[None]:
         """A Deferred that fires once the broker delivers this room (or failed to)."""
@@ -113,7 +132,16 @@ class RoomFanout:
         self._deliver(message)
 
     def presenceChanged(self, presence: Presence) -> None:
-        self._deliver(presence)
+        small = len(self.members) <= self._hub.limits.presenceBatchAbove
+        batching = self._batching
+        if batching is not None and small and batching.idle():
+            self._batching = batching = None
+        if batching is None:
+            if small:
+                self._deliver(presence)
+                return
+            batching = self._batching = PresenceBatching(self)
+        batching.add(presence)
 
     def wentLive(self, session: Session) -> None:
         """C{session}'s join completed: events go to it directly from now on."""
@@ -125,7 +153,13 @@ class RoomFanout:
         self.members.pop(session, None)
         return self._live.pop(session, None) is not None
 
-    def _deliver(self, event: Message | Presence) -> None:
+    def closed(self) -> None:
+        """This instance no longer serves the room: drop what presence is pending."""
+        if self._batching is not None:
+            self._batching.cancel()
+            self._batching = None
+
+    def _deliver(self, event: Message | Presence | PresenceBatch) -> None:
         prepared = self._hub.prepare(encode(event))
         live = self._live
         if len(live) != len(self.members):
@@ -137,10 +171,76 @@ class RoomFanout:
         self._hub.metrics.messagesOut.inc(len(live))
 
 
-def _newToJoiner(event: Message | Presence, last: int, nick: str) -> bool:
+class PresenceBatching:
+    """
+    The presence of one big room, collected in a L{PendingPresence} and sent to the room's
+    local members as one C{presence_batch} frame, C{presenceBatchInterval} seconds after the
+    first event of the batch.  Its C{count} is the broker's, as in C{joined}, looked up when
+    the batch is due (events arriving during the lookup join the batch); if the broker
+    fails, the number of distinct nicks here stands in.
+    """
+
+    __slots__ = ("_call", "_cancelled", "_fanout", "_lookingUp", "pending")
+
+    log = Logger()
+
+    def __init__(self, fanout: RoomFanout) -> None:
+        self._fanout = fanout
+        self.pending = PendingPresence(fanout.room, fanout._hub.limits.presenceMembersCap)
+        self._call: IDelayedCall | None = None
+        self._lookingUp = False
+        self._cancelled = False
+
+    def idle(self) -> bool:
+        """Whether nothing is pending: the room may go back to single presence events."""
+        return not self.pending and self._call is None and not self._lookingUp
+
+    def add(self, presence: Presence) -> None:
+        """Count one presence event; the first of a batch schedules its sending."""
+        self.pending.add(presence)
+        if self._call is None and not self._lookingUp:
+            hub = self._fanout._hub
+            self._call = hub.clock.callLater(hub.limits.presenceBatchInterval, self._due)
+
+    def cancel(self) -> None:
+        """Drop the pending batch and its scheduled sending."""
+        self._cancelled = True
+        if self._call is not None:
+            self._call.cancel()
+            self._call = None
+
+    def _due(self) -> None:
+        self._call = None
+        self._lookingUp = True
+        fanout = self._fanout
+        d = fanout._hub.broker.members(fanout.room, 0)
+        d.addCallbacks(lambda found: found[1], self._localCount)
+        d.addCallback(self._send)
+        d.addErrback(lambda f: self.log.failure("sending presence of {room}", f, room=fanout.room))
+
+    def _localCount(self, failure: Failure) -> int:
+        self.log.warn(
+            "no member count for {room}'s presence: {why}",
+            room=self._fanout.room,
+            why=failure.getErrorMessage(),
+        )
+        return len({session.nick for session in self._fanout.members})
+
+    def _send(self, count: int) -> None:
+        self._lookingUp = False
+        if self._cancelled:
+            return
+        batch = self.pending.take(count)
+        if batch is not None:
+            self._fanout._deliver(batch)
+
+
+def _newToJoiner(event: Message | Presence | PresenceBatch, last: int, nick: str) -> bool:
     """Whether a buffered event adds to what the C{joined} reply and replay already said."""
     if isinstance(event, Message):
         return event.offset > last
+    if isinstance(event, PresenceBatch):
+        return True  # it may repeat what joined said; clients apply it idempotently
     return not (event.event == "join" and event.nick == nick)
 
 
@@ -410,6 +510,7 @@ class Hub:
             self.broker.exit(room, session.nick).addErrback(self._logFailure, "exit")
         if not fanout.members:
             del self._rooms[room]
+            fanout.closed()
             self.metrics.rooms.set(len(self._rooms))
             self.broker.unsubscribe(room).addErrback(self._logFailure, "unsubscribe")
 
@@ -443,6 +544,11 @@ class Hub:
 
     def _logFailure(self, failure: Failure, what: str) -> None:
         self.log.failure("broker {what} failed", failure, what=what)
+
+    def stop(self) -> None:
+        """The service stops: cancel the presence batches still pending."""
+        for fanout in self._rooms.values():
+            fanout.closed()
 
     # -- the HTTP API's entry points ------------------------------------------------------
 

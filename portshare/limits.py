@@ -36,7 +36,12 @@ class Limits:
     @ivar closeHandshakeTimeout: seconds we wait for the peer's close frame.
     @ivar pingInterval: seconds between keepalive pings on idle sockets.
     @ivar pingTimeout: seconds a pong may take before the socket is dropped.
-    @ivar presenceMembersCap: most nicks listed in a C{joined} reply (C{count} has them all).
+    @ivar presenceMembersCap: most nicks listed in a C{joined} reply (C{count} has them all),
+        and in each list of a C{presence_batch}.
+    @ivar presenceBatchAbove: a room with more local members than this gets its presence as
+        one C{presence_batch} per C{presenceBatchInterval} instead of one C{presence} per join
+        or leave; 0 batches every room.  The only field that may be 0.
+    @ivar presenceBatchInterval: seconds a big room's presence is collected before it is sent.
     @ivar maxConnections: open TCP connections on all endpoints together.
     @ivar maxConnectionsPerAddress: open TCP connections from one client address.
     @ivar requestTimeout: seconds a new connection has to send its first complete request
@@ -68,6 +73,8 @@ class Limits:
     pingInterval: float = 30.0
     pingTimeout: float = 10.0
     presenceMembersCap: int = 100
+    presenceBatchAbove: int = 100
+    presenceBatchInterval: float = 1.0
     maxConnections: int = 10_000
     maxConnectionsPerAddress: int = 256
     requestTimeout: float = 10.0
@@ -79,5 +86,12 @@ class Limits:
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
-            if value <= 0:
+            if name in _MAY_BE_ZERO:
+                if value < 0:
+                    raise ValueError(f"{name} must be 0 or more, not {value!r}")
+            elif value <= 0:
                 raise ValueError(f"{name} must be positive, not {value!r}")
+
+
+#: fields for which 0 means something (see their descriptions)
+_MAY_BE_ZERO = frozenset({"presenceBatchAbove"})

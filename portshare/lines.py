@@ -14,7 +14,8 @@ short form for typing by hand (verbs are case-insensitive)::
     QUIT                 the server closes the connection
 
 Every server line is one JSON object, exactly the events of the WebSocket contract
-(C{joined}, C{message}, C{presence}, C{left}, C{ack}, C{error}), plus C{{"type": "close",
+(C{joined}, C{message}, C{presence}, C{left}, C{ack}, C{error}, and the extension
+C{presence_batch}), plus C{{"type": "close",
 "code": C, "reason": R}} right before the server closes the connection (C uses the WebSocket
 close codes: 1001 going away, 1008 policy, 1009 line too long, 1013 too slow).  Blank lines are
 ignored.  Limits are the WebSocket's: line length (C{--max-message-size}), rate, rooms per

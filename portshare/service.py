@@ -230,6 +230,7 @@ class PortshareService(MultiService):
         await super().stopService()
         await self.closeWebSockets(errors.CLOSE_GOING_AWAY, "server shutting down")
         await self.finishRequests()
+        self.hub.stop()
         for factory in self._factories():
             factory.doStop()
         await self.broker.stop()

@@ -104,7 +104,21 @@ _LIMIT_OPTIONS: list[tuple[str, str, type, str]] = [
         "presence-cap",
         "presenceMembersCap",
         int,
-        "Most nicks listed in a joined reply (count has them all).",
+        "Most nicks listed in a joined reply (count has them all), and in each list of a "
+        "presence_batch.",
+    ),
+    (
+        "presence-batch-above",
+        "presenceBatchAbove",
+        int,
+        "Rooms with more members on this instance than this get their joins and leaves as one "
+        "presence_batch per interval instead of one presence each (0: every room).",
+    ),
+    (
+        "presence-batch-interval",
+        "presenceBatchInterval",
+        float,
+        "Seconds a big room's joins and leaves are collected before one presence_batch is sent.",
     ),
 ]
 

@@ -164,6 +164,35 @@ class Presence:
 
 
 @dataclass(frozen=True, slots=True)
+class PresenceBatch:
+    """
+    The joins and leaves of a big room over one interval, net, in place of one L{Presence}
+    each (see L{portshare.chat.PendingPresence}).
+
+    @ivar count: the room's member count when the batch was sent (as in L{Joined}).
+    @ivar joined: nicks whose last event in the interval was a join.
+    @ivar left: nicks whose last event in the interval was a leave.
+    @ivar truncated: whether C{joined} or C{left} was cut at the cap.
+    """
+
+    room: str
+    count: int
+    joined: tuple[str, ...]
+    left: tuple[str, ...]
+    truncated: bool
+
+    def toDict(self) -> dict[str, Any]:
+        return {
+            "type": "presence_batch",
+            "room": self.room,
+            "count": self.count,
+            "joined": list(self.joined),
+            "left": list(self.left),
+            "truncated": self.truncated,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Error:
     """A refusal of one client message; the connection stays open."""
 
@@ -182,7 +211,7 @@ class Error:
         return cls(code=code, reason=reason, ref=own if own is not None else ref)
 
 
-Event = Message | Joined | Left | Ack | Presence | Error
+Event = Message | Joined | Left | Ack | Presence | PresenceBatch | Error
 
 
 def _withRef(d: dict[str, Any], ref: Ref | None) -> dict[str, Any]:

@@ -6,8 +6,16 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from portshare.chat import PresenceBook, Replay, RoomInfo, RoomLog, Session, TokenBucket
-from portshare.wire import Message
+from portshare.chat import (
+    PendingPresence,
+    PresenceBook,
+    Replay,
+    RoomInfo,
+    RoomLog,
+    Session,
+    TokenBucket,
+)
+from portshare.wire import Message, Presence, PresenceBatch
 
 
 def filled(count: int, history: int = 3, epoch: str = "e1") -> RoomLog:
@@ -159,6 +167,89 @@ class RoomInfoTests(SynchronousTestCase):
             RoomInfo(room="lobby", members=3, offset=17).toDict(),
             {"room": "lobby", "members": 3, "offset": 17},
         )
+
+
+def join(nick: str) -> Presence:
+    return Presence(room="r", event="join", nick=nick)
+
+
+def leave(nick: str) -> Presence:
+    return Presence(room="r", event="leave", nick=nick)
+
+
+class PendingPresenceTests(SynchronousTestCase):
+    """PendingPresence keeps a room's presence net per nick and makes one batch of it."""
+
+    def setUp(self) -> None:
+        self.pending = PendingPresence("r", cap=3)
+
+    def test_emptyTakesNothing(self) -> None:
+        """With no event since the last batch there is no batch to send."""
+        self.assertEqual(len(self.pending), 0)
+        self.assertIsNone(self.pending.take(7))
+
+    def test_joinsAndLeaves(self) -> None:
+        """Joins and leaves land in their lists in arrival order, with the count given."""
+        for event in (join("bob"), leave("alice"), join("carol")):
+            self.pending.add(event)
+        self.assertEqual(len(self.pending), 3)
+        self.assertEqual(
+            self.pending.take(12),
+            PresenceBatch(
+                room="r", count=12, joined=("bob", "carol"), left=("alice",), truncated=False
+            ),
+        )
+
+    def test_takeEmpties(self) -> None:
+        """After take, the next batch starts empty."""
+        self.pending.add(join("bob"))
+        self.pending.take(1)
+        self.assertEqual(len(self.pending), 0)
+        self.assertIsNone(self.pending.take(1))
+
+    def test_joinThenLeaveIsLeft(self) -> None:
+        """A nick that joined and then left within the window is only in left."""
+        self.pending.add(join("bob"))
+        self.pending.add(leave("bob"))
+        batch = self.pending.take(0)
+        assert batch is not None
+        self.assertEqual((batch.joined, batch.left), ((), ("bob",)))
+
+    def test_leaveThenRejoinIsJoined(self) -> None:
+        """A nick that left and joined again within the window is only in joined."""
+        self.pending.add(leave("bob"))
+        self.pending.add(join("bob"))
+        batch = self.pending.take(1)
+        assert batch is not None
+        self.assertEqual((batch.joined, batch.left), (("bob",), ()))
+
+    def test_repeatedEventCountedOnce(self) -> None:
+        """A nick is listed once however many times its last event repeats, at its last place."""
+        for event in (join("bob"), join("carol"), leave("bob"), join("bob")):
+            self.pending.add(event)
+        batch = self.pending.take(2)
+        assert batch is not None
+        self.assertEqual((batch.joined, batch.left), (("carol", "bob"), ()))
+
+    def test_capped(self) -> None:
+        """Each list holds at most cap nicks (the first ones), and truncated says one was cut."""
+        for i in range(5):
+            self.pending.add(join(f"j{i}"))
+        self.pending.add(leave("x"))
+        self.assertEqual(
+            self.pending.take(99),
+            PresenceBatch(
+                room="r", count=99, joined=("j0", "j1", "j2"), left=("x",), truncated=True
+            ),
+        )
+
+    def test_capReachedNotTruncated(self) -> None:
+        """Lists of exactly cap nicks are whole: truncated stays false."""
+        for i in range(3):
+            self.pending.add(leave(f"l{i}"))
+        batch = self.pending.take(0)
+        assert batch is not None
+        self.assertEqual((batch.left, batch.truncated), (("l0", "l1", "l2"), False))
 
 
 class PresenceBookTests(SynchronousTestCase):

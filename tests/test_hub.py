@@ -408,3 +408,245 @@ class JoinTokenTests(HubTestMixin, SynchronousTestCase):
         token = self.tokens.mint(join=["*"], say=["*"], expires=self.clock.seconds() - 1)
         self.hub.received(a, frame(type="join", room="r", token=token))
         self.assertEqual(alice.take()[0]["reason"], "join token has expired")
+
+
+class MembersFailingBroker(MemoryBroker):
+    """A memory broker that cannot count a room's members."""
+
+    def members(self, room: str, cap: int | None) -> Deferred[Any]:
+        if cap == 0:  # the batch's count lookup; joins still get their snapshot
+            return fail(RuntimeError("redis is down"))
+        return super().members(room, cap)
+
+
+def presence(event: str, nick: str) -> dict[str, Any]:
+    return {"type": "presence", "room": "r", "event": event, "nick": nick}
+
+
+def batch(count: int, joined: list[str], left: list[str], truncated: bool = False) -> Any:
+    return {
+        "type": "presence_batch",
+        "room": "r",
+        "count": count,
+        "joined": joined,
+        "left": left,
+        "truncated": truncated,
+    }
+
+
+class HeldMembersBroker(MemoryBroker):
+    """A memory broker whose member counts for batches wait until the test releases them."""
+
+    def __init__(self) -> None:
+        super().__init__(history=5, maxRooms=10, newEpoch=lambda: "e1")
+        self.held: list[tuple[Deferred[Any], str]] = []
+
+    def members(self, room: str, cap: int | None) -> Deferred[Any]:
+        if cap != 0:
+            return super().members(room, cap)
+        d: Deferred[Any] = Deferred()
+        self.held.append((d, room))
+        return d
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for d, room in held:
+            d.callback(self._presence.members(room, 0))
+
+
+class PresenceBatchTests(HubTestMixin, SynchronousTestCase):
+    """Rooms bigger than presenceBatchAbove get presence as one presence_batch per interval."""
+
+    limits = Limits(
+        history=5, presenceBatchAbove=2, presenceBatchInterval=1.0, presenceMembersCap=3
+    )
+
+    def setUp(self) -> None:
+        self.makeHub()
+        self.people: dict[str, tuple[RecordingMember, Any]] = {}
+
+    def join(self, *nicks: str) -> None:
+        for nick in nicks:
+            self.people[nick] = self.connect()
+            self.hub.received(self.people[nick][1], frame(type="join", room="r", nick=nick))
+
+    def gone(self, *nicks: str) -> None:
+        for nick in nicks:
+            self.hub.disconnected(self.people.pop(nick)[1])
+
+    def take(self, nick: str) -> list[dict[str, Any]]:
+        return self.people[nick][0].take()
+
+    def takeAll(self) -> None:
+        for member, _ in self.people.values():
+            member.take()
+
+    def test_smallRoomUnchanged(self) -> None:
+        """Up to the threshold, each join and leave is one presence frame, sent at once."""
+        self.join("alice", "bob")
+        self.assertEqual(self.take("alice")[1:], [presence("join", "bob")])
+        self.gone("bob")
+        self.assertEqual(self.take("alice"), [presence("leave", "bob")])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_bigRoomBatched(self) -> None:
+        """Above the threshold, joins send nothing at once, then one presence_batch per member
+        after the interval, with the net joins, the room's count, one frame per member."""
+        self.join("alice", "bob")
+        self.takeAll()
+        self.join("carol", "dave")
+        self.assertEqual(self.take("alice"), [])
+        self.assertEqual(self.take("bob"), [])
+        self.assertEqual([e["type"] for e in self.take("carol")], ["joined"])
+        self.assertEqual([e["type"] for e in self.take("dave")], ["joined"])
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        before = self.metrics.messagesOut._value.get()
+        self.clock.advance(1.0)
+        expected = batch(4, ["carol", "dave"], [])
+        for nick in ("alice", "bob", "carol", "dave"):
+            self.assertEqual(self.take(nick), [expected], nick)
+        self.assertEqual(self.metrics.messagesOut._value.get() - before, 4)
+        prepared = {id(m.prepared[-1]) for m, _ in self.people.values()}
+        self.assertEqual(len(prepared), 1, "one frame prepared for all members")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_oneBatchPerInterval(self) -> None:
+        """Events after a batch was sent make the next batch, one interval after the first."""
+        self.join("alice", "bob", "carol")
+        self.clock.advance(1.0)
+        self.takeAll()
+        self.clock.advance(5.0)
+        self.join("dave")
+        self.clock.advance(0.5)
+        self.join("erin")
+        self.assertEqual(self.take("alice"), [])
+        self.clock.advance(0.5)
+        self.assertEqual(self.take("alice"), [batch(5, ["dave", "erin"], [])])
+        self.clock.advance(10.0)
+        self.assertEqual(self.take("alice"), [])
+
+    def test_capAndTruncated(self) -> None:
+        """Each list holds at most presenceMembersCap nicks; truncated says some were cut and
+        count still has them all."""
+        self.join("alice", "bob", "carol")
+        self.clock.advance(1.0)
+        self.takeAll()
+        self.join("n1", "n2", "n3", "n4", "n5")
+        self.gone("bob")
+        self.clock.advance(1.0)
+        self.assertEqual(self.take("alice"), [batch(7, ["n1", "n2", "n3"], ["bob"], True)])
+
+    def test_leaveThenRejoinNetted(self) -> None:
+        """A nick that left and came back within the interval is only in joined; one that
+        came and went is only in left."""
+        self.join("alice", "bob", "carol", "erin")
+        self.clock.advance(1.0)
+        self.takeAll()
+        self.gone("bob")
+        self.join("bob", "dave")
+        self.gone("dave")
+        self.clock.advance(1.0)
+        self.assertEqual(self.take("alice"), [batch(4, ["bob"], ["dave"])])
+
+    def test_crossingDownKeepsOrder(self) -> None:
+        """When a big room shrinks to the threshold, presence keeps going into the pending
+        batch until it is sent; single presence frames resume after it, in order."""
+        self.join("alice", "bob", "carol", "dave")
+        self.clock.advance(1.0)
+        self.takeAll()
+        self.gone("dave")  # 3 members: batched
+        self.gone("carol")  # 2 members, but a batch is pending: joins it
+        self.assertEqual(self.take("alice"), [])
+        self.clock.advance(1.0)
+        self.assertEqual(self.take("alice"), [batch(2, [], ["dave", "carol"])])
+        self.gone("bob")
+        self.assertEqual(self.take("alice"), [presence("leave", "bob")])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_crossingUpSendsPendingSinglesFirst(self) -> None:
+        """The join that makes a room big is the first one batched; those before went singly."""
+        self.join("alice", "bob")
+        self.join("carol")
+        self.assertEqual(self.take("alice")[1:], [presence("join", "bob")])
+        self.clock.advance(1.0)
+        self.assertEqual(self.take("alice"), [batch(3, ["carol"], [])])
+
+    def test_thresholdZeroBatchesEveryRoom(self) -> None:
+        """With presenceBatchAbove 0, even a two-member room gets presence_batch only."""
+        self.makeHub(limits=Limits(presenceBatchAbove=0))
+        self.join("alice", "bob")
+        self.assertEqual([e["type"] for e in self.take("alice")], ["joined"])
+        self.clock.advance(1.0)
+        self.assertEqual(self.take("alice"), [batch(2, ["alice", "bob"], [])])
+
+    def test_noDelayedCallLeftWhenRoomEmpties(self) -> None:
+        """A room whose members all leave with a batch pending leaves no DelayedCall behind,
+        and sends nothing later."""
+        self.join("alice", "bob", "carol")
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.gone("alice", "bob", "carol")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.hub._rooms, {})
+
+    def test_stopCancelsPending(self) -> None:
+        """Hub.stop cancels the batches still pending."""
+        self.join("alice", "bob", "carol")
+        self.takeAll()
+        self.hub.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(5.0)
+        self.assertEqual(self.take("alice"), [])
+
+    def test_batchBufferedForJoiner(self) -> None:
+        """A batch that arrives while a member's join is in flight reaches it after joined."""
+        broker = DelayedBroker()
+        self.makeHub(broker=broker, limits=self.limits)
+        self.join("alice", "bob", "carol")
+        broker.release()
+        self.clock.advance(1.0)
+        self.takeAll()
+        self.join("dave")  # waits for its replay
+        self.clock.advance(1.0)
+        self.assertEqual(self.take("alice"), [batch(4, ["dave"], [])])
+        self.assertEqual(self.take("dave"), [])
+        broker.release()
+        events = self.take("dave")
+        self.assertEqual([e["type"] for e in events], ["joined", "presence_batch"])
+        self.assertEqual(events[1], batch(4, ["dave"], []))
+
+    def test_countFallsBackToLocalNicks(self) -> None:
+        """When the broker cannot count the room, the batch still goes out, counting the
+        distinct nicks here."""
+        self.makeHub(broker=MembersFailingBroker(5, 10), limits=self.limits)
+        self.join("alice", "bob", "carol")
+        self.takeAll()
+        self.clock.advance(1.0)
+        self.assertEqual(self.take("alice"), [batch(3, ["carol"], [])])
+
+    def test_eventsDuringCountLookupJoinTheBatch(self) -> None:
+        """While the broker counts the room, further presence joins the batch being sent,
+        and no second sending is scheduled."""
+        broker = HeldMembersBroker()
+        self.makeHub(broker=broker, limits=self.limits)
+        self.join("alice", "bob", "carol")
+        self.takeAll()
+        self.clock.advance(1.0)
+        self.join("dave")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.take("alice"), [])
+        broker.release()
+        self.assertEqual(self.take("alice"), [batch(4, ["carol", "dave"], [])])
+
+    def test_roomGoneDuringCountLookup(self) -> None:
+        """A batch whose room emptied while the broker was counting is dropped quietly."""
+        broker = HeldMembersBroker()
+        self.makeHub(broker=broker, limits=self.limits)
+        self.join("alice", "bob", "carol")
+        self.clock.advance(1.0)
+        people = [m for m, _ in self.people.values()]
+        self.gone("alice", "bob", "carol")
+        for member in people:
+            member.take()
+        broker.release()
+        self.assertEqual([m.events for m in people], [[], [], []])
+        self.assertEqual(self.clock.getDelayedCalls(), [])

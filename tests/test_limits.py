@@ -40,6 +40,8 @@ class LimitsTests(SynchronousTestCase):
                 "pingInterval": 30.0,
                 "pingTimeout": 10.0,
                 "presenceMembersCap": 100,
+                "presenceBatchAbove": 100,
+                "presenceBatchInterval": 1.0,
                 "maxConnections": 10_000,
                 "maxConnectionsPerAddress": 256,
                 "requestTimeout": 10.0,
@@ -59,8 +61,10 @@ class LimitsTests(SynchronousTestCase):
         self.assertEqual(Limits(rate=0.5).rate, 0.5)
 
     def test_zeroRefused(self) -> None:
-        """Zero for any field raises ValueError naming that field."""
+        """Zero for any field but presenceBatchAbove raises ValueError naming that field."""
         for name in FIELDS:
+            if name == "presenceBatchAbove":
+                continue
             error = self.assertRaises(ValueError, Limits, **{name: 0})
             self.assertEqual(str(error), f"{name} must be positive, not 0", name)
 
@@ -68,7 +72,12 @@ class LimitsTests(SynchronousTestCase):
         """A negative value for any field raises ValueError naming that field."""
         for name in FIELDS:
             error = self.assertRaises(ValueError, Limits, **{name: -1.5})
-            self.assertEqual(str(error), f"{name} must be positive, not -1.5", name)
+            rule = "0 or more" if name == "presenceBatchAbove" else "positive"
+            self.assertEqual(str(error), f"{name} must be {rule}, not -1.5", name)
+
+    def test_presenceBatchAboveMayBeZero(self) -> None:
+        """presenceBatchAbove accepts 0, which batches the presence of every room."""
+        self.assertEqual(Limits(presenceBatchAbove=0).presenceBatchAbove, 0)
 
     def test_frozen(self) -> None:
         """Limits cannot be changed once built."""

@@ -106,6 +106,31 @@ class SseTests(SynchronousTestCase):
         self.assertEqual((message["event"], message["id"]), ("message", f"{epoch}:1"))
         self.assertEqual(message["data"]["text"], "hi")
 
+    def test_presenceBatch(self) -> None:
+        """A big room's presence_batch reaches the stream as an event of that name, its id
+        unchanged (it does not move the room's position)."""
+        self.service = startedService(self, limits=Limits(presenceBatchAbove=0))
+        self.hub = self.service.hub
+        _, c = self.open("room=lobby&nick=sse")
+        [joined] = self.events(c)
+        epoch = joined["data"]["epoch"]
+        MemoryConnection(self.service).send(sseRequest("room=lobby&nick=other"))
+        self.assertEqual(self.events(c), [])
+        self.service.reactor.advance(self.service.settings.limits.presenceBatchInterval)
+        [batch] = self.events(c)
+        self.assertEqual((batch["event"], batch["id"]), ("presence_batch", f"{epoch}:0"))
+        self.assertEqual(
+            batch["data"],
+            {
+                "type": "presence_batch",
+                "room": "lobby",
+                "count": 2,
+                "joined": ["sse", "other"],
+                "left": [],
+                "truncated": False,
+            },
+        )
+
     def test_resumeWithLastEventId(self) -> None:
         """Reconnecting with Last-Event-ID replays the messages missed, recovered true,
         for every room of the stream."""

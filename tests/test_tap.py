@@ -75,6 +75,25 @@ class OptionsTests(SynchronousTestCase):
         with self.assertRaises(usage.UsageError):
             parse("--max-text", "many")
 
+    def test_presenceBatchOptions(self) -> None:
+        """--presence-batch-above (0 allowed: batch every room) and --presence-batch-interval
+        set the batching limits; a negative threshold or a non-positive interval is refused."""
+        self.assertEqual((Limits().presenceBatchAbove, Limits().presenceBatchInterval), (100, 1.0))
+        limits = (
+            parse("--presence-batch-above", "0", "--presence-batch-interval", "0.25")
+            .settings()
+            .limits
+        )
+        self.assertEqual((limits.presenceBatchAbove, limits.presenceBatchInterval), (0, 0.25))
+        cases = [
+            (["--presence-batch-above", "-1"], "--presence-batch-above must be 0 or more"),
+            (["--presence-batch-interval", "0"], "--presence-batch-interval must be positive"),
+        ]
+        for args, message in cases:
+            with self.assertRaises(usage.UsageError) as caught:
+                parse(*args)
+            self.assertIn(message, str(caught.exception), args)
+
     def test_secretFiles(self) -> None:
         """Tokens and secrets can come from files, stripped of surrounding whitespace."""
         token = Path(self.mktemp())

@@ -18,6 +18,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.trial.unittest import SynchronousTestCase
 
+from portshare.limits import Limits
 from portshare.lines import parseLine
 from portshare.testing import MemoryConnection, startedService
 from portshare.upgrade import UpgradeDispatcher, upgradeTokens
@@ -185,6 +186,28 @@ class LinesTests(SynchronousTestCase):
         self.assertEqual(lines(a.read())[0]["event"], "leave")
         rows = {r["port"]: r["protocol"] for r in self.service.tracker.rows()}
         self.assertEqual(rows, {40300: "portshare-lines", 40301: "portshare-lines"})
+
+    def test_presenceBatch(self) -> None:
+        """A big room's presence_batch is one line, the WebSocket's JSON event."""
+        self.service = startedService(self, limits=Limits(presenceBatchAbove=1))
+        a, b = self.connect(), self.connect(40301)
+        a.send(b"NICK ann\nJOIN lobby\n")
+        b.send(b"NICK bob\nJOIN lobby\n")
+        self.assertEqual([e["type"] for e in lines(a.read())], ["joined"])
+        self.service.reactor.advance(self.service.settings.limits.presenceBatchInterval)
+        self.assertEqual(
+            lines(a.read()),
+            [
+                {
+                    "type": "presence_batch",
+                    "room": "lobby",
+                    "count": 2,
+                    "joined": ["bob"],
+                    "left": [],
+                    "truncated": False,
+                }
+            ],
+        )
 
     def test_commandInHandshakePacket(self) -> None:
         """Lines sent right behind the request, in the same read, are not lost."""

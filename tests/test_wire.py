@@ -25,6 +25,7 @@ from portshare.wire import (
     Message,
     Nick,
     Presence,
+    PresenceBatch,
     Say,
     dumps,
     encode,
@@ -472,6 +473,20 @@ class EncodeTests(SynchronousTestCase):
         self.assertEncodes(
             Presence(room="r", event="leave", nick="bob"),
             {"type": "presence", "room": "r", "event": "leave", "nick": "bob"},
+        )
+
+    def test_presenceBatch(self) -> None:
+        """A presence_batch has room, count, the joined and left nicks as arrays, truncated."""
+        self.assertEncodes(
+            PresenceBatch(room="r", count=5000, joined=("a", "b"), left=(), truncated=True),
+            {
+                "type": "presence_batch",
+                "room": "r",
+                "count": 5000,
+                "joined": ["a", "b"],
+                "left": [],
+                "truncated": True,
+            },
         )
 
     def test_error(self) -> None:

@@ -290,6 +290,23 @@
     return entry;
   }
 
+  /**
+   * Apply a `presence_batch` event (a big room's joins and leaves over an interval, net) to
+   * the member list and count. It adds no log entry: in a big room, a line per join would
+   * bury the conversation.
+   */
+  function applyPresenceBatch(room, msg) {
+    const nicks = (list) => (Array.isArray(list) ? list.filter((m) => typeof m === 'string') : []);
+    nicks(msg.left).forEach((nick) => {
+      const i = room.members.indexOf(nick);
+      if (i !== -1) room.members.splice(i, 1);
+    });
+    nicks(msg.joined).forEach((nick) => {
+      if (room.members.indexOf(nick) === -1) room.members.push(nick);
+    });
+    room.count = Number.isInteger(msg.count) ? Math.max(msg.count, room.members.length) : room.members.length;
+  }
+
   /** Append a notice to the room log. @return the log entry */
   function addNotice(room, text, now) {
     const entry = { kind: 'notice', text: text, ts: now };
@@ -365,7 +382,7 @@
     VERSION, SUBPROTOCOL, LIMITS, BACKOFF,
     codePointLength, validateRoom, validateNick, validateText,
     backoffDelay, attemptAfterClose, describeClose,
-    createRoom, sinceFor, joinCommand, applyJoined, acceptMessage, applyPresence,
+    createRoom, sinceFor, joinCommand, applyJoined, acceptMessage, applyPresence, applyPresenceBatch,
     addNotice, pushLog, markRead, totalUnread, sortedMembers, nickColour,
     formatBytes, formatAge, describeProtocol, peerOf, splitHidden, HIDDEN_CHARS,
   });
@@ -897,6 +914,13 @@
     if (room.name === state.current) renderMembers();
   }
 
+  function onPresenceBatch(msg) {
+    const room = state.rooms.get(msg.room);
+    if (!room) return;
+    applyPresenceBatch(room, msg);
+    if (room.name === state.current) renderMembers();
+  }
+
   function onLeft(msg, info) {
     if (info && info.kind === 'leave') return; // our own leave, already applied
     const room = state.rooms.get(msg.room);
@@ -967,6 +991,7 @@
     switch (msg.type) {
       case 'message': onMessage(msg); break;
       case 'presence': onPresence(msg); break;
+      case 'presence_batch': onPresenceBatch(msg); break;
       case 'joined': onJoined(msg, info); break;
       case 'left': onLeft(msg, info); break;
       case 'ack': break; // the message event itself shows the text
@@ -1034,7 +1059,7 @@
         }
         deliver(msg);
       };
-      ['joined', 'message', 'presence', 'error'].forEach((kind) => es.addEventListener(kind, handle));
+      ['joined', 'message', 'presence', 'presence_batch', 'error'].forEach((kind) => es.addEventListener(kind, handle));
       es.onerror = () => {
         // CONNECTING: the browser resumes by itself with Last-Event-ID; CLOSED: it gave up
         if (source === es && es.readyState === 2) fail('the event stream failed');
