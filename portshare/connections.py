@@ -30,7 +30,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
-from portshare.sendnow import immediateWriter
+from portshare.sendnow import Turns, immediateWriter
 
 HTTP = "http/1.1"
 H2 = "h2"
@@ -123,7 +123,7 @@ class TrackingProtocol(ProtocolWrapper):
         (L{portshare.sendnow}): the protocol above writes whole frames, not pieces of a
         response that are better merged into one C{send()}.
         """
-        self._write = immediateWriter(self.transport)
+        self._write = immediateWriter(self.transport, self.factory.turns)
 
     def writeSequence(self, data: Any) -> None:
         data = list(data)
@@ -192,6 +192,7 @@ class TrackingFactory(WrappingFactory):
         self.requestTimeout = requestTimeout
         self._refused = refused
         self._perAddress: Counter[str] = Counter()
+        self.turns = Turns(clock)
 
     def buildProtocol(self, addr: IAddress | None) -> Any:  # type: ignore[override]
         """Accept the connection, unless it is over the total or per-address limit."""

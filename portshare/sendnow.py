@@ -13,10 +13,18 @@ did not take.
 L{immediateWriter} gives a WebSocket connection that asyncio behaviour on top of Twisted's
 transport: while the transport's own buffer is empty, the frame goes straight to the socket;
 whatever the kernel does not take (and everything after it, until the buffer drains) goes
-through C{transport.write} as before.  So ordering, Twisted's producer pausing (the
-slow-consumer policy hangs off it), and the error handling of a broken socket stay Twisted's
-own: a failed C{send()} here hands the frame to the transport, whose next write attempt
-meets the same error and closes the connection the usual way.
+through C{transport.write} as before.
+
+Once per reactor turn and socket, though (L{Turns}): a second frame to the same socket in the
+same turn is buffered, and Twisted sends it, with any others, in one C{send()} on the next
+turn.  When the server keeps up, each event has a turn of its own and every frame goes out at
+once (latency); when it falls behind, several events share a turn and their frames merge into
+one C{send()} per socket (throughput), which is what Twisted's buffering is good at.
+
+Ordering, Twisted's producer pausing (the slow-consumer policy hangs off it), and the error
+handling of a broken socket stay Twisted's own: a failed C{send()} here hands the frame to
+the transport, whose next write attempt meets the same error and closes the connection the
+usual way.
 
 Only Twisted's plain TCP server transport is written this way (not TLS, not UNIX sockets,
 which may carry file descriptors, not HTTP/2 streams); every other transport keeps its own
@@ -29,24 +37,56 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import tcp
+from twisted.internet.interfaces import IReactorTime
 
-__all__ = ["immediateWriter"]
+__all__ = ["Turns", "immediateWriter"]
+
+
+class Turns:
+    """
+    Numbers the reactor's turns in which frames are written, so that each socket gets at
+    most one immediate C{send()} per turn.  It costs one C{callLater(0)} per turn that
+    writes, and none while idle.
+    """
+
+    __slots__ = ("_clock", "_scheduled", "current")
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._scheduled = False
+        self.current = 0
+
+    def now(self) -> int:
+        """This turn's number; the next turn gets another."""
+        if not self._scheduled:
+            self._scheduled = True
+            self._clock.callLater(0, self._next)
+        return self.current
+
+    def _next(self) -> None:
+        self._scheduled = False
+        self.current += 1
 
 
 class _ImmediateWriter:
     """C{write(data)} for one L{tcp.Server}: C{send()} now when nothing is buffered."""
 
-    __slots__ = ("_send", "_transport")
+    __slots__ = ("_lastTurn", "_send", "_transport", "_turns")
 
-    def __init__(self, transport: Any) -> None:
+    def __init__(self, transport: Any, turns: Turns) -> None:
         self._transport = transport
         self._send = transport.socket.send
+        self._turns = turns
+        self._lastTurn = -1
 
     def __call__(self, data: bytes) -> None:
         transport = self._transport
-        # what FileDescriptor.write checks, plus: nothing of ours still waits in its buffers
+        turn = self._turns.now()
+        # what FileDescriptor.write checks, plus: nothing of ours still waits in its buffers,
+        # and this socket had no immediate send yet in this turn
         if (
-            transport._tempDataLen
+            self._lastTurn == turn
+            or transport._tempDataLen
             or len(transport.dataBuffer) != transport.offset
             or transport.disconnecting
             or not transport.connected
@@ -55,6 +95,7 @@ class _ImmediateWriter:
         ):
             transport.write(data)
             return
+        self._lastTurn = turn
         try:
             sent = self._send(data)
         except BlockingIOError:  # EAGAIN: the kernel's buffer is full
@@ -67,15 +108,16 @@ class _ImmediateWriter:
             transport.write(data[sent:])
 
 
-def immediateWriter(transport: Any) -> Callable[[bytes], None]:
+def immediateWriter(transport: Any, turns: Turns) -> Callable[[bytes], None]:
     """
     The fastest correct C{write} for C{transport}.
 
     @param transport: the transport under a protocol that writes whole frames.
+    @param turns: the reactor's turns, shared by every connection of the reactor.
     @return: an immediate writer for Twisted's plain TCP server transport, else the
         transport's own C{write}.
     """
     if type(transport) is tcp.Server and getattr(transport, "socket", None) is not None:
-        return _ImmediateWriter(transport)
+        return _ImmediateWriter(transport, turns)
     write: Callable[[bytes], None] = transport.write
     return write

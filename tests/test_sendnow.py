@@ -7,10 +7,11 @@ import socket
 
 from twisted.internet import tcp
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from portshare.sendnow import _ImmediateWriter, immediateWriter
+from portshare.sendnow import Turns, _ImmediateWriter, immediateWriter
 
 
 class FakeSocket:
@@ -51,8 +52,30 @@ class FakeServerTransport:
 
 class ImmediateWriterTests(SynchronousTestCase):
     def setUp(self) -> None:
+        self.clock = Clock()
+        self.turns = Turns(self.clock)
         self.transport = FakeServerTransport()
-        self.write = _ImmediateWriter(self.transport)
+        self.write = _ImmediateWriter(self.transport, self.turns)
+
+    def test_oneImmediateSendPerTurn(self) -> None:
+        """A second frame in the same turn is buffered (merged by Twisted); the next turn
+        sends at once again."""
+        self.write(b"one")
+        self.write(b"two")
+        self.assertEqual(self.transport.socket.sent, [b"one"])
+        self.assertEqual(self.transport.written, [b"two"])
+        self.clock.advance(0)  # the next turn; Twisted flushed its buffer meanwhile
+        self.transport._tempDataLen = 0
+        self.write(b"three")
+        self.assertEqual(self.transport.socket.sent, [b"one", b"three"])
+
+    def test_turnsAreCountedOnlyWhileWriting(self) -> None:
+        """An idle reactor has no call pending; a write schedules one for the next turn."""
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.write(b"one")
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_sendsAtOnceWhenNothingIsBuffered(self) -> None:
         """A frame goes to the socket in the call, and nothing is left to Twisted."""
@@ -65,6 +88,7 @@ class ImmediateWriterTests(SynchronousTestCase):
         frame: the bytes keep their order."""
         self.transport.socket.take = 2
         self.write(b"abcdef")
+        self.clock.advance(0)
         self.write(b"next")
         self.assertEqual(self.transport.socket.sent, [b"ab"])
         self.assertEqual(self.transport.written, [b"cdef", b"next"])
@@ -85,6 +109,7 @@ class ImmediateWriterTests(SynchronousTestCase):
         """While older bytes wait in either of Twisted's buffers, new ones queue behind."""
         self.transport.dataBuffer, self.transport.offset = b"old", 1
         self.write(b"a")
+        self.clock.advance(0)
         self.transport.dataBuffer, self.transport.offset = b"", 0
         self.transport._tempDataLen = 3
         self.write(b"b")
@@ -96,7 +121,7 @@ class ImmediateWriterTests(SynchronousTestCase):
         for attribute in ("disconnecting", "_writeDisconnected"):
             transport = FakeServerTransport()
             setattr(transport, attribute, True)
-            _ImmediateWriter(transport)(b"frame")
+            _ImmediateWriter(transport, self.turns)(b"frame")
             self.assertEqual((transport.socket.sent, transport.written), ([], [b"frame"]))
 
     def test_tlsStartedLaterIsNotBypassed(self) -> None:
@@ -110,7 +135,7 @@ class ImmediateWriterForTests(SynchronousTestCase):
     def test_otherTransportsKeepTheirWrite(self) -> None:
         """Anything but Twisted's plain TCP server transport keeps its own write."""
         transport = StringTransport()
-        self.assertEqual(immediateWriter(transport), transport.write)
+        self.assertEqual(immediateWriter(transport, Turns(Clock())), transport.write)
 
     def test_tcpServerOverARealSocket(self) -> None:
         """Over a real loopback socket, the bytes arrive without a reactor turn."""
@@ -132,7 +157,7 @@ class ImmediateWriterForTests(SynchronousTestCase):
                 raise AssertionError("the immediate path never registers for writing")
 
         server = tcp.Server(accepted, Protocol(), address, None, 1, NoReactor())  # type: ignore[arg-type]
-        write = immediateWriter(server)
+        write = immediateWriter(server, Turns(Clock()))
         self.assertIsInstance(write, _ImmediateWriter)
         write(b"hello")
         self.assertEqual(client.recv(16), b"hello")
