@@ -74,7 +74,13 @@ PROFILES: dict[str, dict[str, Any]] = {
             "text": 48,
         },
         "idle": {"conns": 5000, "join_timeout": 150, "settle_timeout": 60},
-        "http": {"seconds": 8, "conns": 32, "during_size": 1000, "during_rate": 50_000},
+        "http": {
+            "seconds": 8,
+            "conns": 32,
+            "during_size": 1000,
+            "during_rate": 50_000,
+            "moderate_rate": 10_000,
+        },
         "slow": {
             "members": 20,
             "rate": 1000,
@@ -95,7 +101,13 @@ PROFILES: dict[str, dict[str, Any]] = {
             "text": 48,
         },
         "idle": {"conns": 5000, "join_timeout": 90, "settle_timeout": 30},
-        "http": {"seconds": 4, "conns": 32, "during_size": 1000, "during_rate": 50_000},
+        "http": {
+            "seconds": 4,
+            "conns": 32,
+            "during_size": 1000,
+            "during_rate": 50_000,
+            "moderate_rate": 10_000,
+        },
         "slow": {
             "members": 20,
             "rate": 1000,
@@ -119,7 +131,13 @@ PROFILES: dict[str, dict[str, Any]] = {
             "pause": 0.1,
         },
         "idle": {"conns": 20, "join_timeout": 10, "settle_timeout": 5, "rest": 0.2},
-        "http": {"seconds": 1, "conns": 4, "during_size": 10, "during_rate": 1000},
+        "http": {
+            "seconds": 1,
+            "conns": 4,
+            "during_size": 10,
+            "during_rate": 1000,
+            "moderate_rate": 500,
+        },
         "slow": {
             "members": 3,
             "rate": 50,
@@ -344,13 +362,30 @@ def wrk(port: int, seconds: float, conns: int) -> dict[str, Any]:
 
 
 def scenarioHttp(python: str, server: Server, p: dict[str, Any]) -> dict[str, Any]:
-    """(D) wrk alone, then wrk while fan-out runs at a fixed offered rate."""
+    """
+    (D) wrk alone, then wrk while fan-out runs at a fixed offered rate: B's moderate rate
+    (10k deliveries/s, where B's latency is measured) and a heavy one (50k/s).
+    """
     s0, t0 = procCpu(server.pid), time.monotonic()
     alone = wrk(server.port, p["seconds"], p["conns"])
     alone["server_cpu"] = round(100 * (procCpu(server.pid) - s0) / (time.monotonic() - t0), 1)
     if "error" in alone:
         return {"alone": alone}
-    params = {"size": p["during_size"], "rate": p["during_rate"], "seconds": p["seconds"] + 1.5}
+    result: dict[str, Any] = {"alone": alone}
+    for key, rate in (
+        ("during_fanout_moderate", p["moderate_rate"]),
+        ("during_fanout", p["during_rate"]),
+    ):
+        during = httpWhileFanout(python, server, p, rate)
+        if alone.get("rps") and during.get("rps"):
+            during["ratio_to_alone"] = round(during["rps"] / alone["rps"], 3)
+        result[key] = during
+    return result
+
+
+def httpWhileFanout(python: str, server: Server, p: dict[str, Any], rate: float) -> dict[str, Any]:
+    """wrk while the generator offers C{rate} deliveries/s to a room of C{during_size}."""
+    params = {"size": p["during_size"], "rate": rate, "seconds": p["seconds"] + 1.5}
     argv = pinned(
         GEN_CORE,
         [
@@ -372,9 +407,8 @@ def scenarioHttp(python: str, server: Server, p: dict[str, Any]) -> dict[str, An
         during = httpDuring(proc, server, p)
     finally:
         stopChild(proc)
-    if alone.get("rps") and during.get("rps"):
-        during["ratio_to_alone"] = round(during["rps"] / alone["rps"], 3)
-    return {"alone": alone, "during_fanout": during}
+    during["offered"] = rate
+    return during
 
 
 def httpDuring(proc: subprocess.Popen[str], server: Server, p: dict[str, Any]) -> dict[str, Any]:
@@ -688,7 +722,11 @@ def summary(scenario: str, cell: dict[str, Any]) -> str:
             f"{cell['joins_per_s']} joins/s"
         )
     if scenario == "http":
-        return f"alone {cell['alone'].get('rps')} during {cell.get('during_fanout', {}).get('rps')}"
+        return (
+            f"alone {cell['alone'].get('rps')}"
+            f" during 10k/s {cell.get('during_fanout_moderate', {}).get('rps')}"
+            f" during 50k/s {cell.get('during_fanout', {}).get('rps')}"
+        )
     if scenario == "slow":
         return (
             f"cut={cell['cut']} after {cell['cut_after_s']} s, "

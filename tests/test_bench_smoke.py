@@ -56,5 +56,6 @@ def test_smoke(tmp_path: Path) -> None:
         else:
             assert cell["alone"]["rps"] > 0, (server, cell)
             assert cell["during_fanout"]["rps"] > 0, (server, cell)
+            assert cell["during_fanout_moderate"]["rps"] > 0, (server, cell)
     table = (tmp_path / "results.md").read_text()
     assert "| A echo msgs/s |" in table
