@@ -174,6 +174,18 @@ class EchoEndpointTests(ServiceMixin, SynchronousTestCase):
         c.send(clientFrame(b"\x00\xff", opcode=BINARY))
         self.assertEqual(c.frames(), [(TEXT, "héllo".encode()), (BINARY, b"\x00\xff")])
 
+    def test_messageSignalStillFiresForListeners(self) -> None:
+        """Skipping Autobahn's per-message signal is only for protocols nobody listens to: a
+        C{"message"} listener still hears every message, and the echo still goes out."""
+        c = MemoryConnection(self.service)
+        c.handshake(path="/ws/echo")
+        heard: list[bytes] = []
+        c.protocol.wrappedProtocol.on("message", lambda payload, is_binary: heard.append(payload))
+        c.send(clientFrame(b"one"))
+        c.send(clientFrame(b"two"))
+        self.assertEqual(heard, [b"one", b"two"])
+        self.assertEqual(c.frames(), [(TEXT, b"one"), (TEXT, b"two")])
+
     def test_echoHasItsOwnLimit(self) -> None:
         """The echo endpoint accepts messages larger than the chat limit."""
         c = MemoryConnection(self.service)
