@@ -9,6 +9,7 @@ on the chat endpoint, whose frames are prepared once for all members.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from typing import Any, TypeVar
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from autobahn.websocket.xormasker import create_xor_masker
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -28,6 +30,23 @@ from portshare.limits import Limits
 from portshare.wire import SUBPROTOCOL
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+#: frames shorter than this are unmasked in Python; longer ones by Autobahn's masker (NVX)
+SMALL_FRAME = 128
+
+
+def unmaskSmall(mask: bytes, offset: int, data: bytes) -> bytes:
+    """
+    RFC 6455 unmasking of C{data}, which starts C{offset} bytes into its frame's payload, as
+    one integer XOR.  For small frames this is several times cheaper than setting up
+    Autobahn's native masker (two CFFI allocations and a C object per frame).
+    """
+    n = len(data)
+    r = offset & 3
+    key = (mask[r:] + mask[:r]) * ((n >> 2) + 1)
+    return (int.from_bytes(data, "little") ^ int.from_bytes(key[:n], "little")).to_bytes(
+        n, "little"
+    )
 
 
 def originAllowed(origin: str | None, host: str | None, patterns: Sequence[str]) -> bool:
@@ -63,10 +82,21 @@ def originAllowed(origin: str | None, host: str | None, patterns: Sequence[str])
 
 
 class OriginCheckingProtocol(WebSocketServerProtocol):
-    """Refuses handshakes from origins the factory does not allow, with HTTP 403."""
+    """
+    Refuses handshakes from origins the factory does not allow, with HTTP 403; and the
+    per-frame fast paths every portshare WebSocket shares (docs/performance.md): unmasking
+    small frames in Python, framing whole unfragmented messages in one step, writing
+    without Autobahn's per-write debug-log formatting.
+    """
 
     # not `log`: Autobahn's own `log` is a txaio logger that drops its debug chatter
     events = Logger()
+
+    # Autobahn copies applyMask from the factory unless the protocol has it: incoming frames
+    # are unmasked here, in onFrameData (a server never masks what it sends)
+    applyMask = False
+    _unmasker: Any = None
+    _unmaskedSoFar = 0
 
     def onConnect(self, request: ConnectionRequest) -> Any:
         origin = request.headers.get("origin")
@@ -85,6 +115,67 @@ class OriginCheckingProtocol(WebSocketServerProtocol):
         sendImmediately = getattr(self.transport, "sendImmediately", None)
         if sendImmediately is not None:
             sendImmediately()
+
+    def onFrameBegin(self) -> None:
+        frame = self.current_frame
+        if frame.mask is not None and frame.length >= SMALL_FRAME:
+            self._unmasker = create_xor_masker(frame.mask, frame.length)
+        else:
+            self._unmasker = None
+        self._unmaskedSoFar = 0
+        super().onFrameBegin()
+
+    def onFrameData(self, payload: bytes) -> bool | None:
+        mask: Any = self.current_frame.mask  # bytes (typed str in Autobahn)
+        if mask is not None and payload:
+            unmasker = self._unmasker
+            if unmasker is not None:
+                payload = unmasker.process(payload)
+            else:
+                payload = unmaskSmall(mask, self._unmaskedSoFar, payload)
+                self._unmaskedSoFar += len(payload)
+        return super().onFrameData(payload)
+
+    def sendMessage(
+        self,
+        payload: bytes,
+        isBinary: bool = False,
+        fragmentSize: int | None = None,
+        sync: bool = False,
+        doNotCompress: bool = False,
+    ) -> None:
+        """
+        Autobahn's C{sendMessage}, with the common case (open, uncompressed, unfragmented,
+        within the size limit) framed here in one step; everything else is Autobahn's.
+        """
+        n = len(payload)
+        options: Any = self  # Autobahn sets these from the factory (CONFIG_ATTRS)
+        if (
+            fragmentSize is not None
+            or sync
+            or type(payload) is not bytes
+            or self.state != WebSocketProtocol.STATE_OPEN
+            or (self._perMessageCompress is not None and not doNotCompress)
+            or options.autoFragmentSize
+            or self.trackedTimings
+            or options.logFrames
+            or options.maskServerFrames
+            or 0 < options.maxMessagePayloadSize < n
+        ):
+            super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
+            return
+        stats = self.trafficStats
+        stats.outgoingWebSocketMessages += 1
+        stats.outgoingOctetsAppLevel += n
+        stats.outgoingOctetsWebSocketLevel += n
+        stats.outgoingWebSocketFrames += 1
+        first = 0x82 if isBinary else 0x81
+        if n <= 125:
+            self.sendData(bytes((first, n)) + payload)
+        elif n <= 0xFFFF:
+            self.sendData(struct.pack("!BBH", first, 126, n) + payload)
+        else:
+            self.sendData(struct.pack("!BBQ", first, 127, n) + payload)
 
     def onMessageEnd(self) -> None:
         """

@@ -26,7 +26,7 @@ from portshare.testing import (
     splitResponse,
     startedService,
 )
-from portshare.ws import originAllowed
+from portshare.ws import SMALL_FRAME, originAllowed, unmaskSmall
 
 
 class ServiceMixin:
@@ -186,6 +186,35 @@ class EchoEndpointTests(ServiceMixin, SynchronousTestCase):
         self.assertEqual(heard, [b"one", b"two"])
         self.assertEqual(c.frames(), [(TEXT, b"one"), (TEXT, b"two")])
 
+    def test_framesSplitAcrossReads(self) -> None:
+        """Masked frames that arrive a few bytes at a time are unmasked right, small ones
+        (unmasked in Python) and large ones (Autobahn's masker), text and binary, with
+        masks that differ per frame; the echo frames them back whole."""
+        c = MemoryConnection(self.service)
+        c.handshake(path="/ws/echo")
+        payloads = [
+            (TEXT, "héllo wörld, ".encode() * 3),
+            (BINARY, bytes(range(256)) * 2),
+            (TEXT, b"x" * (SMALL_FRAME - 1)),
+            (BINARY, b""),
+        ]
+        for i, (opcode, payload) in enumerate(payloads):
+            frame = clientFrame(payload, opcode=opcode, mask=bytes([i + 5, 0xFF, i, 0x80]))
+            for start in range(0, len(frame), 7):
+                c.send(frame[start : start + 7])
+        self.assertEqual(c.frames(), payloads)
+
+    def test_sizesAroundTheLengthEncodings(self) -> None:
+        """Messages of 125, 126, 65,535 and 65,536 bytes come back with the right length
+        encoding (7-bit, 16-bit, 64-bit)."""
+        service = self.makeService(echo=True, limits=Limits(maxMessageSize=100_000))
+        c = MemoryConnection(service)
+        c.handshake(path="/ws/echo")
+        sizes = [125, 126, 65_535, 65_536]
+        for n in sizes:
+            c.send(clientFrame(b"z" * n, opcode=BINARY))
+        self.assertEqual(c.frames(), [(BINARY, b"z" * n) for n in sizes])
+
     def test_echoHasItsOwnLimit(self) -> None:
         """The echo endpoint accepts messages larger than the chat limit."""
         c = MemoryConnection(self.service)
@@ -204,6 +233,19 @@ class EchoEndpointTests(ServiceMixin, SynchronousTestCase):
         c = MemoryConnection(self.service)
         c.send(request.replace(b"/ws/echo", b"/ws"))
         self.assertNotIn(b"permessage-deflate", c.read())
+
+
+class UnmaskTests(SynchronousTestCase):
+    @given(
+        mask=st.binary(min_size=4, max_size=4),
+        offset=st.integers(min_value=0, max_value=1000),
+        data=st.binary(max_size=300),
+    )
+    @settings(max_examples=300)
+    def test_unmaskSmallIsRfc6455Unmasking(self, mask: bytes, offset: int, data: bytes) -> None:
+        """Each byte is XORed with the mask byte of its position in the payload."""
+        expected = bytes(b ^ mask[(offset + i) % 4] for i, b in enumerate(data))
+        self.assertEqual(unmaskSmall(mask, offset, data), expected)
 
 
 class OriginTests(SynchronousTestCase):
