@@ -17,6 +17,7 @@ Nothing here reads a clock, touches a socket or returns a Deferred.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -109,12 +110,19 @@ class RoomLog:
 
 
 class PresenceBook:
-    """Which nicks are in which rooms, counting repeated joins of one nick as one member."""
+    """
+    Which nicks are in which rooms, counting repeated joins of one nick as one member.
 
-    __slots__ = ("_rooms",)
+    Each room's nicks are also kept sorted (insertion by bisection, a C{memmove} in C), so
+    that a C{joined} reply lists the first C{cap} of them without sorting the whole room:
+    5,000 joins to one room would otherwise sort it 5,000 times.
+    """
+
+    __slots__ = ("_rooms", "_sorted")
 
     def __init__(self) -> None:
         self._rooms: dict[str, Counter[str]] = {}
+        self._sorted: dict[str, list[str]] = {}
 
     def enter(self, room: str, nick: str) -> bool:
         """
@@ -124,7 +132,10 @@ class PresenceBook:
         """
         counts = self._rooms.setdefault(room, Counter())
         counts[nick] += 1
-        return counts[nick] == 1
+        if counts[nick] != 1:
+            return False
+        insort(self._sorted.setdefault(room, []), nick)
+        return True
 
     def exit(self, room: str, nick: str) -> bool:
         """
@@ -139,18 +150,20 @@ class PresenceBook:
         if counts[nick]:
             return False
         del counts[nick]
+        nicks = self._sorted[room]
+        del nicks[bisect_left(nicks, nick)]
         if not counts:
             del self._rooms[room]
+            del self._sorted[room]
         return True
 
     def members(self, room: str, cap: int | None = None) -> tuple[tuple[str, ...], int]:
         """
         @return: up to C{cap} nicks in C{room} (sorted), and how many there are in all.
         """
-        counts = self._rooms.get(room)
-        if not counts:
+        nicks = self._sorted.get(room)
+        if not nicks:
             return (), 0
-        nicks = sorted(counts)
         return tuple(nicks if cap is None else nicks[:cap]), len(nicks)
 
     def count(self, room: str) -> int:

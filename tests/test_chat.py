@@ -4,6 +4,10 @@ Tests for L{portshare.chat}, the sans-IO chat core: every time is an explicit C{
 
 from __future__ import annotations
 
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.chat import (
@@ -257,6 +261,34 @@ class PresenceBookTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.book = PresenceBook()
+
+    @given(
+        st.lists(
+            st.tuples(st.booleans(), st.sampled_from(["a", "b"]), st.sampled_from("pqrstu")),
+            max_size=60,
+        ),
+        st.integers(min_value=0, max_value=7),
+    )
+    @settings(max_examples=200)
+    def test_membersAfterAnyJoinsAndLeaves(
+        self, steps: list[tuple[bool, str, str]], cap: int
+    ) -> None:
+        """After any sequence of joins and leaves, members() lists the first C{cap} of the
+        sorted distinct nicks still in the room, and counts them all."""
+        book = PresenceBook()
+        model: dict[str, Counter[str]] = {"a": Counter(), "b": Counter()}
+        for entering, room, nick in steps:
+            if entering:
+                book.enter(room, nick)
+                model[room][nick] += 1
+            else:
+                book.exit(room, nick)
+                if model[room][nick] > 0:
+                    model[room][nick] -= 1
+        for room, counts in model.items():
+            present = sorted(n for n, c in counts.items() if c > 0)
+            self.assertEqual(book.members(room, cap), (tuple(present[:cap]), len(present)))
+            self.assertEqual(book.members(room), (tuple(present), len(present)))
 
     def test_firstEnterAnnounced(self) -> None:
         """The first join of a nick is new to the room."""
