@@ -30,7 +30,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
-from portshare.sendnow import Turns, immediateWriter
+from portshare.sendnow import ImmediateWriter, Turns, immediateWriter
 
 HTTP = "http/1.1"
 H2 = "h2"
@@ -66,6 +66,7 @@ class TrackingProtocol(ProtocolWrapper):
         self._requestDeadline: IDelayedCall | None = None
         self._lostWaiters: list[Deferred[None]] = []
         self._write: Callable[[bytes], None] = self._bufferedWrite
+        self._immediate: ImmediateWriter | None = None
 
     def makeConnection(self, transport: Any) -> None:
         # Provide what the transport provides, except ISSLTransport: Autobahn takes any
@@ -123,12 +124,22 @@ class TrackingProtocol(ProtocolWrapper):
         (L{portshare.sendnow}): the protocol above writes whole frames, not pieces of a
         response that are better merged into one C{send()}.
         """
-        self._write = immediateWriter(self.transport, self.factory.turns)
+        writer = immediateWriter(self.transport, self.factory.turns)
+        if writer is not None:
+            self._immediate = self._write = writer
 
     def writeSequence(self, data: Any) -> None:
         data = list(data)
+        if self._immediate is not None:
+            self.write(b"".join(data))  # behind any corked frames
+            return
         self.bytesOut += sum(map(len, data))
         self.transport.writeSequence(data)  # type: ignore[union-attr]
+
+    def loseConnection(self) -> None:
+        if self._immediate is not None:
+            self._immediate.flush()  # corked frames first: a close frame may be among them
+        super().loseConnection()
 
     @property
     def protocolName(self) -> str:

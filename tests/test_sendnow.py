@@ -6,12 +6,13 @@ import errno
 import socket
 
 from twisted.internet import tcp
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from portshare.sendnow import Turns, _ImmediateWriter, immediateWriter
+from portshare.connections import TrackingFactory
+from portshare.sendnow import ImmediateWriter, Turns, immediateWriter
 
 
 class FakeSocket:
@@ -55,19 +56,41 @@ class ImmediateWriterTests(SynchronousTestCase):
         self.clock = Clock()
         self.turns = Turns(self.clock)
         self.transport = FakeServerTransport()
-        self.write = _ImmediateWriter(self.transport, self.turns)
+        self.write = ImmediateWriter(self.transport, self.turns)
 
     def test_oneImmediateSendPerTurn(self) -> None:
-        """A second frame in the same turn is buffered (merged by Twisted); the next turn
-        sends at once again."""
+        """Frames after the first in a turn are corked, and go out together in one send at
+        the start of the next turn; a turn after a quiet one sends at once again."""
         self.write(b"one")
         self.write(b"two")
-        self.assertEqual(self.transport.socket.sent, [b"one"])
-        self.assertEqual(self.transport.written, [b"two"])
-        self.clock.advance(0)  # the next turn; Twisted flushed its buffer meanwhile
-        self.transport._tempDataLen = 0
         self.write(b"three")
-        self.assertEqual(self.transport.socket.sent, [b"one", b"three"])
+        self.assertEqual(self.transport.socket.sent, [b"one"])
+        self.clock.advance(0)  # the next turn
+        self.assertEqual(self.transport.socket.sent, [b"one", b"twothree"])
+        self.write(b"four")  # the flush was this turn's send: corked again
+        self.clock.advance(0)
+        self.clock.advance(0)  # a quiet turn
+        self.write(b"five")
+        self.assertEqual(self.transport.socket.sent, [b"one", b"twothree", b"four", b"five"])
+        self.assertEqual(self.transport.written, [])
+
+    def test_corkedFramesQueueBehindTwistedsBuffer(self) -> None:
+        """If Twisted's buffer holds bytes when the cork is flushed, the corked frames go
+        behind them, through the transport."""
+        self.write(b"one")
+        self.write(b"two")
+        self.transport._tempDataLen = 5
+        self.clock.advance(0)
+        self.assertEqual(self.transport.written, [b"two"])
+
+    def test_flushBeforeTheNextTurn(self) -> None:
+        """flush() sends the corked frames at once (before the connection closes)."""
+        self.write(b"one")
+        self.write(b"two")
+        self.write.flush()
+        self.assertEqual(self.transport.socket.sent, [b"one", b"two"])
+        self.clock.advance(0)
+        self.assertEqual(self.transport.socket.sent, [b"one", b"two"])
 
     def test_turnsAreCountedOnlyWhileWriting(self) -> None:
         """An idle reactor has no call pending; a write schedules one for the next turn."""
@@ -121,7 +144,7 @@ class ImmediateWriterTests(SynchronousTestCase):
         for attribute in ("disconnecting", "_writeDisconnected"):
             transport = FakeServerTransport()
             setattr(transport, attribute, True)
-            _ImmediateWriter(transport, self.turns)(b"frame")
+            ImmediateWriter(transport, self.turns)(b"frame")
             self.assertEqual((transport.socket.sent, transport.written), ([], [b"frame"]))
 
     def test_tlsStartedLaterIsNotBypassed(self) -> None:
@@ -135,7 +158,7 @@ class ImmediateWriterForTests(SynchronousTestCase):
     def test_otherTransportsKeepTheirWrite(self) -> None:
         """Anything but Twisted's plain TCP server transport keeps its own write."""
         transport = StringTransport()
-        self.assertEqual(immediateWriter(transport, Turns(Clock())), transport.write)
+        self.assertIsNone(immediateWriter(transport, Turns(Clock())))
 
     def test_tcpServerOverARealSocket(self) -> None:
         """Over a real loopback socket, the bytes arrive without a reactor turn."""
@@ -158,6 +181,36 @@ class ImmediateWriterForTests(SynchronousTestCase):
 
         server = tcp.Server(accepted, Protocol(), address, None, 1, NoReactor())  # type: ignore[arg-type]
         write = immediateWriter(server, Turns(Clock()))
-        self.assertIsInstance(write, _ImmediateWriter)
+        self.assertIsInstance(write, ImmediateWriter)
         write(b"hello")
         self.assertEqual(client.recv(16), b"hello")
+
+
+class TrackingProtocolTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        factory = TrackingFactory(Factory.forProtocol(Protocol), self.clock)
+        self.transport = FakeServerTransport()
+        self.tracked = factory.buildProtocol(None)
+        self.tracked.transport = self.transport
+        self.tracked._immediate = self.tracked._write = ImmediateWriter(
+            self.transport, factory.turns
+        )
+
+    def test_corkedFramesGoBeforeTheClose(self) -> None:
+        """loseConnection() sends corked frames (a close frame may be among them) first."""
+        closed: list[list[bytes]] = []
+        self.transport.loseConnection = lambda: closed.append(list(self.transport.socket.sent))  # type: ignore[attr-defined]
+        self.tracked.write(b"one")
+        self.tracked.write(b"close-frame")
+        self.tracked.loseConnection()
+        self.assertEqual(closed, [[b"one", b"close-frame"]])
+
+    def test_writeSequenceQueuesBehindCorkedFrames(self) -> None:
+        """writeSequence() on an immediate connection keeps the order of earlier writes."""
+        self.tracked.write(b"one")
+        self.tracked.write(b"two")
+        self.tracked.writeSequence([b"thr", b"ee"])
+        self.clock.advance(0)
+        self.assertEqual(self.transport.socket.sent, [b"one", b"twothree"])
+        self.assertEqual(self.tracked.bytesOut, 11)
