@@ -14,6 +14,14 @@ from prometheus_client.core import GaugeMetricFamily
 
 from portshare import errors
 
+
+def autobahnNvx() -> bool:
+    """Whether Autobahn's WebSocket protocol uses its native accelerator (NVX)."""
+    from autobahn import websocket
+
+    return bool(getattr(websocket, "USES_NVX", False))
+
+
 _ERROR_CODES = errors.CHAT_ERROR_CODES
 
 
@@ -90,6 +98,12 @@ class Metrics:
             registry=r,
         )
         self.rooms = Gauge("portshare_rooms", "Rooms with members on this instance", registry=r)
+        self.nvx = Gauge(
+            "portshare_autobahn_nvx",
+            "1 when Autobahn's native accelerator (NVX) frames the WebSockets, else 0",
+            registry=r,
+        )
+        self.nvx.set(1 if autobahnNvx() else 0)
 
     def watchConnections(self, read: Callable[[], dict[str, float]]) -> None:
         """Expose open TCP connections on the shared port by protocol, read at scrape time."""

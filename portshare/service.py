@@ -34,7 +34,7 @@ from portshare.hub import Hub, IMember
 from portshare.limits import Limits
 from portshare.lines import TOKEN as LINES
 from portshare.lines import LinesFactory
-from portshare.metrics import Metrics
+from portshare.metrics import Metrics, autobahnNvx
 from portshare.proxies import Network
 from portshare.sse import SseResource
 from portshare.upgrade import UpgradeDispatcher
@@ -221,6 +221,19 @@ class PortshareService(MultiService):
         for factory in self._factories():
             factory.doStart()
         super().privilegedStartService()
+
+    def startService(self) -> None:
+        nvx = autobahnNvx()
+        if nvx:
+            self.log.info("Autobahn's native accelerator (NVX) is active", nvx=True)
+        else:
+            # an sdist install without a compiler, or AUTOBAHN_USE_NVX=0: pure-Python framing
+            self.log.warn(
+                "Autobahn's native accelerator (NVX) is not active: WebSocket framing is "
+                "slower (see docs/performance.md)",
+                nvx=False,
+            )
+        super().startService()
 
     def stopService(self) -> Deferred[Any]:
         return Deferred.fromCoroutine(self._stop())

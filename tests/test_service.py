@@ -37,6 +37,20 @@ class ListeningTests(SynchronousTestCase):
         self.successResultOf(service.stopService())
         self.assertEqual(service.listening, [])
 
+    def test_nvxStatusIsLoggedAndExported(self) -> None:
+        """Start-up says whether Autobahn's native accelerator frames the WebSockets, and
+        /metrics exports the same as portshare_autobahn_nvx."""
+        from autobahn import websocket
+
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        service = PortshareService(Settings(ports=("tcp:0",)), MemoryReactorClock())
+        service.startService()
+        self.addCleanup(service.stopService)
+        said = [e["nvx"] for e in events if "nvx" in e]
+        self.assertEqual(said, [bool(websocket.USES_NVX)])
+        expected = f"portshare_autobahn_nvx {1.0 if websocket.USES_NVX else 0.0}"
+        self.assertIn(expected, service.metrics.render().decode())
+
     def test_bindFailureFailsStart(self) -> None:
         """A port that cannot be bound fails the start instead of being logged and forgotten."""
 
