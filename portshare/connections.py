@@ -65,7 +65,7 @@ class TrackingProtocol(ProtocolWrapper):
         self.upgradedTo: str | None = None
         self._requestDeadline: IDelayedCall | None = None
         self._lostWaiters: list[Deferred[None]] = []
-        self._write: Callable[[bytes], None] = self._bufferedWrite
+        #: set by sendImmediately(): this connection's writes go through it
         self._immediate: ImmediateWriter | None = None
 
     def makeConnection(self, transport: Any) -> None:
@@ -113,10 +113,11 @@ class TrackingProtocol(ProtocolWrapper):
 
     def write(self, data: bytes) -> None:
         self.bytesOut += len(data)
-        self._write(data)
-
-    def _bufferedWrite(self, data: bytes) -> None:
-        self.transport.write(data)  # type: ignore[union-attr]
+        immediate = self._immediate
+        if immediate is not None:
+            immediate(data)
+        else:
+            self.transport.write(data)  # type: ignore[union-attr]
 
     def sendImmediately(self) -> None:
         """
@@ -124,9 +125,7 @@ class TrackingProtocol(ProtocolWrapper):
         (L{portshare.sendnow}): the protocol above writes whole frames, not pieces of a
         response that are better merged into one C{send()}.
         """
-        writer = immediateWriter(self.transport, self.factory.turns)
-        if writer is not None:
-            self._immediate = self._write = writer
+        self._immediate = immediateWriter(self.transport, self.factory.turns)
 
     def writeSequence(self, data: Any) -> None:
         data = list(data)

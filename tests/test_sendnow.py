@@ -193,9 +193,7 @@ class TrackingProtocolTests(SynchronousTestCase):
         self.transport = FakeServerTransport()
         self.tracked = factory.buildProtocol(None)
         self.tracked.transport = self.transport
-        self.tracked._immediate = self.tracked._write = ImmediateWriter(
-            self.transport, factory.turns
-        )
+        self.tracked._immediate = ImmediateWriter(self.transport, factory.turns)
 
     def test_corkedFramesGoBeforeTheClose(self) -> None:
         """loseConnection() sends corked frames (a close frame may be among them) first."""
