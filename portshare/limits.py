@@ -31,6 +31,9 @@ class Limits:
     @ivar apiBurst: messages one client address may publish over HTTP at once.
     @ivar historyPageLimit: most messages returned by one history request.
     @ivar maxBody: largest HTTP API request body, in bytes (413 beyond).
+    @ivar staticCacheFileBytes: largest static file held in memory after its first request
+        (larger ones are streamed from disk each time).
+    @ivar staticCacheBytes: most bytes of static files held in memory in all.
     @ivar echoMaxMessageSize: largest message on C{/ws/echo}, also after inflation.
     @ivar openHandshakeTimeout: seconds a client has to complete the WebSocket handshake.
     @ivar closeHandshakeTimeout: seconds we wait for the peer's close frame.
@@ -67,6 +70,8 @@ class Limits:
     apiBurst: int = 40
     historyPageLimit: int = 1000
     maxBody: int = 64 * 1024
+    staticCacheFileBytes: int = 1024 * 1024
+    staticCacheBytes: int = 32 * 1024 * 1024
     echoMaxMessageSize: int = 16 * 1024 * 1024
     openHandshakeTimeout: float = 10.0
     closeHandshakeTimeout: float = 5.0

@@ -190,6 +190,7 @@ class PortshareService(MultiService):
             staticDir=settings.staticDir,
             upgrades=self.upgrades,
             sse=self.sse,
+            limits=limits,
         )
         self.site = buildSite(self.root, reactor, limits, self.metrics)
         self.tracker = TrackingFactory(

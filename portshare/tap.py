@@ -115,6 +115,19 @@ _LIMIT_OPTIONS: list[tuple[str, str, type, str]] = [
         "presence_batch per interval instead of one presence each (0: every room).",
     ),
     (
+        "static-cache-file-bytes",
+        "staticCacheFileBytes",
+        int,
+        "Largest static file answered from memory after its first request (larger ones are "
+        "streamed from disk).",
+    ),
+    (
+        "static-cache-bytes",
+        "staticCacheBytes",
+        int,
+        "Most bytes of static files held in memory in all.",
+    ),
+    (
         "presence-batch-interval",
         "presenceBatchInterval",
         float,

@@ -560,9 +560,12 @@ def buildTree(
     staticDir: Path | None = None,
     upgrades: UpgradeDispatcher | None = None,
     sse: IResource | None = None,
+    limits: Limits | None = None,
 ) -> Resource:
     """
     The one resource tree every endpoint serves.
+
+    @param limits: the static files' memory cache sizes (and the defaults when not given).
 
     @param upgrades: when given, mounted at C{/ws} in front of the WebSocket resource, so that
         C{/ws} also switches to the protocols registered there (C{Upgrade: portshare-lines}).
@@ -570,7 +573,8 @@ def buildTree(
     """
     root = StaticFiles(str(staticDir or builtinClient()))
     root.indexNames = ["index.html"]
-    root.cache = StaticCache()
+    limits = limits or Limits()
+    root.cache = StaticCache(limits.staticCacheFileBytes, limits.staticCacheBytes)
     root.putChild(b"healthz", HealthResource(unavailableReason))
     root.putChild(b"metrics", MetricsResource(metrics))
     root.putChild(b"api", api)

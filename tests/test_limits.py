@@ -34,6 +34,8 @@ class LimitsTests(SynchronousTestCase):
                 "apiBurst": 40,
                 "historyPageLimit": 1000,
                 "maxBody": 65536,
+                "staticCacheFileBytes": 1024 * 1024,
+                "staticCacheBytes": 32 * 1024 * 1024,
                 "echoMaxMessageSize": 16 * 1024 * 1024,
                 "openHandshakeTimeout": 10.0,
                 "closeHandshakeTimeout": 5.0,

@@ -75,6 +75,23 @@ class OptionsTests(SynchronousTestCase):
         with self.assertRaises(usage.UsageError):
             parse("--max-text", "many")
 
+    def test_staticCacheOptions(self) -> None:
+        """--static-cache-file-bytes and --static-cache-bytes size the static files' memory
+        cache of the service's tree; zero is refused."""
+        settings = parse(
+            "--static-cache-file-bytes", "2048", "--static-cache-bytes", "65536"
+        ).settings()
+        self.assertEqual(
+            (settings.limits.staticCacheFileBytes, settings.limits.staticCacheBytes),
+            (2048, 65536),
+        )
+        service = PortshareService(settings, MemoryReactorClock())
+        cache = service.root.cache
+        self.assertEqual((cache.maxFileSize, cache.maxBytes), (2048, 65536))
+        with self.assertRaises(usage.UsageError) as caught:
+            parse("--static-cache-bytes", "0")
+        self.assertIn("--static-cache-bytes must be positive", str(caught.exception))
+
     def test_presenceBatchOptions(self) -> None:
         """--presence-batch-above (0 allowed: batch every room) and --presence-batch-interval
         set the batching limits; a negative threshold or a non-positive interval is refused."""
