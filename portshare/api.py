@@ -24,10 +24,17 @@ from portshare.chat import KeyedBuckets
 from portshare.connections import describeAddress
 from portshare.errors import BadRequest, PortshareError, TooLarge
 from portshare.hub import Hub
+from portshare.origins import crossSiteWrite
 from portshare.proxies import Network, clientHost
 from portshare.wire import dumps, validNick, validOffset, validRoom, validText
 
 log = Logger()
+
+#: methods that change nothing, which a cross-site page may send (CORS lets it read nothing)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+#: the media type of every request body the API reads
+JSON_TYPE = "application/json"
 
 
 # reason phrases twisted.web does not know
@@ -96,9 +103,39 @@ class JsonResource(Resource):
             )
         handler = getattr(self, f"render_{'GET' if method == 'HEAD' else method}")
         try:
+            self.admit(request, method)
             return handler(request)
         except PortshareError as e:
             return writeError(request, e)
+
+    def admit(self, request: Request, method: str) -> None:
+        """
+        Checks that every request to this resource passes before its C{render_*} method,
+        whatever the method: a leaf resource refuses paths below it (404), so that
+        C{/api/rooms/R/messages/extra} is not taken for C{/api/rooms/R/messages}.
+
+        @raise PortshareError: the refusal to answer with.
+        """
+        if self.isLeaf and request.postpath:
+            raise PortshareError("no such resource", errors.NOT_FOUND)
+
+
+class ApiResource(JsonResource):
+    """
+    A resource of the API proper, with its L{ApiPolicy}: every state-changing request
+    (C{POST}, C{PUT}, C{PATCH}, C{DELETE}) from a browser page on an origin that is not
+    allowed is refused with 403 before it is read (cross-site request forgery), whatever
+    token it carries.
+    """
+
+    def __init__(self, guard: ApiPolicy) -> None:
+        super().__init__()
+        self.guard = guard
+
+    def admit(self, request: Request, method: str) -> None:
+        super().admit(request, method)
+        if method not in SAFE_METHODS:
+            self.guard.checkOrigin(request)
 
 
 def answerLater(request: Request, d: Deferred[Any], status: int = 200) -> int:
@@ -156,8 +193,11 @@ class ApiPolicy:
         publishRate: KeyedBuckets | None = None,
         clock: IReactorTime | None = None,
         trustedProxies: Sequence[Network] = (),
+        originPatterns: Sequence[str] = (),
     ) -> None:
         self.trustedProxies = tuple(trustedProxies)
+        #: browser origins allowed beyond the page's own (C{--allowed-origin})
+        self.originPatterns = tuple(originPatterns)
         self.token = token
         self.privateReads = privateReads
         self.publishRate = publishRate
@@ -181,6 +221,28 @@ class ApiPolicy:
         peer = describeAddress(request.getClientAddress())[0]
         forwarded = request.requestHeaders.getRawHeaders(b"x-forwarded-for", [])
         return clientHost(peer, [v.decode("latin-1") for v in forwarded], self.trustedProxies)
+
+    def checkOrigin(self, request: Request) -> None:
+        """
+        A write from a browser page must come from the page's own origin or an allowed one
+        (C{Origin}, or C{Sec-Fetch-Site} when a browser sends no C{Origin}).
+
+        @raise Forbidden: for a page on another origin (and for C{Origin: null}).
+        """
+        header = request.getHeader
+        origin, fetchSite, host = (
+            header(b"origin"),
+            header(b"sec-fetch-site"),
+            header(b"host"),
+        )
+        refused = crossSiteWrite(
+            None if origin is None else origin.decode("latin-1"),
+            None if fetchSite is None else fetchSite.decode("latin-1"),
+            None if host is None else host.decode("latin-1"),
+            self.originPatterns,
+        )
+        if refused is not None:
+            raise errors.Forbidden(refused)
 
     def checkRead(self, request: Request) -> None:
         """
@@ -211,15 +273,14 @@ class ApiPolicy:
             raise errors.Forbidden("the API token is not valid")
 
 
-class MessagesResource(JsonResource):
+class MessagesResource(ApiResource):
     """C{/api/rooms/{room}/messages}: history (GET) and publishing (POST)."""
 
     isLeaf = True
 
     def __init__(self, hub: Hub, guard: ApiPolicy, room: str) -> None:
-        super().__init__()
+        super().__init__(guard)
         self.hub = hub
-        self.guard = guard
         self.room = room
 
     def render_GET(self, request: Request) -> int:
@@ -254,7 +315,16 @@ def readJsonBody(request: Request, maxBody: int) -> dict[str, Any]:
     @return: the request's JSON object body.
     @raise TooLarge: beyond C{maxBody} bytes.
     @raise BadRequest: when it is not a JSON object.
+    @raise UnsupportedMediaType: when it is not sent as C{application/json}: a body of
+        another type is what an HTML form or a C{no-cors} fetch on another site can send
+        without a CORS preflight.
     """
+    contentType = (request.getHeader(b"content-type") or b"").decode("latin-1")
+    if contentType.partition(";")[0].strip().lower() != JSON_TYPE:
+        raise errors.UnsupportedMediaType(
+            f"the body must be sent as Content-Type: {JSON_TYPE}"
+            + (f", not {contentType.strip()[:100]}" if contentType.strip() else "")
+        )
     length = request.getHeader(b"content-length")
     if length is not None and length.isdigit() and int(length) > maxBody:
         raise TooLarge(f"the body is larger than {maxBody} bytes")
@@ -271,13 +341,12 @@ def readJsonBody(request: Request, maxBody: int) -> dict[str, Any]:
     return body
 
 
-class RoomResource(JsonResource):
+class RoomResource(ApiResource):
     """C{/api/rooms/{room}}: only its C{messages} child exists."""
 
     def __init__(self, hub: Hub, guard: ApiPolicy, room: str) -> None:
-        super().__init__()
+        super().__init__(guard)
         self.hub = hub
-        self.guard = guard
         self.room = room
 
     def getChild(self, path: bytes, request: Request) -> IResource:
@@ -286,13 +355,12 @@ class RoomResource(JsonResource):
         return notFound()
 
 
-class RoomsResource(JsonResource):
+class RoomsResource(ApiResource):
     """C{/api/rooms}: the rooms this service knows, with members and last offset."""
 
     def __init__(self, hub: Hub, guard: ApiPolicy) -> None:
-        super().__init__()
+        super().__init__(guard)
         self.hub = hub
-        self.guard = guard
 
     def render_GET(self, request: Request) -> int:
         self.guard.checkRead(request)
@@ -309,7 +377,7 @@ class RoomsResource(JsonResource):
         return RoomResource(self.hub, self.guard, room)
 
 
-class ConnectionsResource(JsonResource):
+class ConnectionsResource(ApiResource):
     """C{/api/connections}: one row per TCP connection on the shared port."""
 
     isLeaf = True
@@ -320,10 +388,9 @@ class ConnectionsResource(JsonResource):
         listening: Callable[[], list[str]],
         guard: ApiPolicy,
     ) -> None:
-        super().__init__()
+        super().__init__(guard)
         self.rows = rows
         self.listening = listening
-        self.guard = guard
 
     def render_GET(self, request: Request) -> bytes:
         self.guard.check(request)

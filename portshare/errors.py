@@ -32,6 +32,7 @@ CHAT_ERROR_CODES = (
 UNAUTHORIZED = "unauthorized"
 NOT_FOUND = "not_found"
 METHOD_NOT_ALLOWED = "method_not_allowed"
+UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
 
 HTTP_STATUS: dict[str, int] = {
     BAD_REQUEST: 400,
@@ -44,6 +45,7 @@ HTTP_STATUS: dict[str, int] = {
     UNAUTHORIZED: 401,
     NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
+    UNSUPPORTED_MEDIA_TYPE: 415,
 }
 
 # WebSocket close codes (RFC 6455 section 7.4.1) used by the service.
@@ -106,6 +108,10 @@ class RateLimited(RemoteError):
 
 class Forbidden(RemoteError):
     code = FORBIDDEN
+
+
+class UnsupportedMediaType(RemoteError):
+    code = UNSUPPORTED_MEDIA_TYPE
 
 
 class LocalError(PortshareError):

@@ -171,6 +171,7 @@ class PortshareService(MultiService):
             publishRate=KeyedBuckets(limits.apiRate, limits.apiBurst),
             clock=reactor,
             trustedProxies=settings.trustedProxies,
+            originPatterns=settings.allowedOrigins,
         )
         connections = ConnectionsResource(
             lambda: self.tracker.rows(), lambda: list(self.listening), guard

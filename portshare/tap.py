@@ -9,6 +9,7 @@ here: the service starts listening when twistd starts it.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import re
 import sys
 from collections.abc import Sequence
@@ -29,6 +30,35 @@ from portshare.service import PortshareService, Settings
 from portshare.workers import WorkersService, checkWorkers
 
 DEFAULT_PORT = "tcp:8080"
+
+_INTERFACE = re.compile(r"(?<![\\\w])interface=")
+
+
+def escapeIPv6(description: str) -> str | None:
+    """
+    An endpoint string with the IPv6 addresses of its C{interface=} written the way people
+    type them (C{tcp6:8080:interface=::1}) escaped as Twisted's parser needs them
+    (C{interface=\\:\\:1}), for the usage error to suggest.
+
+    @return: the escaped string, or C{None} when it has no unescaped IPv6 interface.
+    """
+    pieces, last = [], 0
+    for match in _INTERFACE.finditer(description):
+        start = match.end()
+        parts = description[start:].split(":")
+        for n in range(len(parts), 1, -1):
+            candidate = ":".join(parts[:n])
+            try:
+                ipaddress.IPv6Address(candidate)
+            except ValueError:
+                continue
+            pieces += [description[last:start], candidate.replace(":", "\\:")]
+            last = start + len(candidate)
+            break
+    if not pieces:
+        return None
+    return "".join(pieces) + description[last:]
+
 
 # option name, Limits field, type, help text
 _LIMIT_OPTIONS: list[tuple[str, str, type, str]] = [
@@ -258,6 +288,12 @@ class Options(usage.Options):
             try:
                 serverFromString(None, description)
             except Exception as e:
+                escaped = escapeIPv6(description)
+                if escaped is not None:
+                    raise usage.UsageError(
+                        f"--port {description!r} is not valid: the colons of an IPv6 address "
+                        f"in an endpoint string must be escaped, type --port {escaped!r}"
+                    ) from None
                 raise usage.UsageError(f"--port {description!r} is not valid: {e}") from None
         try:
             self["limits"] = Limits(**{field: self[name] for name, field, _, _ in _LIMIT_OPTIONS})

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from fnmatch import fnmatchcase
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
@@ -27,9 +25,8 @@ from portshare import errors
 from portshare.backpressure import CLOSE, DROP, Backpressure
 from portshare.hub import Hub, IMember
 from portshare.limits import Limits
+from portshare.origins import originAllowed
 from portshare.wire import SUBPROTOCOL
-
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 #: frames shorter than this are unmasked in Python; longer ones by Autobahn's masker (NVX)
 SMALL_FRAME = 128
@@ -46,38 +43,6 @@ def unmaskSmall(mask: bytes, offset: int, data: bytes) -> bytes:
     key = (mask[r:] + mask[:r]) * ((n >> 2) + 1)
     return (int.from_bytes(data, "little") ^ int.from_bytes(key[:n], "little")).to_bytes(
         n, "little"
-    )
-
-
-def originAllowed(origin: str | None, host: str | None, patterns: Sequence[str]) -> bool:
-    """
-    The cross-site WebSocket hijacking check.
-
-    @param origin: the handshake's C{Origin} header; absent for non-browser clients, which
-        are allowed (they could forge it anyway).
-    @param host: the handshake's C{Host} header.
-    @param patterns: more allowed origins with C{*} wildcards (C{https://*.example.com});
-        the page's own origin (same host and port as C{Host}) is always allowed.
-    """
-    if not origin:
-        return True
-    origin = origin.strip().lower()
-    if any(fnmatchcase(origin, p.lower()) for p in patterns):
-        return True
-    if not host:
-        return False
-    try:
-        parts = urlsplit(origin)
-        originHost, originPort = parts.hostname, parts.port
-        hostParts = urlsplit("//" + host.strip().lower())
-        hostName, hostPort = hostParts.hostname, hostParts.port
-    except ValueError:
-        return False
-    default = _DEFAULT_PORTS.get(parts.scheme)
-    return (
-        originHost is not None
-        and originHost == hostName
-        and (originPort or default) == (hostPort or default)
     )
 
 

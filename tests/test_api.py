@@ -19,9 +19,19 @@ class ApiMixin:
         self.service = startedService(self, **settings)
         self.treq = StubTreq(self.service.root)
 
-    def request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        contentType: str | None = "application/json",
+        **kwargs: Any,
+    ) -> tuple[int, Any]:
+        """One request, with a JSON body (and its C{Content-Type}) when C{body} is given."""
         if body is not None and not isinstance(body, bytes):
             body = orjson.dumps(body)
+        if body is not None and contentType is not None:
+            kwargs["headers"] = {"Content-Type": contentType, **kwargs.get("headers", {})}
         d = self.treq.request(method, "http://127.0.0.1:8080" + path, data=body, **kwargs)
         self.treq.flush()
         response = self.successResultOf(d)
@@ -146,6 +156,121 @@ class RoomsApiTests(ApiMixin, SynchronousTestCase):
         self.assertEqual((code, body["error"]), (405, "method_not_allowed"))
         code, body = self.request("POST", "/")
         self.assertEqual((code, body["error"]), (405, "method_not_allowed"))
+
+    def test_pathsBelowLeavesAreNotFound(self) -> None:
+        """A path below an endpoint is a JSON 404, never the endpoint itself: nothing is
+        published to, or read from, C{/api/rooms/R/messages/extra}."""
+        for method, path in [
+            ("POST", "/api/rooms/lobby/messages/extra"),
+            ("GET", "/api/rooms/lobby/messages/extra"),
+            ("GET", "/api/rooms/lobby/messages/"),
+            ("POST", "/api/rooms/lobby/messages/a/b"),
+            ("GET", "/api/connections/x"),
+        ]:
+            body = {"nick": "n", "text": "x"} if method == "POST" else None
+            code, answer = self.request(method, path, body)
+            self.assertEqual((code, answer["error"]), (404, "not_found"), (method, path))
+        self.assertEqual(self.request("GET", "/api/rooms/lobby/messages")[1]["messages"], [])
+
+
+class CrossSiteWriteTests(ApiMixin, SynchronousTestCase):
+    """The attacker's side of issue 12.1: a page on another origin must not publish."""
+
+    body = {"nick": "csrf", "text": "posted from another origin"}
+
+    def setUp(self) -> None:
+        self.setUpService(allowedOrigins=("https://*.trusted.example",))
+        self.member = RecordingMember()
+        session = self.service.hub.connected(self.member)
+        self.service.hub.received(session, b'{"type":"join","room":"lobby"}')
+
+    def assertNothingPublished(self) -> None:
+        self.assertEqual(self.request("GET", "/api/rooms/lobby/messages")[1]["messages"], [])
+        self.assertNotIn("message", [e["type"] for e in self.member.events])
+
+    def test_noCorsFetchFromAnotherOrigin(self) -> None:
+        """What C{fetch(url, {method: "POST", mode: "no-cors", body})} on another site sends
+        (text/plain, Origin of that site) is refused before the body is read: 403, or 415 for
+        its content type; the room sees nothing."""
+        headers = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+        code, answer = self.request(
+            "POST", "/api/rooms/lobby/messages", self.body, "text/plain", headers=headers
+        )
+        self.assertEqual((code, answer["error"]), (403, "forbidden"))
+        self.assertIn("evil.example", answer["reason"])
+        self.assertNothingPublished()
+
+    def test_foreignOriginWithJsonAndToken(self) -> None:
+        """A foreign origin is refused whatever it sends: JSON, and a valid API token."""
+        self.setUpService(apiToken=TOKEN)
+        headers = {"Origin": "http://evil.example", "Authorization": f"Bearer {TOKEN}"}
+        code, answer = self.request("POST", "/api/rooms/lobby/messages", self.body, headers=headers)
+        self.assertEqual((code, answer["error"]), (403, "forbidden"))
+
+    def test_opaqueAndLookalikeOrigins(self) -> None:
+        """C{Origin: null} (sandboxed frames, file: pages) and origins that only look like
+        the page's own are refused."""
+        for origin in [
+            "null",
+            "http://127.0.0.1:8081",
+            "http://127.0.0.1.evil.example:8080",
+            "https://trusted.example.evil",
+            "not a url",
+        ]:
+            code, answer = self.request(
+                "POST", "/api/rooms/lobby/messages", self.body, headers={"Origin": origin}
+            )
+            self.assertEqual((code, answer["error"]), (403, "forbidden"), origin)
+        self.assertNothingPublished()
+
+    def test_crossSiteWithoutOrigin(self) -> None:
+        """A browser request without Origin but with C{Sec-Fetch-Site: cross-site} (or
+        same-site: another subdomain) is refused."""
+        for site in ["cross-site", "same-site", "Cross-Site"]:
+            code, _ = self.request(
+                "POST", "/api/rooms/lobby/messages", self.body, headers={"Sec-Fetch-Site": site}
+            )
+            self.assertEqual(code, 403, site)
+        self.assertNothingPublished()
+
+    def test_ownAndAllowedOrigins(self) -> None:
+        """The page's own origin, an C{--allowed-origin}, and non-browser clients (no Origin,
+        no Sec-Fetch-Site) may publish."""
+        for headers in [
+            {"Origin": "http://127.0.0.1:8080", "Sec-Fetch-Site": "same-origin"},
+            {"Origin": "https://app.trusted.example", "Sec-Fetch-Site": "cross-site"},
+            {"Sec-Fetch-Site": "same-origin"},
+            {"Sec-Fetch-Site": "none"},
+            {},
+        ]:
+            code, _ = self.request("POST", "/api/rooms/lobby/messages", self.body, headers=headers)
+            self.assertEqual(code, 201, headers)
+
+    def test_bodyMustBeJson(self) -> None:
+        """A body sent as anything but application/json is 415, with or without an Origin:
+        text/plain, form encodings and no Content-Type at all (curl's -d sends a form)."""
+        for contentType in [
+            "text/plain",
+            "text/plain;charset=UTF-8",
+            "application/x-www-form-urlencoded",
+            "application/jsonp",
+            None,
+        ]:
+            code, answer = self.request("POST", "/api/rooms/lobby/messages", self.body, contentType)
+            self.assertEqual((code, answer["error"]), (415, "unsupported_media_type"), contentType)
+            self.assertIn("application/json", answer["reason"])
+            self.assertEqual(self.lastResponse.phrase, b"Unsupported Media Type")
+        self.assertNothingPublished()
+        for contentType in ["application/json", "Application/JSON; charset=utf-8"]:
+            code, _ = self.request("POST", "/api/rooms/lobby/messages", self.body, contentType)
+            self.assertEqual(code, 201, contentType)
+
+    def test_readsStayOpenAcrossOrigins(self) -> None:
+        """Reading is not a write: a foreign page may GET (CORS keeps the answer from it)."""
+        code, _ = self.request(
+            "GET", "/api/rooms/lobby/messages", headers={"Origin": "https://evil.example"}
+        )
+        self.assertEqual(code, 200)
 
 
 class TokenTests(ApiMixin, SynchronousTestCase):

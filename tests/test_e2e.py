@@ -47,7 +47,7 @@ class Running:
         return response.code, orjson.loads(await response.content())
 
     async def postJson(self, path: str, body: Any, **kwargs: Any) -> tuple[int, Any]:
-        response = await treq.post(self.base + path, data=orjson.dumps(body), **kwargs)
+        response = await treq.post(self.base + path, json=body, **kwargs)
         return response.code, orjson.loads(await response.content())
 
 

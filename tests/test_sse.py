@@ -269,7 +269,7 @@ async def test_sseOverLoopback() -> None:
         await reader.until(b"event: joined")
         response = await treq.post(
             f"http://127.0.0.1:{port}/api/rooms/live/messages",
-            data=orjson.dumps({"nick": "http", "text": "over sse"}),
+            json={"nick": "http", "text": "over sse"},
         )
         assert response.code == 201
         data = await reader.until(b"event: message")

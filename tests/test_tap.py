@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.limits import Limits
 from portshare.service import PortshareService
-from portshare.tap import Options, makeService
+from portshare.tap import Options, escapeIPv6, makeService
 
 
 def parse(*args: str) -> Options:
@@ -74,6 +74,30 @@ class OptionsTests(SynchronousTestCase):
             self.assertIn(message, str(caught.exception), args)
         with self.assertRaises(usage.UsageError):
             parse("--max-text", "many")
+
+    def test_unescapedIPv6Interface(self) -> None:
+        """An IPv6 interface typed as people type it (C{interface=::1}) is a one-line usage
+        error that says what to type instead, and what it says to type is accepted."""
+        for description, escaped in [
+            ("tcp6:8080:interface=::1", r"tcp6:8080:interface=\:\:1"),
+            ("tcp:0:interface=::1", r"tcp:0:interface=\:\:1"),
+            ("tcp6:0:interface=fe80::1%eth0", r"tcp6:0:interface=fe80\:\:1%eth0"),
+            (
+                "ssl:8443:interface=2001:db8::7:privateKey=k.pem",
+                r"ssl:8443:interface=2001\:db8\:\:7:privateKey=k.pem",
+            ),
+        ]:
+            with self.assertRaises(usage.UsageError) as caught:
+                parse("--port", description)
+            message = str(caught.exception)
+            self.assertNotIn("\n", message)
+            self.assertIn(f"type --port {escaped!r}", message, description)
+            self.assertEqual(escapeIPv6(description), escaped)
+        self.assertEqual(
+            parse("--port", r"tcp6:0:interface=\:\:1")["ports"], [r"tcp6:0:interface=\:\:1"]
+        )
+        self.assertIsNone(escapeIPv6(r"tcp6:0:interface=\:\:1"))
+        self.assertIsNone(escapeIPv6("tcp:0:interface=127.0.0.1"))
 
     def test_staticCacheOptions(self) -> None:
         """--static-cache-file-bytes and --static-cache-bytes size the static files' memory
