@@ -732,20 +732,22 @@ def tabOrder(page: Page, presses: int) -> list[str]:
     return order
 
 
-def test_keyboardOnly(service: Service, openPage: Any, screenshots: Path) -> None:
+def test_keyboardOnly(ownService: Service, openPage: Any, screenshots: Path) -> None:
     """
     With the keyboard alone: Tab reaches the nick, the connections toggle, the room, the
-    room tabs and the composer in that order; Enter sets, joins and sends; every input and
-    button has an accessible name.
+    room tabs, the rooms offered to join and the composer in that order; Enter sets, joins and
+    sends; every input and button has an accessible name.
     """
-    henry = openPage(service, None)
+    henry = openPage(ownService, None)  # a service of its own: it offers only lobby
     page = henry.page
-    assert tabOrder(page, 8) == [
+    expect(page.locator("#known-rooms button")).to_have_count(1)
+    assert tabOrder(page, 9) == [
         "nick-input",
         "nick-button",
         "connections-toggle",
         "room-input",
         "join-button",
+        "Join lobby",
         "message-input",
         "send-button",
         "(out of the page)",
@@ -773,12 +775,18 @@ def test_keyboardOnly(service: Service, openPage: Any, screenshots: Path) -> Non
     expect(page.locator("#message-input")).to_be_focused()
 
     # with a room, its tab and its leave button come between the join form and the composer
-    for _ in range(3):  # back from the message box: leave button, room tab, Join
+    for _ in range(4):  # back from the message box: Join lobby, leave button, room tab, Join
         page.keyboard.press("Shift+Tab")
     expect(page.locator("#join-button")).to_be_focused()
-    assert tabOrder(page, 4) == ["keys", "Leave room keys", "message-input", "send-button"]
+    assert tabOrder(page, 5) == [
+        "keys",
+        "Leave room keys",
+        "Join lobby",
+        "message-input",
+        "send-button",
+    ]
     page.keyboard.press("Tab")  # out of the page
-    assert tabOrder(page, 9) == [
+    assert tabOrder(page, 10) == [
         "nick-input",
         "nick-button",
         "connections-toggle",
@@ -786,6 +794,7 @@ def test_keyboardOnly(service: Service, openPage: Any, screenshots: Path) -> Non
         "join-button",
         "keys",
         "Leave room keys",
+        "Join lobby",
         "message-input",
         "send-button",
     ]
@@ -834,7 +843,8 @@ def test_narrowScreen(
     """
     At 375 CSS pixels wide nothing overflows sideways, even with a long nick, a long word,
     the connections panel open and a long reconnecting notice, and the message box and Send
-    button are fully on screen.
+    button are fully on screen.  (The row of room chips may scroll sideways inside the page's
+    width, as the connections table does; the row itself must fit.)
     """
     nick = "a-rather-long-nickname-for-a-fon"  # 32 characters, the longest allowed
     proxy = CuttableProxy(service.port)  # to show the reconnecting state on a phone
@@ -854,7 +864,8 @@ def test_narrowScreen(
               const width = document.documentElement.clientWidth;
               const wide = Array.from(document.querySelectorAll('body *'))
                 .filter(e => e.getClientRects().length
-                        && !e.closest('.table-wrap, .visually-hidden'))
+                        && !e.closest('.table-wrap, .visually-hidden')
+                        && !(e.parentElement && e.parentElement.closest('.room-lists')))
                 .filter(e => e.getBoundingClientRect().right > width + 0.5)
                 .map(e => e.id || e.className || e.tagName);
               return {width: width, scrollWidth: document.documentElement.scrollWidth,
@@ -866,8 +877,8 @@ def test_narrowScreen(
     assert found["width"] == 375, found
     assert found["scrollWidth"] <= 375 and found["bodyScrollWidth"] <= 375, found
     assert found["wide"] == [], found
-    # the page scrolls (one column), but the message box and Send stay on screen: at the top of
-    # the page with the chat in view, and wherever the keyboard takes them
+    # the message box and Send stay on screen: at the top of the page with the chat in view,
+    # and wherever the keyboard takes them
     ivy.page.evaluate("window.scrollTo(0, 0)")
     for selector in ("#message-input", "#send-button"):
         control = ivy.page.locator(selector)
@@ -896,6 +907,221 @@ def test_narrowScreen(
     ivy.screenshot(screenshots, "narrow-reconnecting")
     proxy.resume()
     expect(ivy.connState).to_have_attribute("data-state", "online", timeout=20_000)
+
+
+PHONE = {"width": 375, "height": 740}
+
+
+def assertOnScreen(page: Page, target: Locator | str) -> dict[str, float]:
+    """Assert that an element is wholly inside the viewport (and not scrolled out of a pane)."""
+    locator = page.locator(target) if isinstance(target, str) else target
+    expect(locator).to_be_in_viewport(ratio=1)
+    box = locator.bounding_box()
+    size = page.viewport_size
+    assert box is not None and size is not None, target
+    assert box["x"] >= 0 and box["x"] + box["width"] <= size["width"] + 0.5, (target, box)
+    assert box["y"] >= 0 and box["y"] + box["height"] <= size["height"] + 0.5, (target, box)
+    return box
+
+
+def pageFits(page: Page) -> dict[str, int]:
+    """The document's scroll size against the viewport's: the page itself must not scroll."""
+    found: dict[str, int] = page.evaluate(
+        "() => ({height: window.innerHeight, width: window.innerWidth,"
+        " scrollHeight: Math.max(document.documentElement.scrollHeight,"
+        " document.body.scrollHeight),"
+        " scrollWidth: Math.max(document.documentElement.scrollWidth,"
+        " document.body.scrollWidth), scrollY: window.scrollY})"
+    )
+    assert found["scrollHeight"] <= found["height"], found
+    assert found["scrollWidth"] <= found["width"], found
+    assert found["scrollY"] == 0, found
+    return found
+
+
+def test_phoneLayout(service: Service, openPage: Any, screenshots: Path) -> None:
+    """
+    On a phone (375 x 740) the page is one screen that never scrolls: after fifteen messages the
+    newest one and the message box are on screen (the message list scrolls, not the page), the
+    header and the room form take well under a third of the height, the server's rooms are
+    there to tap, and the members and connections panes open on screen and close again.
+    """
+    room = "phone"
+    pia = openPage(service, "pia", **PHONE)
+    page = pia.page
+    pia.join(room)
+    for i in range(3):
+        pia.say(f"from the phone, number {i + 1}")
+    for i in range(12):
+        text = f"message {i + 4} from the API" + (", long enough to wrap" * (i % 3))
+        assert service.post(room, "api", text)[0] == 201
+    messages = page.locator("#messages li.message")
+    expect(messages).to_have_count(15)
+    expect(messages.last.locator(".text")).to_have_text(re.compile("^message 15 from the API"))
+
+    # the page fits the screen; the message list is what scrolls, and it is at its end
+    pageFits(page)
+    scroll = page.locator("#messages").evaluate(
+        "m => ({scrollHeight: m.scrollHeight, clientHeight: m.clientHeight,"
+        " fromEnd: m.scrollHeight - m.scrollTop - m.clientHeight})"
+    )
+    assert scroll["scrollHeight"] > scroll["clientHeight"], scroll
+    assert scroll["fromEnd"] < 2, scroll
+    newest = assertOnScreen(page, messages.last)
+    composer = assertOnScreen(page, "#message-input")
+    assertOnScreen(page, "#send-button")
+    assert newest["y"] + newest["height"] <= composer["y"], (newest, composer)
+
+    # header, room form and room chips: a modest share of the height
+    rooms = page.locator("#layout .rooms").bounding_box()
+    assert rooms is not None and rooms["y"] + rooms["height"] < 0.3 * PHONE["height"], rooms
+    assertOnScreen(page, "#join-button")
+    assertOnScreen(page, pia.tab(room))
+    # the server's rooms are one tap away, lobby first (the chip row scrolls sideways)
+    lobby = page.locator('#known-rooms button[data-join="lobby"]')
+    expect(page.locator("#known-rooms button").first).to_have_attribute("data-join", "lobby")
+    assertOnScreen(page, lobby)
+    pia.screenshot(screenshots, "phone")
+
+    # a message that arrives while the list is at its end keeps the newest in view
+    pia.say("and one more")
+    expect(messages).to_have_count(16)
+    assertOnScreen(page, messages.last)
+    pageFits(page)
+
+    # the members pane: a sheet on screen, and back
+    page.get_by_role("button", name="Members (1)").click()
+    expect(page.locator("#members-pane")).to_be_visible()
+    assertOnScreen(page, "#members-pane")
+    expect(pia.members).to_have_text(["pia"])
+    expect(page.get_by_role("button", name="Back to the chat")).to_be_focused()
+    page.get_by_role("button", name="Back to the chat").click()
+    expect(page.locator("#members-pane")).to_be_hidden()
+    expect(page.get_by_role("button", name="Members (1)")).to_be_focused()
+
+    # the connections panel opens on screen (not below the chat), with its rows
+    page.get_by_role("button", name="Connections").click()
+    panel = page.locator("#connections-panel")
+    expect(panel).to_be_visible()
+    expect(panel.locator("#connections-table tbody tr").first).to_be_visible()
+    assertOnScreen(page, panel)
+    assertOnScreen(page, "#connections-title")
+    assertOnScreen(page, "#connections-status")
+    pageFits(page)
+    pia.screenshot(screenshots, "phone-connections")
+    # Escape closes it as well as the toggle, which stays on screen above the sheet
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    page.get_by_role("button", name="Connections").click()
+    expect(panel).to_be_visible()
+    assertOnScreen(page, "#connections-toggle")
+    page.get_by_role("button", name="Connections").click()
+    expect(panel).to_be_hidden()
+    assertOnScreen(page, messages.last)
+    assertOnScreen(page, "#message-input")
+
+
+def test_phoneReconnectingSaysWhy(ownService: Service, openPage: Any, screenshots: Path) -> None:
+    """
+    On a phone, while the service is down, the status is one line in words (no close code such
+    as 1006), the server's own reason for closing (1001 "server shutting down") is shown and stays
+    shown while the reconnection attempts are refused, the chat stays on screen, and all of it
+    clears once the service is back.
+    """
+    service = ownService
+    quinn = openPage(service, "quinn", **PHONE)
+    quinn.allowNetworkErrors = True
+    page = quinn.page
+    quinn.join("down")
+    quinn.say("just before the restart")
+    detail = page.locator("#conn-detail")
+    expect(detail).to_be_hidden()
+
+    service.stop()
+    expect(quinn.connState).to_have_attribute("data-state", "reconnecting")
+    # a few attempts that found no server: the status says so in one line, in words
+    expect(quinn.connState).to_have_attribute(
+        "data-attempt", re.compile(r"^([3-9]|\d\d+)$"), timeout=15_000
+    )
+    header = page.locator(".topbar").inner_text()
+    assert not re.search(r"\b[14]\d\d\d\b", header), header
+    expect(quinn.connState).to_have_text(re.compile(r"^Reconnecting"))
+    status = quinn.connState.evaluate(
+        """e => {
+          const range = document.createRange();
+          range.selectNodeContents(e);
+          const tops = new Set(Array.from(range.getClientRects(), r => Math.round(r.top)));
+          return {text: e.textContent, lines: tops.size, cut: e.scrollWidth > e.clientWidth};
+        }"""
+    )
+    assert status["lines"] == 1 and not status["cut"], status
+    # ... and the server's reason for closing, which those refused attempts have not replaced
+    expect(detail).to_have_text("Server shutting down.")
+    assertOnScreen(page, detail)
+    assertOnScreen(page, quinn.connState)
+    assertOnScreen(page, "#reconnect-button")
+    assertOnScreen(page, quinn.message("quinn", "just before the restart"))
+    assertOnScreen(page, "#message-input")
+    pageFits(page)
+    quinn.screenshot(screenshots, "phone-reconnecting")
+
+    service.start()
+    expect(quinn.connState).to_have_attribute("data-state", "online", timeout=20_000)
+    expect(detail).to_be_hidden()
+    expect(quinn.tab("down")).to_have_attribute("data-status", "joined")
+    pageFits(page)
+
+
+def test_firstScreenOffersTheServersRooms(
+    ownService: Service, openPage: Any, screenshots: Path
+) -> None:
+    """
+    A newcomer's first screen lists the rooms the server has (GET /api/rooms), lobby first even
+    before anyone made it, then the busiest, each joined with one click; a room joined leaves
+    the list and comes back when left.
+    """
+    service = ownService
+    for i in range(3):
+        assert service.post("book-club", "ann", f"chapter {i + 1}")[0] == 201
+    olga = openPage(service, "olga")
+    olga.join("busy-room")
+    newcomer = openPage(service, None)
+    page = newcomer.page
+    offered = page.locator("#known-rooms button")
+    expect(offered).to_have_count(3)
+    assert [b.get_attribute("data-join") for b in offered.all()] == [
+        "lobby",
+        "busy-room",
+        "book-club",
+    ]
+    busy = page.get_by_role("button", name="Join busy-room, 1 person here")
+    expect(busy).to_be_visible()
+    expect(busy).to_contain_text("1 here")
+    expect(page.get_by_role("button", name="Join book-club", exact=True)).to_have_attribute(
+        "title", re.compile(r"3 messages so far")
+    )
+    expect(page.locator("#rooms-empty")).not_to_contain_text("No rooms")
+    newcomer.screenshot(screenshots, "first-screen")
+
+    page.get_by_role("button", name="Join book-club", exact=True).click()
+    expect(newcomer.tab("book-club")).to_have_attribute("data-status", "joined")
+    expect(page.locator("#room-title")).to_have_text("#book-club")
+    expect(page.locator("#message-input")).to_be_focused()
+    expect(offered).to_have_count(2)
+    newcomer.say("hello, club")
+    expect(
+        newcomer.message(newcomer.page.input_value("#nick-input"), "hello, club")
+    ).to_be_visible()
+
+    page.get_by_role("button", name="Join lobby").click()
+    expect(newcomer.tab("lobby")).to_have_attribute("data-status", "joined")
+    expect(offered).to_have_count(1)
+    expect(offered).to_have_attribute("data-join", "busy-room")
+    # a room left is offered again, and lobby, now on the server, stays offered too
+    page.get_by_role("button", name="Leave room book-club").click()
+    page.get_by_role("button", name="Leave room lobby").click()
+    expect(offered).to_have_count(3)
+    assert offered.first.get_attribute("data-join") == "lobby"
 
 
 def test_restartOnTheSamePort(ownService: Service, openPage: Any, screenshots: Path) -> None:

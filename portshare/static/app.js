@@ -26,6 +26,22 @@
  * and the HTTP publish API (`POST /api/rooms/R/messages`) for what it says. `#conn-transport`
  * shows which transport is in use.
  *
+ * What the person is told: `#conn-state` is one short line ("Online", "Reconnecting in 3 s
+ * (attempt 2)"); `#conn-detail` says why, in words, from the close of the last connection that
+ * was open (the server's own reason when it gave one, e.g. "Server shutting down."). Attempts
+ * that fail afterwards (the server is still down) do not replace that reason with a bare
+ * "connection lost". Close codes appear only in tooltips.
+ *
+ * Rooms on this server: `GET /api/rooms` is read each time a connection opens (the first one
+ * included), after leaving a room, when the tab becomes visible again and every KNOWN_POLL_MS
+ * while it is visible. The rooms not joined yet are listed to join with one click, with
+ * DEFAULT_ROOM ("lobby") always among them.
+ *
+ * Narrow screens (below 900 CSS pixels, a phone): the page itself never scrolls; the message
+ * list does, between a compact header and the composer. The members and connections panes are
+ * sheets over the chat, one at a time, opened from their buttons and closed with "Back to the
+ * chat" or Escape.
+ *
  * Section 1 holds the pure logic (no DOM, no timers, no I/O) and is also loadable by Node
  * for tests (`require('./app.js')` returns it). Section 2 is the browser UI. The only global
  * is `window.portshare`, which exposes the state and the logic for debugging and tests.
@@ -156,23 +172,60 @@
     return next;
   }
 
-  /** A human description of a WebSocket close code. */
+  const CLOSE_WORDS = Object.freeze({
+    1000: 'The connection was closed.',
+    1001: 'The server is going away (restarting, perhaps).',
+    1006: 'The connection was lost.',
+    1008: 'The server refused this connection.',
+    1009: 'A message was too big for the server.',
+    1011: 'The server ran into an error.',
+    1012: 'The server is restarting.',
+    1013: 'The server is busy.',
+    1015: 'A secure (TLS) connection could not be set up.',
+    4000: 'The server disconnected you.',
+    4001: 'Your sign-in expired.',
+  });
+
+  /**
+   * Why a WebSocket closed, as a sentence for a person: the server's own reason when it gave
+   * one ("Server shutting down."), else the meaning of the code. The number itself is left out
+   * (it means nothing to most people; put it in a tooltip).
+   * @param {number} code the close code (1006: closed without a close frame; 0: never made)
+   * @param {string} [reason] the close reason: the server's words, except for 1006 and 0,
+   *   where the browser or this client wrote it
+   */
   function describeClose(code, reason) {
-    const known = {
-      1000: 'closed normally',
-      1001: 'server going away (restart?)',
-      1006: 'connection lost',
-      1008: 'closed by server: policy violation',
-      1009: 'closed by server: message too big',
-      1011: 'closed by server: internal error',
-      1012: 'server restarting',
-      1013: 'server busy, try again later',
-      1015: 'TLS handshake failed',
-    };
-    let text = known[code] || 'closed';
-    if (code) text += ' (' + code + ')';
-    if (reason) text += ': ' + reason;
-    return text;
+    const said = typeof reason === 'string' ? reason.trim() : '';
+    if (!said) return CLOSE_WORDS[code] || 'The connection was closed.';
+    if (!code || code === 1006) return 'The connection was lost (' + said.replace(/[.!?]+$/, '') + ').';
+    return said.charAt(0).toUpperCase() + said.slice(1) + (/[.!?]$/.test(said) ? '' : '.');
+  }
+
+  /**
+   * The rooms to offer for joining with one click: the server's rooms (rows of
+   * `GET /api/rooms`) that are not joined yet, `preferred` first (offered even when the
+   * server does not have it yet), then the busiest, the most talked-in, and by name.
+   * @param {Array} listed the `rooms` of `GET /api/rooms` (anything invalid is skipped)
+   * @param {{has: function(string): boolean}} joined the rooms already joined (a Map or Set)
+   * @param {string|null} preferred the room to offer always, e.g. "lobby"
+   * @param {number} max how many to return at most
+   * @return {Array<{room: string, members: number, offset: number}>}
+   */
+  function knownRooms(listed, joined, preferred, max) {
+    const seen = new Map();
+    (Array.isArray(listed) ? listed : []).forEach((r) => {
+      if (!r || typeof r.room !== 'string' || validateRoom(r.room) || seen.has(r.room)) return;
+      seen.set(r.room, {
+        room: r.room,
+        members: Number.isInteger(r.members) && r.members > 0 ? r.members : 0,
+        offset: Number.isInteger(r.offset) && r.offset > 0 ? r.offset : 0,
+      });
+    });
+    if (preferred && !seen.has(preferred)) seen.set(preferred, { room: preferred, members: 0, offset: 0 });
+    const rows = Array.from(seen.values()).filter((r) => !joined.has(r.room));
+    rows.sort((a, b) => (b.room === preferred) - (a.room === preferred) ||
+      b.members - a.members || b.offset - a.offset || (a.room < b.room ? -1 : a.room > b.room ? 1 : 0));
+    return rows.slice(0, max);
   }
 
   /** Fresh per-room state. */
@@ -381,7 +434,7 @@
   const logic = Object.freeze({
     VERSION, SUBPROTOCOL, LIMITS, BACKOFF,
     codePointLength, validateRoom, validateNick, validateText,
-    backoffDelay, attemptAfterClose, describeClose,
+    backoffDelay, attemptAfterClose, describeClose, knownRooms,
     createRoom, sinceFor, joinCommand, applyJoined, acceptMessage, applyPresence, applyPresenceBatch,
     addNotice, pushLog, markRead, totalUnread, sortedMembers, nickColour,
     formatBytes, formatAge, describeProtocol, peerOf, splitHidden, HIDDEN_CHARS,
@@ -404,6 +457,11 @@
   const WS_FALLBACK_AFTER = 2;
   const POLL_MS = 2000;
   const NICK_COLOURS = 8;
+  const DEFAULT_ROOM = 'lobby';
+  const KNOWN_MAX = 20; // rooms of the server offered at most
+  const KNOWN_POLL_MS = 60000;
+  // below this width the layout is one column and the side panes are sheets (see style.css)
+  const NARROW = '(max-width: 899.98px)';
 
   /* ---------- storage (may be unavailable: private mode, disabled cookies) ---------- */
 
@@ -434,7 +492,8 @@
       retryTimer: null,
       tickTimer: null,
       connectTimer: null,
-      lastClose: null,
+      lastClose: null, // {code, reason} of the last connection that was open; null once online
+      failedSince: 0, // attempts since then that never opened
       transport: 'websocket', // 'websocket' | 'sse' (the fallback)
       wsOpened: false, // whether a WebSocket ever opened (then failures are not a proxy's)
     },
@@ -449,6 +508,8 @@
       gen: 0,
       last: null,
     },
+    known: { rooms: [], timer: null, gen: 0, shown: '' },
+    membersOpen: false,
   };
 
   /* ---------- DOM ---------- */
@@ -456,11 +517,14 @@
   function $(id) { return doc.getElementById(id); }
   const el = {
     nickForm: $('nick-form'), nickInput: $('nick-input'), nickError: $('nick-error'),
+    topbar: doc.querySelector('.topbar'), connDetail: $('conn-detail'),
     connState: $('conn-state'), connAnnounce: $('conn-announce'), connTransport: $('conn-transport'), reconnect: $('reconnect-button'),
     connToggle: $('connections-toggle'), layout: $('layout'),
     banner: $('error-banner'), bannerText: $('error-text'), bannerDismiss: $('error-dismiss'),
     joinForm: $('join-form'), roomInput: $('room-input'), roomError: $('room-error'),
-    tabs: $('room-tabs'), roomsEmpty: $('rooms-empty'),
+    tabs: $('room-tabs'), roomsEmpty: $('rooms-empty'), roomLists: doc.querySelector('.room-lists'),
+    known: $('known-rooms'),
+    membersToggle: $('members-toggle'), membersToggleCount: $('members-toggle-count'), sheetClose: $('sheet-close'),
     roomTitle: $('room-title'), roomStatus: $('room-status'),
     messages: $('messages'), emptyHint: $('empty-hint'),
     messageForm: $('message-form'), messageInput: $('message-input'), messageError: $('message-error'),
@@ -577,6 +641,10 @@
     el.messages.scrollTop = el.messages.scrollHeight;
   }
 
+  // Whether the list was scrolled to its end when last looked at: it stays there when the
+  // list gets shorter (a phone's keyboard opening, the reconnecting notice in the header).
+  let stuckToBottom = true;
+
   function renderLog() {
     const room = currentRoom();
     el.messages.setAttribute('aria-busy', 'true');
@@ -655,15 +723,69 @@
       else el.tabs.insertBefore(li, cursor);
     });
     el.roomsEmpty.hidden = state.rooms.size > 0;
+    renderKnown();
     const total = totalUnread(state.rooms);
     doc.title = (total ? '(' + total + ') ' : '') + (state.current ? '#' + state.current + ' – ' : '') + 'portshare';
+  }
+
+  /** The server's rooms not joined yet, each a button that joins it (see knownRooms). */
+  function renderKnown() {
+    const rows = knownRooms(state.known.rooms, state.rooms, DEFAULT_ROOM, KNOWN_MAX);
+    const shown = JSON.stringify(rows);
+    if (shown === state.known.shown) return;
+    state.known.shown = shown;
+    const existing = new Map();
+    Array.prototype.forEach.call(el.known.children, (li) => existing.set(li.getAttribute('data-key'), li));
+    const wanted = rows.map((r) => {
+      let li = existing.get(r.room);
+      if (!li) {
+        li = h('li', 'known-room');
+        li.setAttribute('data-key', r.room);
+        const button = h('button', 'join-chip');
+        button.type = 'button';
+        button.setAttribute('data-join', r.room);
+        button.appendChild(h('span', 'tab-name', r.room));
+        button.appendChild(h('span', 'here'));
+        li.appendChild(button);
+      }
+      existing.delete(r.room);
+      const button = li.firstChild;
+      const people = r.members === 1 ? '1 person here' : r.members + ' people here';
+      const said = r.offset === 1 ? '1 message so far' : r.offset + ' messages so far';
+      button.querySelector('.here').textContent = r.members ? r.members + ' here' : '';
+      button.setAttribute('aria-label', 'Join ' + r.room + (r.members ? ', ' + people : ''));
+      button.title = 'Join #' + r.room + ' (' + (r.members ? people : 'nobody here yet') +
+        (r.offset ? ', ' + said : '') + ')';
+      return li;
+    });
+    existing.forEach((li) => li.remove());
+    let cursor = el.known.firstElementChild;
+    wanted.forEach((li) => {
+      if (li === cursor) cursor = cursor.nextElementSibling;
+      else el.known.insertBefore(li, cursor);
+    });
+  }
+
+  /** Scroll the row of room chips (narrow screens) so that this room's tab is in it. */
+  function revealTab(name) {
+    const box = el.roomLists;
+    if (!box || box.scrollWidth <= box.clientWidth) return;
+    const li = el.tabs.querySelector('li[data-key="' + (win.CSS && win.CSS.escape ? win.CSS.escape(name) : name) + '"]');
+    if (!li) return;
+    const outer = box.getBoundingClientRect();
+    const inner = li.getBoundingClientRect();
+    if (inner.left < outer.left) box.scrollLeft -= outer.left - inner.left + 8;
+    else if (inner.right > outer.right) box.scrollLeft += inner.right - outer.right + 8;
   }
 
   function renderMembers() {
     const room = currentRoom();
     el.members.textContent = '';
+    el.membersToggle.hidden = !room;
+    el.membersToggleCount.textContent = room ? '(' + room.count + ')' : '';
     if (!room) {
       el.memberCount.textContent = '';
+      if (state.membersOpen) setMembersOpen(false);
       return;
     }
     const frag = doc.createDocumentFragment();
@@ -707,14 +829,34 @@
       text = left > 0
         ? 'Reconnecting in ' + Math.ceil(left / 1000) + ' s (attempt ' + c.attempt + ')'
         : 'Reconnecting… (attempt ' + c.attempt + ')';
-      if (c.lastClose) text += ' – ' + describeClose(c.lastClose.code, c.lastClose.reason);
     }
-    el.connState.textContent = text;
+    if (el.connState.textContent !== text) el.connState.textContent = text;
+    // why, in words: from the last connection that was open (see socketClosed)
+    let detail = '';
+    let tip = '';
+    if (c.status === 'reconnecting') {
+      if (c.lastClose) {
+        detail = describeClose(c.lastClose.code, c.lastClose.reason);
+        tip = c.lastClose.code ? 'WebSocket close code ' + c.lastClose.code : '';
+      } else {
+        detail = 'The server cannot be reached.';
+      }
+      if (c.failedSince > 0) {
+        tip += (tip ? '; ' : '') + c.failedSince + (c.failedSince === 1 ? ' attempt' : ' attempts') +
+          ' since then could not connect';
+      }
+    }
+    if (el.connDetail.textContent !== detail) el.connDetail.textContent = detail;
+    el.connDetail.hidden = !detail;
+    el.connDetail.title = tip;
+    el.connState.title = detail ? detail + (tip ? ' (' + tip + ')' : '') : '';
+    el.topbar.setAttribute('data-conn', c.status);
     if (c.status !== lastAnnounced) {
       // Announce state changes once (the countdown itself would be chatty).
       lastAnnounced = c.status;
       el.connAnnounce.textContent = c.status === 'online' ? 'Connected.'
-        : c.status === 'connecting' ? 'Connecting.' : 'Connection lost, reconnecting.';
+        : c.status === 'connecting' ? 'Connecting.'
+          : (detail ? detail + ' Reconnecting.' : 'Connection lost, reconnecting.');
     }
     el.connState.setAttribute('data-attempt', String(c.attempt));
     if (el.connTransport) {
@@ -829,6 +971,7 @@
       renderTabs();
     }
     saveRooms();
+    refreshKnown();
   }
 
   function switchRoom(name) {
@@ -837,6 +980,7 @@
     markRead(state.rooms.get(name));
     setFieldError(el.messageInput, el.messageError, null);
     renderAll();
+    revealTab(name);
     saveRooms();
   }
 
@@ -1160,7 +1304,7 @@
     try {
       ws = c.transport === 'sse' ? new SseSocket() : new win.WebSocket(wsUrl(), SUBPROTOCOL);
     } catch (e) {
-      c.lastClose = { code: 0, reason: String(e && e.message || e) };
+      c.failedSince += 1; // like an attempt that never opened: the last close keeps saying why
       if (c.transport === 'websocket' && typeof win.EventSource === 'function') c.transport = 'sse';
       scheduleReconnect();
       return;
@@ -1186,8 +1330,10 @@
     c.everOpened = true;
     if (c.transport === 'websocket') c.wsOpened = true;
     c.lastClose = null;
+    c.failedSince = 0;
     if (state.lastError && state.lastError.code === 'connection') clearError();
     state.rooms.forEach((room) => sendJoin(room));
+    refreshKnown();
     renderConnState();
     renderTabs();
     renderRoomHeader();
@@ -1199,7 +1345,14 @@
     c.ws = null;
     c.openedAt = null;
     c.attempt = attemptAfterClose(c.attempt, c.attemptAtOpen, openFor, code);
-    c.lastClose = { code: code, reason: reason || '' };
+    if (openFor !== null) {
+      // The close of a connection that was open says why (e.g. 1001 "server shutting down");
+      // the refused attempts that follow while the server is away do not replace it.
+      c.lastClose = { code: code, reason: reason || '' };
+      c.failedSince = 0;
+    } else {
+      c.failedSince += 1;
+    }
     if (c.transport === 'websocket' && !c.wsOpened && openFor === null &&
         c.attempt >= WS_FALLBACK_AFTER && typeof win.EventSource === 'function') {
       c.transport = 'sse'; // a WebSocket never opened here: something in between refuses it
@@ -1220,7 +1373,7 @@
     state.refs.clear();
     state.rooms.forEach((room) => { room.status = 'offline'; room.pendingJoin = null; });
     if (code === 1008 || code === 1009 || code === 1011) {
-      showError('Connection ' + describeClose(code, reason) + '. Reconnecting…', 'connection');
+      showError('Disconnected: ' + describeClose(code, reason) + ' Reconnecting…', 'connection');
     }
     scheduleReconnect();
     renderTabs();
@@ -1246,10 +1399,73 @@
     connect();
   }
 
+  /* ---------- the server's rooms ---------- */
+
+  /**
+   * Read `GET /api/rooms` and show the rooms not joined yet (renderKnown); again every
+   * KNOWN_POLL_MS while the tab is visible. A refusal (private rooms) or an unreachable server
+   * leaves the list as it was: DEFAULT_ROOM is offered in any case.
+   */
+  async function refreshKnown() {
+    const known = state.known;
+    known.gen += 1;
+    const gen = known.gen;
+    if (known.timer !== null) win.clearTimeout(known.timer);
+    known.timer = null;
+    const ctrl = typeof win.AbortController === 'function' ? new win.AbortController() : null;
+    const abortTimer = ctrl ? win.setTimeout(() => ctrl.abort(), 5000) : null;
+    try {
+      const res = await win.fetch('/api/rooms', {
+        headers: { Accept: 'application/json' }, cache: 'no-store', credentials: 'same-origin',
+        signal: ctrl ? ctrl.signal : undefined,
+      });
+      const body = res.ok ? await res.json() : null;
+      if (gen === known.gen && body && Array.isArray(body.rooms)) {
+        known.rooms = body.rooms;
+        renderKnown();
+      }
+    } catch (e) {
+      /* unreachable or not JSON: keep what is shown */
+    } finally {
+      if (abortTimer !== null) win.clearTimeout(abortTimer);
+    }
+    if (gen === known.gen && doc.visibilityState !== 'hidden') {
+      known.timer = win.setTimeout(refreshKnown, KNOWN_POLL_MS);
+    }
+  }
+
+  /* ---------- sheets (narrow screens): members, connections ---------- */
+
+  function isNarrow() {
+    return typeof win.matchMedia === 'function' && win.matchMedia(NARROW).matches;
+  }
+
+  /** Open or close the member list; on a narrow screen it is a sheet over the chat. */
+  function setMembersOpen(open) {
+    if (open && state.api.open) setConnectionsOpen(false);
+    state.membersOpen = open;
+    el.layout.classList.toggle('with-members', open);
+    el.membersToggle.setAttribute('aria-expanded', open ? 'true' : 'false');
+    if (open && isNarrow()) el.sheetClose.focus(); // the toggle is under the sheet now
+  }
+
+  /** "Back to the chat": close whichever sheet is open and give the focus back to its toggle. */
+  function closeSheet() {
+    if (state.membersOpen) {
+      setMembersOpen(false);
+      if (!el.membersToggle.hidden) el.membersToggle.focus();
+    }
+    if (state.api.open) {
+      setConnectionsOpen(false);
+      el.connToggle.focus();
+    }
+  }
+
   /* ---------- connections panel ---------- */
 
   function setConnectionsOpen(open) {
     const api = state.api;
+    if (open && state.membersOpen) setMembersOpen(false);
     api.open = open;
     el.panel.hidden = !open;
     el.connToggle.setAttribute('aria-expanded', open ? 'true' : 'false');
@@ -1431,6 +1647,26 @@
     el.bannerDismiss.addEventListener('click', clearError);
     el.reconnect.addEventListener('click', reconnectNow);
     el.connToggle.addEventListener('click', () => setConnectionsOpen(!state.api.open));
+    el.membersToggle.addEventListener('click', () => setMembersOpen(!state.membersOpen));
+    el.sheetClose.addEventListener('click', closeSheet);
+    doc.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Escape' && isNarrow() && (state.membersOpen || state.api.open)) {
+        ev.preventDefault();
+        closeSheet();
+      }
+    });
+    el.known.addEventListener('click', (ev) => {
+      const target = ev.target instanceof win.Element ? ev.target.closest('button[data-join]') : null;
+      if (!target) return;
+      if (joinRoom(target.getAttribute('data-join'))) el.messageInput.focus();
+    });
+    el.messages.addEventListener('scroll', () => { stuckToBottom = nearBottom(); }, { passive: true });
+    if (typeof win.ResizeObserver === 'function') {
+      new win.ResizeObserver(() => { if (stuckToBottom) scrollToBottom(); }).observe(el.messages);
+    }
+    doc.addEventListener('visibilitychange', () => {
+      if (doc.visibilityState === 'visible') refreshKnown();
+    });
     el.tokenForm.addEventListener('submit', (ev) => {
       ev.preventDefault();
       const token = el.tokenInput.value.trim();
@@ -1455,7 +1691,7 @@
   restore();
   wire();
   renderAll();
-  connect();
+  connect(); // and once it is open, refreshKnown() reads the server's rooms
 
   win.portshare = {
     version: VERSION,
@@ -1470,6 +1706,8 @@
       reconnectNow: reconnectNow,
       transport: function () { return state.conn.transport; },
       setConnectionsOpen: setConnectionsOpen,
+      setMembersOpen: setMembersOpen,
+      refreshRooms: refreshKnown,
     },
   };
 })(typeof window !== 'undefined' ? window : null);
