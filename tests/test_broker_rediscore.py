@@ -1,6 +1,6 @@
 """
-Tests for L{portshare.broker.rediscore}: the Redis broker's sans-IO parts (URL, key layout,
-parsing, the replay rule, backoff, and the per-room delivery state), without Redis.
+Tests for L{portshare.broker.rediscore}: the Redis broker's sans-IO parts (parsing,
+the replay rule, backoff, and the per-room delivery state), without Redis.
 """
 
 from __future__ import annotations
@@ -13,14 +13,11 @@ from portshare.broker.rediscore import (
     LOST,
     SCRIPTS,
     Backoff,
-    BrokerURL,
-    KeyLayout,
     Published,
     RoomFeed,
     historyOf,
     membersOf,
     messageBody,
-    parseBrokerURL,
     parseEntries,
     parsePayload,
     replayOf,
@@ -30,98 +27,8 @@ from portshare.chat import RoomLog
 from portshare.wire import Message, Presence
 
 
-class ParseBrokerURLTests(SynchronousTestCase):
-    """--broker values are parsed, or refused with a message for the command line."""
-
-    def test_memory(self) -> None:
-        """memory is the in-memory broker, not shared."""
-        self.assertFalse(parseBrokerURL("memory").shared)
-
-    def test_redisDefaults(self) -> None:
-        """A bare redis:// URL means port 6379, database 0, prefix portshare."""
-        url = parseBrokerURL("redis://cache.internal")
-        self.assertEqual(
-            (url.scheme, url.host, url.port, url.db, url.prefix),
-            ("redis", "cache.internal", 6379, 0, "portshare"),
-        )
-        self.assertTrue(url.shared)
-
-    def test_everything(self) -> None:
-        """Credentials, database and every query parameter are read."""
-        url = parseBrokerURL(
-            "rediss://user:p%40ss@[::1]:6380/2?prefix=chat&presence_ttl=3&room_ttl=0&timeout=1.5"
-        )
-        self.assertEqual(
-            (url.scheme, url.host, url.port, url.db, url.username, url.password),
-            ("rediss", "::1", 6380, 2, "user", "p@ss"),
-        )
-        self.assertEqual(
-            (url.prefix, url.presenceTtl, url.roomTtl, url.timeout), ("chat", 3, 0, 1.5)
-        )
-        self.assertEqual(url.describe(), "rediss://[::1]:6380/2")
-        self.assertNotIn("p@ss", repr(url))
-
-    def test_unix(self) -> None:
-        """unix:///path takes the database as a query parameter."""
-        url = parseBrokerURL("unix:///run/redis/redis.sock?db=4")
-        self.assertEqual((url.scheme, url.path, url.db), ("unix", "/run/redis/redis.sock", 4))
-        self.assertEqual(url.describe(), "unix:///run/redis/redis.sock?db=4")
-
-    def test_refused(self) -> None:
-        """Each kind of mistake gets its own explanation."""
-        cases = {
-            "mysql://x": "is not a broker URL",
-            "redis://h/x": "database must be a number",
-            "redis://h?db=1": "give the database as the path",
-            "redis://h?colour=red": "unknown parameter 'colour'",
-            "redis://h?presence_ttl=0": "presence_ttl must be positive",
-            "redis://h?room_ttl=-1": "room_ttl must be 0 or more",
-            "redis://h?timeout=soon": "timeout must be a number",
-            "redis://h?prefix=a:b": "prefix must be",
-            "redis://h?durable=yes": "durable must be 0 or 1",
-            "redis:///0": "names no host",
-            "unix://host/path": "unix:///path/redis.sock",
-            "redis://h:99999": "out of range",
-        }
-        for text, expected in cases.items():
-            with self.assertRaises(ValueError, msg=text) as raised:
-                parseBrokerURL(text)
-            self.assertIn(expected, str(raised.exception), text)
-
-
 class KeyLayoutTests(SynchronousTestCase):
     """Every key of a room carries the room as a hash tag; channels map back to rooms."""
-
-    def test_roomKeys(self) -> None:
-        """A room's keys share the {room} hash tag under the prefix."""
-        keys = KeyLayout("p").room("lobby")
-        self.assertEqual(
-            (keys.epoch, keys.seq, keys.log, keys.gen, keys.here, keys.channel),
-            (
-                "p:{lobby}:epoch",
-                "p:{lobby}:seq",
-                "p:{lobby}:log",
-                "p:{lobby}:gen",
-                "p:{lobby}:here",
-                "p:{lobby}:events",
-            ),
-        )
-        self.assertEqual(keys.history, [keys.epoch, keys.seq, keys.log, keys.gen])
-
-    def test_globalKeys(self) -> None:
-        """The rooms index and instance keys live under the prefix."""
-        layout = KeyLayout("p")
-        self.assertEqual(
-            (layout.rooms, layout.instance("i1"), layout.base), ("p:rooms", "p:instance:i1", "p:")
-        )
-
-    def test_roomOfChannel(self) -> None:
-        """A room's channel names it; other channels name nothing."""
-        layout = KeyLayout("p")
-        for room in ("a", "a.b-c_d", "x" * 64):
-            self.assertEqual(layout.roomOfChannel(layout.room(room).channel), room)
-        self.assertIsNone(layout.roomOfChannel("q:{a}:events"))
-        self.assertIsNone(layout.roomOfChannel("p:{a}:log"))
 
     def test_scriptsShareHelpers(self) -> None:
         """Every script carries the shared Lua helpers and returns something."""
@@ -368,13 +275,3 @@ class RoomFeedTests(SynchronousTestCase):
         self.assertEqual((feed.epoch, feed.delivered, feed.state), (None, 0, LIVE))
         step = feed.received(published(1, "e2"))
         self.assertTrue(step.catchUp)
-
-
-class BrokerURLTests(SynchronousTestCase):
-    """The URL object hides credentials."""
-
-    def test_describe(self) -> None:
-        """describe() never shows the password."""
-        url = BrokerURL("redis", host="h", port=1, password="secret")
-        self.assertEqual(url.describe(), "redis://h:1/0")
-        self.assertEqual(BrokerURL("memory").describe(), "memory")

@@ -58,6 +58,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from portshare.broker import IBroker, IRoomListener
+from portshare.broker.keys import KeyLayout
 from portshare.broker.rediscore import (
     CATCH_UP,
     ENTER,
@@ -74,8 +75,6 @@ from portshare.broker.rediscore import (
     SYNC,
     TICK,
     Backoff,
-    BrokerURL,
-    KeyLayout,
     RoomFeed,
     Script,
     Step,
@@ -87,6 +86,7 @@ from portshare.broker.rediscore import (
     replayOf,
     roomsOf,
 )
+from portshare.broker.url import BrokerURL
 from portshare.chat import PresenceBook, Replay, RoomInfo
 from portshare.errors import Unavailable
 from portshare.wire import Message
