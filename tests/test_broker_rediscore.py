@@ -11,7 +11,6 @@ from portshare.broker.rediscore import (
     CATCHING_UP,
     LIVE,
     LOST,
-    SCRIPTS,
     Backoff,
     Published,
     RoomFeed,
@@ -25,16 +24,6 @@ from portshare.broker.rediscore import (
 )
 from portshare.chat import RoomLog
 from portshare.wire import Message, Presence
-
-
-class KeyLayoutTests(SynchronousTestCase):
-    """Every key of a room carries the room as a hash tag; channels map back to rooms."""
-
-    def test_scriptsShareHelpers(self) -> None:
-        """Every script carries the shared Lua helpers and returns something."""
-        for script in SCRIPTS:
-            self.assertIn("local function ensure", script.text)
-            self.assertIn("return", script.body)
 
 
 class ParsingTests(SynchronousTestCase):

@@ -6,10 +6,11 @@ them.
 from __future__ import annotations
 
 from hashlib import sha1
+from importlib.resources import files
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from portshare.broker.rediscore import SCRIPTS
+from portshare.broker.scripts import SCRIPTS
 
 #: The SHA1 of each script's full text (the shared prelude and the script), as computed from
 #: the scripts written as Python strings in portshare/broker/rediscore.py at 59ef69d, before
@@ -38,4 +39,17 @@ class ScriptsTests(SynchronousTestCase):
         self.assertEqual(
             [(script.name, sha1(script.text.encode("utf-8")).hexdigest()) for script in SCRIPTS],
             list(PINNED_SHA1.items()),
+        )
+
+    def test_scriptsShareHelpers(self) -> None:
+        """Every script carries the shared Lua helpers and returns something."""
+        for script in SCRIPTS:
+            self.assertIn("local function ensure", script.text)
+            self.assertIn("return", script.body)
+
+    def test_oneFilePerScript(self) -> None:
+        """lua/ holds the shared helpers and one file per script, named after it: no other."""
+        names = sorted(p.name for p in (files("portshare.broker") / "lua").iterdir())
+        self.assertEqual(
+            names, sorted(["_common.lua", *(f"{script.name}.lua" for script in SCRIPTS)])
         )

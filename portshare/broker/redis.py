@@ -60,23 +60,11 @@ from zope.interface import implementer
 from portshare.broker import IBroker, IRoomListener
 from portshare.broker.keys import KeyLayout
 from portshare.broker.rediscore import (
-    CATCH_UP,
-    ENTER,
-    EXIT,
-    HISTORY,
     LIVE,
     LOST,
-    MEMBERS,
-    PUBLISH,
-    ROOMS,
-    SERVER,
-    SNAPSHOT,
     STARTING,
-    SYNC,
-    TICK,
     Backoff,
     RoomFeed,
-    Script,
     Step,
     historyOf,
     membersOf,
@@ -85,6 +73,20 @@ from portshare.broker.rediscore import (
     parsePayload,
     replayOf,
     roomsOf,
+)
+from portshare.broker.scripts import (
+    CATCH_UP,
+    ENTER,
+    EXIT,
+    HISTORY,
+    MEMBERS,
+    PUBLISH,
+    ROOMS,
+    SERVER,
+    SNAPSHOT,
+    SYNC,
+    TICK,
+    Script,
 )
 from portshare.broker.url import BrokerURL
 from portshare.chat import PresenceBook, Replay, RoomInfo
