@@ -58,14 +58,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from portshare.broker import IBroker, IRoomListener
-from portshare.broker.keys import KeyLayout
-from portshare.broker.rediscore import (
-    LIVE,
-    LOST,
-    STARTING,
-    Backoff,
-    RoomFeed,
-    Step,
+from portshare.broker.codec import (
     historyOf,
     membersOf,
     messageBody,
@@ -74,6 +67,9 @@ from portshare.broker.rediscore import (
     replayOf,
     roomsOf,
 )
+from portshare.broker.feed import LIVE, LOST, STARTING, RoomFeed, Step
+from portshare.broker.keys import KeyLayout
+from portshare.broker.rediscore import Backoff
 from portshare.broker.scripts import (
     CATCH_UP,
     ENTER,
