@@ -5,6 +5,7 @@ on the link, with Redis's errors turned into portshare's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import txredisapi
@@ -61,20 +62,20 @@ class AnsweringConnection:
         return Deferred()
 
 
+def startedLink(connect: Callable[[str], Deferred[Any]]) -> Link:
+    """A started link on a clock, opening its connections with C{connect}."""
+    link = Link(
+        Clock(), connect, lambda: succeed(None), lambda reason: None, Backoff(), "redis://h:1/0"
+    )
+    link.start()
+    return link
+
+
 def upLink(answer: Any) -> tuple[Link, AnsweringConnection]:
     """A link that is up, its command connection answering with C{answer()}."""
     command = AnsweringConnection(answer)
     opened = iter([command, AnsweringConnection(answer)])
-    link = Link(
-        Clock(),
-        lambda kind: succeed(next(opened)),
-        lambda: succeed(None),
-        lambda reason: None,
-        Backoff(),
-        "redis://h:1/0",
-    )
-    link.start()
-    return link, command
+    return startedLink(lambda kind: succeed(next(opened))), command
 
 
 class LinkCommandsTests(SynchronousTestCase):
@@ -109,14 +110,6 @@ class LinkCommandsTests(SynchronousTestCase):
 
     def test_whileDown(self) -> None:
         """While the link is not up, scripts and commands fail at once with Unavailable."""
-        link = Link(
-            Clock(),
-            lambda kind: fail(ConnectionRefusedError("refused")),
-            lambda: succeed(None),
-            lambda reason: None,
-            Backoff(),
-            "redis://h:1/0",
-        )
-        link.start()
+        link = startedLink(lambda kind: fail(ConnectionRefusedError("refused")))
         self.failureResultOf(link.run(MEMBERS, ["k"], []), Unavailable)
         self.failureResultOf(link.execute("PING"), Unavailable)

@@ -6,11 +6,11 @@ reaches Redis: txredisapi's protocols for the Redis wire format, the endpoint a 
 names, the two connections (one for commands and scripts, one for pub/sub) kept up as one
 L{Link} with a L{Backoff} on the injected reactor, and the commands and scripts run on it with
 Redis's errors turned into portshare's (L{Unavailable} when the link cannot answer, L{Refused}
-when Redis refuses a command).  No other module of portshare names txredisapi.
+when Redis refuses a command).  No other module of portshare imports txredisapi.
 
 L{_Subscriber} relies on internals of txredisapi's C{RedisProtocol} (C{replyReceived},
-C{replyQueue}, C{_build_command}, C{connected}, C{callLater}); it was written and is tested
-against txredisapi 1.6.0.
+C{replyQueue}, C{_build_command}, C{connected}, C{callLater}), as of txredisapi 1.6.0, the
+version the tests run on (pyproject.toml asks for 1.4.10 or later).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ class Backoff:
         return max(0.0, min(self.maximum, base * spread))
 
     def reset(self) -> None:
+        """Start again from C{initial}."""
         self.attempts = 0
 
 
