@@ -23,7 +23,7 @@ from twisted.python import usage
 
 from portshare import __version__
 from portshare.backpressure import CLOSE, POLICIES
-from portshare.broker.rediscore import parseBrokerURL
+from portshare.broker.url import parseBrokerURL
 from portshare.limits import Limits
 from portshare.proxies import parseNetworks
 from portshare.service import PortshareService, Settings

@@ -19,9 +19,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from portshare.broker import IBroker
+from portshare.broker.link import Backoff
 from portshare.broker.memory import MemoryBroker
 from portshare.broker.redis import RedisBroker
-from portshare.broker.rediscore import Backoff, parseBrokerURL
+from portshare.broker.url import parseBrokerURL
 from portshare.errors import Unavailable
 from portshare.wire import Message, Presence
 from tests.redisserver import RedisServer

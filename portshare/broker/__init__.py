@@ -89,9 +89,9 @@ def buildBroker(url: str, reactor: Any, history: int, maxRooms: int) -> IBroker:
 
     @param history: messages kept per room.
     @param maxRooms: rooms kept (in memory) or listed (Redis) at most.
-    @raise ValueError: for a URL that L{portshare.broker.rediscore.parseBrokerURL} refuses.
+    @raise ValueError: for a URL that L{portshare.broker.url.parseBrokerURL} refuses.
     """
-    from portshare.broker.rediscore import parseBrokerURL
+    from portshare.broker.url import parseBrokerURL
 
     parsed = parseBrokerURL(url)
     if not parsed.shared:

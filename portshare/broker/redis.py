@@ -1,10 +1,13 @@
 """
 The Redis broker: several portshare instances act as one chat through one Redis.
 
-This is the thin Twisted layer over L{portshare.broker.rediscore} (the key layout, the Lua
-scripts, the parsing and the per-room delivery state, all sans I/O).  It uses txredisapi's
-protocols for the Redis wire format and manages the connections itself, on the injected
-reactor: one connection for commands and scripts, one for pub/sub subscriptions.
+L{RedisBroker} is the broker's logic on Twisted: subscriptions and their delivery, publish,
+history, presence and the heartbeat, on the injected reactor.  It stands on sans-IO parts (the
+key layout in L{portshare.broker.keys}, the Lua scripts in L{portshare.broker.scripts}, the
+parsing in L{portshare.broker.codec}, the per-room delivery state in
+L{portshare.broker.feed}) and reaches Redis through L{portshare.broker.link}: the two
+connections (one for commands and scripts, one for pub/sub subscriptions), kept up as one
+L{Link}.
 
 Theory of operation:
  - The two connections are one I{link}: when either is lost (or cannot be opened), both are
@@ -34,9 +37,9 @@ import re
 import secrets
 import socket
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
-import txredisapi
 from twisted.internet.defer import (
     Deferred,
     DeferredList,
@@ -44,41 +47,13 @@ from twisted.internet.defer import (
     fail,
     succeed,
 )
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    UNIXClientEndpoint,
-    wrapClientTLS,
-)
-from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import Factory
-from twisted.internet.ssl import optionsForClientTLS
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from portshare.broker import IBroker, IRoomListener
-from portshare.broker.rediscore import (
-    CATCH_UP,
-    ENTER,
-    EXIT,
-    HISTORY,
-    LIVE,
-    LOST,
-    MEMBERS,
-    PUBLISH,
-    ROOMS,
-    SERVER,
-    SNAPSHOT,
-    STARTING,
-    SYNC,
-    TICK,
-    Backoff,
-    BrokerURL,
-    KeyLayout,
-    RoomFeed,
-    Script,
-    Step,
+from portshare.broker.codec import (
     historyOf,
     membersOf,
     messageBody,
@@ -87,6 +62,24 @@ from portshare.broker.rediscore import (
     replayOf,
     roomsOf,
 )
+from portshare.broker.feed import LIVE, LOST, STARTING, RoomFeed, Step
+from portshare.broker.keys import KeyLayout
+from portshare.broker.link import Backoff, Link, Refused, openConnection
+from portshare.broker.scripts import (
+    CATCH_UP,
+    ENTER,
+    EXIT,
+    HISTORY,
+    MEMBERS,
+    PUBLISH,
+    ROOMS,
+    SERVER,
+    SNAPSHOT,
+    SYNC,
+    TICK,
+    Script,
+)
+from portshare.broker.url import BrokerURL
 from portshare.chat import PresenceBook, Replay, RoomInfo
 from portshare.errors import Unavailable
 from portshare.wire import Message
@@ -104,244 +97,6 @@ def _newEpoch() -> str:
 def _instanceId() -> str:
     host = re.sub(r"[^A-Za-z0-9.-]", "", socket.gethostname())[:40] or "host"
     return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-class _Commands(txredisapi.RedisProtocol):  # type: ignore[misc]
-    """txredisapi's protocol with its timers on the injected clock."""
-
-    def __init__(self, clock: IReactorTime, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.callLater = clock.callLater
-
-
-class _Subscriber(_Commands):
-    """
-    A connection in pub/sub mode.  Confirmations are matched to requests by channel (a
-    SUBSCRIBE of n channels gets n of them), messages go to C{onMessage(channel, payload)}.
-    """
-
-    def __init__(self, clock: IReactorTime, **kwargs: Any) -> None:
-        super().__init__(clock, **kwargs)
-        self._clock = clock
-        self.onMessage: Callable[[str, Any], None] = lambda channel, payload: None
-        self._confirmations: dict[tuple[str, str], list[Deferred[None]]] = {}
-        self._pongs: list[Deferred[None]] = []
-
-    def replyReceived(self, reply: Any) -> None:
-        if isinstance(reply, list) and reply:
-            kind = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
-            if kind == "message" and len(reply) == 3:
-                channel = reply[1].decode() if isinstance(reply[1], bytes) else reply[1]
-                self.onMessage(channel, reply[2])
-                return
-            if kind in ("subscribe", "unsubscribe") and len(reply) == 3:
-                channel = reply[1].decode() if isinstance(reply[1], bytes) else reply[1]
-                waiting = self._confirmations.get((kind, channel))
-                if waiting:
-                    d = waiting.pop(0)
-                    if not waiting:
-                        del self._confirmations[(kind, channel)]
-                    d.callback(None)
-                return
-            if kind == "pong" and self._pongs:
-                self._pongs.pop(0).callback(None)
-                return
-        if reply in ("PONG", b"PONG") and self._pongs:  # not subscribed to anything yet
-            self._pongs.pop(0).callback(None)
-            return
-        if self.replyQueue.waiting:
-            super().replyReceived(reply)  # AUTH, SELECT, CLIENT SETNAME before subscribing
-        elif self.transport is not None:
-            # an unexpected reply in pub/sub mode (a refused command): state unknown
-            self.transport.abortConnection()
-
-    def _send(self, kind: str, channels: Sequence[str]) -> Deferred[Any]:
-        if not self.connected:
-            return fail(txredisapi.ConnectionError("Not connected"))
-        waits: list[Deferred[None]] = []
-        for channel in channels:
-            d: Deferred[None] = Deferred()
-            self._confirmations.setdefault((kind, channel), []).append(d)
-            waits.append(d)
-        self.transport.write(self._build_command(kind.upper(), *channels))
-        return DeferredList(waits, fireOnOneErrback=True, consumeErrors=True)
-
-    def subscribeTo(self, channels: Sequence[str]) -> Deferred[Any]:
-        """Subscribe; fires once Redis confirmed every channel."""
-        return self._send("subscribe", channels)
-
-    def unsubscribeFrom(self, channels: Sequence[str]) -> Deferred[Any]:
-        """Unsubscribe; fires once Redis confirmed every channel."""
-        return self._send("unsubscribe", channels)
-
-    def ping(self, timeout: float) -> Deferred[None]:
-        """PING in pub/sub mode; a pong not back within C{timeout} drops the connection."""
-        if not self.connected:
-            return fail(txredisapi.ConnectionError("Not connected"))
-        d: Deferred[None] = Deferred()
-        self._pongs.append(d)
-        self.transport.write(self._build_command("PING"))
-
-        def late(failure: Failure | None, timeout: float) -> Failure:
-            if self.transport is not None:
-                self.transport.abortConnection()
-            return failure or Failure(TimeoutError("no pong"))
-
-        d.addTimeout(timeout, self._clock, onTimeoutCancel=late)
-        return d
-
-    def connectionLost(self, why: Failure) -> None:
-        waiting = [d for ds in self._confirmations.values() for d in ds] + self._pongs
-        self._confirmations, self._pongs = {}, []
-        super().connectionLost(why)
-        for d in waiting:
-            if not d.called:
-                d.errback(txredisapi.ConnectionError("Lost connection"))
-
-
-class _Factory(Factory):
-    """Builds one protocol; keeps what txredisapi reports when AUTH or SELECT fails."""
-
-    isLazy = False
-    noisy = False
-
-    def __init__(self, build: Callable[[], Any]) -> None:
-        self._build = build
-        self.error: str | None = None
-
-    def buildProtocol(self, addr: Any) -> Any:
-        protocol = self._build()
-        protocol.factory = self
-        return protocol
-
-    def stopTrying(self) -> None:
-        pass  # the link decides when to try again
-
-    def connectionError(self, message: str) -> None:
-        self.error = message
-
-
-def _describeFailure(failure: Failure) -> str:
-    value = failure.value
-    text = str(value) or type(value).__name__
-    return text.splitlines()[0][:120]
-
-
-class Link:
-    """
-    The two connections to Redis (C{command} and C{subscriber}), opened together and kept
-    up: when one is lost or cannot be opened, both are closed and tried again after a
-    L{Backoff} on the injected clock.
-
-    @param connect: opens one connection, C{"command"} or C{"subscriber"}; a Deferred firing
-        with its protocol once it is usable (after AUTH and SELECT).
-    @param onUp: called when both are open; returns a Deferred (the resynchronisation).
-    @param onDown: called with a short reason when they are lost.
-    """
-
-    log = Logger()
-
-    def __init__(
-        self,
-        clock: IReactorTime,
-        connect: Callable[[str], Deferred[Any]],
-        onUp: Callable[[], Deferred[Any]],
-        onDown: Callable[[str], None],
-        backoff: Backoff,
-        where: str,
-    ) -> None:
-        self._clock = clock
-        self._connect = connect
-        self._onUp = onUp
-        self._onDown = onDown
-        self.backoff = backoff
-        self.where = where
-        self.command: Any = None
-        self.subscriber: Any = None
-        self.state = "idle"  # connecting, up, waiting, stopped
-        self.reason = f"connecting to redis at {where}"
-        self._retry: Any = None
-        self.attempts = 0
-
-    @property
-    def up(self) -> bool:
-        return self.state == "up"
-
-    def start(self) -> None:
-        if self.state == "idle":
-            self._attempt()
-
-    def _attempt(self) -> None:
-        self._retry = None
-        self.state = "connecting"
-        self.attempts += 1
-        d = DeferredList(
-            [self._connect("command"), self._connect("subscriber")], consumeErrors=True
-        )
-        d.addCallback(self._opened)
-
-    def _opened(self, results: list[tuple[bool, Any]]) -> None:
-        opened = [value for ok, value in results if ok]
-        failures = [value for ok, value in results if not ok]
-        if self.state == "stopped" or failures:
-            for protocol in opened:
-                protocol.transport.abortConnection()
-            if self.state != "stopped":
-                self._wait(
-                    f"cannot connect to redis at {self.where}: {_describeFailure(failures[0])}"
-                )
-            return
-        self.command, self.subscriber = opened
-        self.state = "up"
-        for protocol in opened:
-            protocol.whenDisconnected().addCallback(self._lost)
-        self.log.info("connected to redis at {where}", where=self.where)
-        d = self._onUp()
-        d.addCallback(lambda _: self.backoff.reset())
-        d.addErrback(self._resyncFailed)
-
-    def _resyncFailed(self, failure: Failure) -> None:
-        if self.state == "up":
-            # not a lost connection (that is handled by _lost): a refusal, try again later
-            self.log.warn("redis resynchronisation failed: {why}", why=_describeFailure(failure))
-            self.drop()
-
-    def _lost(self, protocol: Any) -> None:
-        if self.state != "up" or protocol not in (self.command, self.subscriber):
-            return
-        self.drop()
-
-    def drop(self, reason: str | None = None) -> None:
-        """Close both connections and try again later."""
-        for other in (self.command, self.subscriber):
-            if other is not None and other.transport is not None:
-                other.transport.abortConnection()
-        self.command = self.subscriber = None
-        reason = reason or f"lost the connection to redis at {self.where}"
-        self.log.warn("{reason}; reconnecting", reason=reason)
-        self._onDown(reason)
-        self._wait(reason)
-
-    def _wait(self, reason: str) -> None:
-        self.state = "waiting"
-        self.reason = reason
-        delay = self.backoff.next()
-        self._retry = self._clock.callLater(delay, self._attempt)
-
-    def stop(self) -> Deferred[Any]:
-        """Close the connections; fires once they are closed."""
-        self.state = "stopped"
-        self.reason = "stopped"
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
-        waits = []
-        for protocol in (self.command, self.subscriber):
-            if protocol is not None and protocol.transport is not None:
-                waits.append(protocol.whenDisconnected())
-                protocol.transport.loseConnection()
-        self.command = self.subscriber = None
-        return DeferredList(waits, consumeErrors=True)
 
 
 @implementer(IBroker)
@@ -383,7 +138,7 @@ class RedisBroker:
         self._roomTtlMs = int(url.roomTtl * 1000)
         self.link = Link(
             reactor,
-            connect or self._open,
+            connect or partial(openConnection, reactor, url, self.instanceId),
             self._linkUp,
             self._linkDown,
             backoff or Backoff(),
@@ -422,31 +177,6 @@ class RedisBroker:
         self._readyWaiters.append(d)
         return d
 
-    def _command(self) -> Any:
-        command = self.link.command
-        if command is None or not self.link.up:
-            raise Unavailable("the message broker is not available")
-        return command
-
-    def _run(self, script: Script, keys: list[str], args: list[Any]) -> Deferred[Any]:
-        try:
-            d: Deferred[Any] = self._command().eval(script.text, keys, args)
-        except Unavailable as e:
-            return fail(e)
-        except txredisapi.ConnectionError:  # lost, and the link does not know yet
-            return fail(Unavailable("the message broker is not available"))
-        d.addErrback(self._unavailable, script.name)
-        return d
-
-    def _unavailable(self, failure: Failure, what: str) -> Failure:
-        if failure.check(Unavailable):
-            return failure
-        if failure.check(txredisapi.ResponseError):
-            self.log.warn("redis refused {what}: {why}", what=what, why=_describeFailure(failure))
-        elif not failure.check(txredisapi.ConnectionError):
-            self.log.failure("redis {what} failed", failure, what=what)
-        return Failure(Unavailable("the message broker is not available"))
-
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> Deferred[None]:
@@ -462,12 +192,10 @@ class RedisBroker:
             self._heartbeat.stop()
         if self.link.up:
             goodbye: list[Deferred[Any]] = [
-                self._run(SYNC, [self.layout.room(room).here], self._syncArgs(room, ()))
+                self.link.run(SYNC, [self.layout.room(room).here], self._syncArgs(room, ()))
                 for room in list(self._presence.rooms())
             ]
-            goodbye.append(
-                self._command().execute_command("DEL", self.layout.instance(self.instanceId))
-            )
+            goodbye.append(self.link.execute("DEL", self.layout.instance(self.instanceId)))
             done = DeferredList(goodbye, consumeErrors=True)
             done.addTimeout(self.url.timeout, self._reactor)
             try:
@@ -487,55 +215,6 @@ class RedisBroker:
     def stop(self) -> Deferred[None]:
         """Say goodbye (this instance's members leave), then close the connections."""
         return Deferred.fromCoroutine(self._stop())
-
-    def _open(self, kind: str) -> Deferred[Any]:
-        url = self.url
-        endpoint: Any
-        if url.scheme == "unix":
-            assert url.path is not None
-            endpoint = UNIXClientEndpoint(self._reactor, url.path, timeout=int(url.timeout))
-        else:
-            assert url.host is not None and url.port is not None
-            endpoint = HostnameEndpoint(self._reactor, url.host, url.port, timeout=url.timeout)
-            if url.scheme == "rediss":
-                endpoint = wrapClientTLS(optionsForClientTLS(url.host), endpoint)
-        protocolClass = _Subscriber if kind == "subscriber" else _Commands
-        factory = _Factory(
-            lambda: protocolClass(
-                self._reactor,
-                charset="utf-8",
-                convertNumbers=False,
-                replyTimeout=url.timeout,
-                password=url.password,
-                username=url.username,
-                dbid=url.db or None,
-            )
-        )
-        ready: Deferred[Any] = Deferred()
-
-        def connected(protocol: Any) -> None:
-            def usable(_: Any) -> None:
-                # named, so that CLIENT LIST tells which instance holds which connection
-                named = protocol.execute_command(
-                    "CLIENT", "SETNAME", f"portshare-{kind}-{self.instanceId}"
-                )
-                named.addBoth(lambda _: None if ready.called else ready.callback(protocol))
-
-            def lost(_: Any) -> None:
-                if not ready.called:
-                    ready.errback(ConnectionError(factory.error or "connection lost"))
-
-            protocol.whenDisconnected().addCallback(lost)
-            protocol.whenConnected().addCallback(usable)
-
-        def failed(failure: Failure) -> None:
-            if not ready.called:
-                ready.errback(failure)
-
-        connecting = endpoint.connect(factory)
-        connecting.addCallbacks(connected, failed)
-        ready.addTimeout(2 * url.timeout, self._reactor)
-        return ready
 
     # -- the link -----------------------------------------------------------------------------
 
@@ -574,10 +253,9 @@ class RedisBroker:
         writes (anything but C{appendonly yes} with C{appendfsync always}, or C{durable=1} in
         the URL) starts a new generation, so no offset is given twice under one epoch.
         """
-        command = self._command()
         try:
-            info = await command.execute_command("INFO", "server")
-        except txredisapi.ResponseError as e:
+            info = await self.link.execute("INFO", "server")
+        except Refused as e:
             self.log.warn(
                 "cannot read redis's run_id ({why}): a restart that loses writes would not "
                 "be noticed",
@@ -595,12 +273,12 @@ class RedisBroker:
         durable = self.url.durable
         if not durable:
             try:
-                appendonly = await command.execute_command("CONFIG", "GET", "appendonly")
-                appendfsync = await command.execute_command("CONFIG", "GET", "appendfsync")
+                appendonly = await self.link.execute("CONFIG", "GET", "appendonly")
+                appendfsync = await self.link.execute("CONFIG", "GET", "appendfsync")
                 durable = list(appendonly)[-1:] == ["yes"] and list(appendfsync)[-1:] == ["always"]
-            except txredisapi.ResponseError:
+            except Refused:
                 durable = False  # CONFIG is disabled (a managed Redis): assume it may lose writes
-        generation = await self._run(
+        generation = await self.link.run(
             SERVER, [self.layout.server, self.layout.generation], [runId, int(durable)]
         )
         if generation != self._generation:
@@ -696,7 +374,7 @@ class RedisBroker:
         keys = self.layout.room(room)
         try:
             while True:
-                raw = await self._run(
+                raw = await self.link.run(
                     CATCH_UP,
                     [*keys.history, self.layout.generation],
                     [feed.epoch or "", feed.delivered, CATCH_UP_BATCH, self._history],
@@ -724,7 +402,7 @@ class RedisBroker:
     def publish(self, room: str, nick: str, text: str, ts: int) -> Deferred[Message]:
         """Give the message the room's next offset, keep and publish it (one Lua script)."""
         keys = self.layout.room(room)
-        d = self._run(
+        d = self.link.run(
             PUBLISH,
             [keys.epoch, keys.seq, keys.log, self.layout.rooms, keys.gen, self.layout.generation],
             [
@@ -786,7 +464,7 @@ class RedisBroker:
 
     def _snapshot(self, room: str, since: int | None, epoch: str | None) -> Deferred[Any]:
         keys = self.layout.room(room)
-        return self._run(
+        return self.link.run(
             SNAPSHOT,
             [keys.epoch, keys.seq, keys.log, self.layout.rooms, keys.gen, self.layout.generation],
             [
@@ -809,7 +487,7 @@ class RedisBroker:
     ) -> Deferred[tuple[str | None, tuple[Message, ...]]]:
         """C{(epoch, messages after since)}; C{(None, ())} for a room Redis does not hold."""
         keys = self.layout.room(room)
-        d = self._run(
+        d = self.link.run(
             HISTORY, [*keys.history, self.layout.generation], [since, limit, self._history]
         )
         return d.addCallback(lambda raw: historyOf(room, raw))
@@ -836,7 +514,7 @@ class RedisBroker:
         args: list[Any] = [self.layout.base, self.instanceId, nick, keys.channel]
         if script is ENTER:
             args.append(self._gcTtlMs)
-        d = self._run(script, [keys.here], args)
+        d = self.link.run(script, [keys.here], args)
 
         def failed(_: Failure) -> None:
             self._dirty.add(room)
@@ -852,7 +530,7 @@ class RedisBroker:
         waits = []
         for room in sorted(dirty):
             nicks, _ = self._presence.members(room)
-            d = self._run(SYNC, [self.layout.room(room).here], self._syncArgs(room, nicks))
+            d = self.link.run(SYNC, [self.layout.room(room).here], self._syncArgs(room, nicks))
             waits.append(d.addErrback(self._stillDirty, room))
         if waits:
             await DeferredList(waits, consumeErrors=True)
@@ -863,14 +541,14 @@ class RedisBroker:
     def members(self, room: str, cap: int | None) -> Deferred[tuple[tuple[str, ...], int]]:
         """Up to C{cap} nicks present in C{room} on every live instance, and their count."""
         keys = self.layout.room(room)
-        d = self._run(
+        d = self.link.run(
             MEMBERS, [keys.here], [self.layout.base, keys.channel, -1 if cap is None else cap]
         )
         return d.addCallback(membersOf)
 
     def rooms(self) -> Deferred[list[RoomInfo]]:
         """The most recently active rooms (at most C{maxRooms}), sorted by name."""
-        d = self._run(
+        d = self.link.run(
             ROOMS, [self.layout.rooms], [self.layout.base, self._maxRooms, self._roomTtlMs]
         )
         return d.addCallback(
@@ -880,8 +558,7 @@ class RedisBroker:
     # -- the heartbeat ---------------------------------------------------------------------
 
     def _beat(self) -> Deferred[Any]:
-        command = self._command()
-        d = command.execute_command(
+        d = self.link.execute(
             "SET",
             self.layout.instance(self.instanceId),
             "1",
@@ -920,7 +597,7 @@ class RedisBroker:
             for room in list(self._feeds):
                 keys = self.layout.room(room)
                 waits.append(
-                    self._run(
+                    self.link.run(
                         TICK,
                         [keys.here, keys.epoch, keys.seq, keys.log, keys.gen],
                         [

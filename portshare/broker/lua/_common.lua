@@ -1,0 +1,87 @@
+local function nowMs()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- keep a key for ttl ms more (ttl 0: forever)
+local function touch(key, ttl)
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+end
+
+-- the room's epoch; nil when the room has none, or lacks its sequence (a history without
+-- both means nothing any more), or when its history is from before the current generation
+-- (Redis restarted from a dataset that may have lost writes: see KeyLayout.generation)
+local function current(epochKey, seqKey, genKey, generationKey)
+  local epoch = redis.call('GET', epochKey)
+  if not epoch or redis.call('EXISTS', seqKey) == 0 then return nil end
+  local generation = redis.call('GET', generationKey) or '0'
+  if (redis.call('GET', genKey) or '0') ~= generation then return nil end
+  return epoch
+end
+
+-- the room's epoch, a new one (with sequence 0 and no history) when it has no current one
+local function ensure(epochKey, seqKey, logKey, genKey, generationKey, newEpoch)
+  local epoch = current(epochKey, seqKey, genKey, generationKey)
+  if epoch then return epoch, false end
+  redis.call('DEL', logKey)
+  redis.call('SET', epochKey, newEpoch)
+  redis.call('SET', seqKey, 0)
+  redis.call('SET', genKey, redis.call('GET', generationKey) or '0')
+  return newEpoch, true
+end
+
+-- the stream entries with offsets from..last, at most count (count 0: all)
+local function entries(logKey, from, last, count)
+  if from > last then return {} end
+  if count > 0 then
+    return redis.call('XRANGE', logKey, from .. '-0', last .. '-0', 'COUNT', count)
+  end
+  return redis.call('XRANGE', logKey, from .. '-0', last .. '-0')
+end
+
+local function alive(base, id)
+  return redis.call('EXISTS', base .. 'instance:' .. id) == 1
+end
+
+-- whether a live instance other than `self` lists nick in the room
+local function elsewhere(here, base, self, nick)
+  for _, id in ipairs(redis.call('SMEMBERS', here)) do
+    if id ~= self and alive(base, id)
+        and redis.call('SISMEMBER', here .. ':' .. id, nick) == 1 then
+      return true
+    end
+  end
+  return false
+end
+
+-- forget the instances whose heartbeat expired; announce the nicks they leave
+local function reap(here, base, channel)
+  local gone = {}
+  for _, id in ipairs(redis.call('SMEMBERS', here)) do
+    if not alive(base, id) then
+      local key = here .. ':' .. id
+      for _, nick in ipairs(redis.call('SMEMBERS', key)) do gone[nick] = true end
+      redis.call('DEL', key)
+      redis.call('SREM', here, id)
+    end
+  end
+  local left = {}
+  for nick in pairs(gone) do
+    if not elsewhere(here, base, '', nick) then table.insert(left, nick) end
+  end
+  table.sort(left)
+  for _, nick in ipairs(left) do redis.call('PUBLISH', channel, 'p|leave|' .. nick) end
+  return #left
+end
+
+-- the nicks listed by live instances, sorted
+local function present(here, base)
+  local keys = {}
+  for _, id in ipairs(redis.call('SMEMBERS', here)) do
+    if alive(base, id) then table.insert(keys, here .. ':' .. id) end
+  end
+  if #keys == 0 then return {} end
+  local nicks = redis.call('SUNION', unpack(keys))
+  table.sort(nicks)
+  return nicks
+end

@@ -1,0 +1,112 @@
+"""
+Tests for L{portshare.broker.codec}: what Redis returns becomes messages, presence, replays
+and rows, and the replay rule is L{portshare.chat.RoomLog}'s.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from portshare.broker.codec import (
+    Published,
+    historyOf,
+    membersOf,
+    messageBody,
+    parseEntries,
+    parsePayload,
+    replayOf,
+    roomsOf,
+)
+from portshare.chat import RoomLog
+from portshare.wire import Message, Presence
+
+
+class ParsingTests(SynchronousTestCase):
+    """What Redis returns becomes messages, presence, replays and rows."""
+
+    def test_entries(self) -> None:
+        """XRANGE entries with IDs <offset>-0 become messages with those offsets."""
+        raw = [
+            ["7-0", ["n", "ann", "t", "hi | there\n", "ts", "1700000000000"]],
+            [b"8-0", [b"n", b"b", b"t", b"", b"ts", b"5"]],
+        ]
+        self.assertEqual(
+            parseEntries("r", raw),
+            (
+                Message(room="r", offset=7, ts=1700000000000, nick="ann", text="hi | there\n"),
+                Message(room="r", offset=8, ts=5, nick="b", text=""),
+            ),
+        )
+        with self.assertRaises(ValueError):
+            parseEntries("r", [["9-0", ["n", "x"]]])
+
+    def test_payloadMessage(self) -> None:
+        """A published message carries its epoch; any nick and text survive the trip."""
+        nick, text = "ann|x", 'say "|" \u00e9\U0001f600\n'
+        payload = f"m|e1|12|99|{messageBody(nick, text)}"
+        self.assertEqual(
+            parsePayload("r", payload),
+            Published("e1", Message(room="r", offset=12, ts=99, nick=nick, text=text)),
+        )
+
+    def test_payloadPresence(self) -> None:
+        """Presence payloads become presence events; a nick may contain the separator."""
+        self.assertEqual(
+            parsePayload("r", b"p|join|a|b"), Presence(room="r", event="join", nick="a|b")
+        )
+        self.assertEqual(
+            parsePayload("r", "p|leave|z"), Presence(room="r", event="leave", nick="z")
+        )
+
+    def test_badPayloads(self) -> None:
+        """Anything else is refused."""
+        for payload in ("", "x|y", "m|e|notanumber|1|[]", "m|e|1|1|{}", "p|wave|ann", "p|join|"):
+            with self.assertRaises(ValueError, msg=payload):
+                parsePayload("r", payload)
+
+    def test_rowsAndMembers(self) -> None:
+        """ROOMS rows are sorted by room; MEMBERS gives (nicks, count)."""
+        self.assertEqual(roomsOf(["b", 2, 1, "a", 0, 3]), [("a", 0, 3), ("b", 2, 1)])
+        self.assertEqual(membersOf([3, ["a", "b"]]), (("a", "b"), 3))
+        self.assertEqual(historyOf("r", [None, []]), (None, ()))
+
+
+class ReplayRuleTests(SynchronousTestCase):
+    """replayOf follows RoomLog.replay exactly, for every since and epoch."""
+
+    def test_sameAsRoomLog(self) -> None:
+        """
+        For a log of n messages keeping h, what the SNAPSHOT script reads (the held window
+        after since, or all held on an epoch mismatch or since beyond last) gives the same
+        Replay as RoomLog.
+        """
+        for history in (1, 3, 5):
+            for n in range(0, 8):
+                log = RoomLog("r", "e", history)
+                for i in range(n):
+                    log.append("ann", f"m{i + 1}", i)
+                held = log.after(0)
+                for since in (None, 0, 1, 2, n - 1, n, n + 1, n + 5):
+                    if since is not None and since < 0:
+                        continue
+                    for epoch in (None, "e", "other"):
+                        start = 1
+                        if since is not None and not (
+                            (epoch is not None and epoch != "e") or since > n
+                        ):
+                            start = since + 1
+                        start = max(start, n - history + 1)
+                        window = [] if since is None else [m for m in held if m.offset >= start]
+                        raw = [
+                            "e",
+                            n,
+                            [
+                                [f"{m.offset}-0", ["n", m.nick, "t", m.text, "ts", str(m.ts)]]
+                                for m in window
+                            ],
+                        ]
+                        self.assertEqual(
+                            replayOf("r", since, epoch, raw),
+                            log.replay(since, epoch),
+                            (history, n, since, epoch),
+                        )
