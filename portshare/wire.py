@@ -23,6 +23,9 @@ SUBPROTOCOL = "portshare.chat.v1"
 Ref = str | int
 
 _ROOM = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+# path segments that HTTP clients normalise away (RFC 3986 section 5.2.4): a room so named
+# could be joined but never read at /api/rooms/{room}/messages
+_DOT_SEGMENTS = frozenset({".", ".."})
 MAX_NICK = 32
 MAX_REF = 64
 MAX_EPOCH = 64
@@ -239,11 +242,12 @@ def dumps(obj: Any) -> bytes:
 
 def validRoom(room: object) -> str:
     """
-    @return: C{room}, if it is a valid room name.
+    @return: C{room}, if it is a valid room name: 1 to 64 characters of C{A-Z a-z 0-9 . _ -},
+        other than C{.} and C{..} (which no HTTP client can put in a path).
     @raise BadRequest: otherwise.
     """
-    if not isinstance(room, str) or _ROOM.match(room) is None:
-        raise BadRequest("room must be 1 to 64 characters of A-Z a-z 0-9 . _ -")
+    if not isinstance(room, str) or _ROOM.match(room) is None or room in _DOT_SEGMENTS:
+        raise BadRequest("room must be 1 to 64 characters of A-Z a-z 0-9 . _ -, not . or ..")
     return room
 
 

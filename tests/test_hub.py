@@ -132,6 +132,18 @@ class JoinTests(HubTestMixin, SynchronousTestCase):
         last = alice.take()[-1]
         self.assertEqual((last["type"], last["code"], last["ref"]), ("error", "too_large", 2))
 
+    def test_dotRoomsRefused(self) -> None:
+        """Joining the rooms . and .. is refused with bad_request and the ref, and creates
+        no room (HTTP clients could not read it: they normalise . and .. out of paths)."""
+        alice, a = self.connect()
+        self.hub.received(a, frame(type="join", room=".", ref=1))
+        self.hub.received(a, frame(type="join", room="..", ref=2))
+        self.assertEqual(
+            [(e["type"], e["code"], e["ref"]) for e in alice.take()],
+            [("error", "bad_request", 1), ("error", "bad_request", 2)],
+        )
+        self.assertEqual(self.hub._rooms, {})
+
     def test_badFrameKeepsConnection(self) -> None:
         """A malformed message gets an error with its ref and the connection stays open."""
         alice, a = self.connect()

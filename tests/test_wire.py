@@ -233,9 +233,22 @@ class RoomValidationTests(SynchronousTestCase):
 
     def test_valid(self) -> None:
         """Rooms of the allowed characters, 1 to 64 long, are accepted unchanged."""
-        for room in ("a", "Z", "0", ".", "_", "-", "Team-1.dev_x", "r" * 64):
+        for room in ("a", "Z", "0", "_", "-", "Team-1.dev_x", "r" * 64, "...", ".a", "a.", "._"):
             self.assertEqual(parseCommand(frame(type="leave", room=room)), Leave(room=room))
             self.assertEqual(validRoom(room), room)
+
+    def test_dotNamesRefused(self) -> None:
+        """The names . and .. are refused everywhere (an HTTP path cannot name them: clients
+        normalise them away), with the reason saying so and the client's ref."""
+        for room in (".", ".."):
+            error = self.assertRaises(
+                BadRequest, parseCommand, frame(type="join", room=room, ref="d")
+            )
+            self.assertEqual(
+                (error.ref, error.reason),
+                ("d", "room must be 1 to 64 characters of A-Z a-z 0-9 . _ -, not . or .."),
+            )
+            self.assertRaises(BadRequest, validRoom, room)
 
     def test_invalid(self) -> None:
         """Empty, too long, or other characters (spaces, slashes, non-ASCII) are refused."""
@@ -244,7 +257,9 @@ class RoomValidationTests(SynchronousTestCase):
                 BadRequest, parseCommand, frame(type="say", room=room, text="t")
             )
             self.assertEqual(
-                error.reason, "room must be 1 to 64 characters of A-Z a-z 0-9 . _ -", repr(room)
+                error.reason,
+                "room must be 1 to 64 characters of A-Z a-z 0-9 . _ -, not . or ..",
+                repr(room),
             )
 
     def test_notString(self) -> None:
@@ -604,7 +619,9 @@ JSON_OBJECTS = st.dictionaries(
     st.one_of(st.sampled_from(KEYS), st.text(max_size=8)), JSON_VALUES, max_size=9
 )
 
-ROOMS = st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True)
+ROOMS = st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True).filter(
+    lambda r: r not in (".", "..")
+)
 NICKS = st.text(min_size=1, max_size=32).filter(lambda s: s.isprintable() and not s.isspace())
 TEXTS = st.text(min_size=1, max_size=300)
 REFS = st.one_of(st.integers(-MAX_SAFE, MAX_SAFE), st.text(max_size=64))
