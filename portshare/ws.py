@@ -250,7 +250,7 @@ class ChatProtocol(OriginCheckingProtocol):
         hub: Hub = self.factory.hub
         try:
             if isBinary:
-                hub.receivedBinary(self.session)
+                hub.receivedBinary(self.session, payload)
             else:
                 hub.received(self.session, payload)
         except Exception:

@@ -89,6 +89,50 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
         self.assertEqual(c.messages()[0]["code"], "bad_request")
         self.assertFalse(c.transport.disconnecting)
 
+    def test_binaryFrameRef(self) -> None:
+        """A binary frame holding a command is answered bad_request with the command's ref,
+        and the command is not carried out."""
+        c = MemoryConnection(self.service)
+        c.handshake()
+        c.say(type="join", room="lobby", ref=1)
+        c.messages()
+        c.send(
+            clientFrame(
+                orjson.dumps({"type": "say", "room": "lobby", "text": "hi", "ref": 2}),
+                opcode=BINARY,
+            )
+        )
+        self.assertEqual(
+            c.messages(),
+            [
+                {
+                    "type": "error",
+                    "code": "bad_request",
+                    "reason": "frames must be text (JSON)",
+                    "ref": 2,
+                }
+            ],
+        )
+
+    def test_loneSurrogateNickRef(self) -> None:
+        """A text frame naming a nick with a lone surrogate escape gets a nick error with its
+        ref, and the socket stays open."""
+        c = MemoryConnection(self.service)
+        c.handshake()
+        c.send(clientFrame(b'{"type":"nick","nick":"\\ud800","ref":"n"}'))
+        self.assertEqual(
+            c.messages(),
+            [
+                {
+                    "type": "error",
+                    "code": "bad_request",
+                    "reason": "nick must be 1 to 32 printable characters",
+                    "ref": "n",
+                }
+            ],
+        )
+        self.assertFalse(c.transport.disconnecting)
+
     def test_tooBigClosed1009(self) -> None:
         """A message over --max-message-size closes the socket with 1009."""
         c = MemoryConnection(self.service)
