@@ -57,28 +57,32 @@ def originAllowed(origin: str | None, host: str | None, patterns: Sequence[str])
         are allowed (they could forge it anyway).
     @param host: the handshake's C{Host} header.
     @param patterns: more allowed origins with C{*} wildcards (C{https://*.example.com});
-        the page's own origin (same host and port as C{Host}) is always allowed.
+        the page's own origin (same host and port as C{Host}) is always allowed.  An opaque
+        origin (C{null}: a sandboxed frame, a C{file:} or C{data:} page; or any origin
+        without a host, such as C{file://}) is refused whatever the patterns: any page can
+        make itself one, so it names nobody.
     """
     if not origin:
         return True
     origin = origin.strip().lower()
+    try:
+        parts = urlsplit(origin)
+        originHost, originPort = parts.hostname, parts.port
+    except ValueError:
+        return False
+    if originHost is None:  # "null" parses as a path; file:// has no host
+        return False
     if any(fnmatchcase(origin, p.lower()) for p in patterns):
         return True
     if not host:
         return False
     try:
-        parts = urlsplit(origin)
-        originHost, originPort = parts.hostname, parts.port
         hostParts = urlsplit("//" + host.strip().lower())
         hostName, hostPort = hostParts.hostname, hostParts.port
     except ValueError:
         return False
     default = _DEFAULT_PORTS.get(parts.scheme)
-    return (
-        originHost is not None
-        and originHost == hostName
-        and (originPort or default) == (hostPort or default)
-    )
+    return originHost == hostName and (originPort or default) == (hostPort or default)
 
 
 class OriginCheckingProtocol(WebSocketServerProtocol):
@@ -331,6 +335,21 @@ class PortshareFactory(WebSocketServerFactory):
     """A WebSocket endpoint's factory: Autobahn's, plus the origins it allows."""
 
     originPatterns: tuple[str, ...] = ()
+
+    # keyword-only (every caller names its options), hence narrower than Autobahn's signature
+    def setProtocolOptions(  # type: ignore[override]
+        self, *, allowNullOrigin: bool = True, **options: Any
+    ) -> None:
+        """
+        Autobahn's C{setProtocolOptions}, except that C{allowNullOrigin} stays C{True} unless
+        given.  Autobahn checks origins before C{onConnect}; its C{allowedOrigins} stay
+        C{"*"}, but every call of its C{setProtocolOptions} resets C{allowNullOrigin} to
+        C{False} unless told otherwise, and then it refuses C{Origin: null} (and C{file:}
+        origins, which it reads as C{null}) itself, with a C{400}.  Let through, they reach
+        L{OriginCheckingProtocol.onConnect}, where L{originAllowed} refuses them as it
+        refuses every foreign origin (C{403}): the origin policy is portshare's alone.
+        """
+        super().setProtocolOptions(allowNullOrigin=allowNullOrigin, **options)
 
 
 class ChatFactory(PortshareFactory):

@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.limits import Limits
@@ -161,6 +163,36 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
         head = c.handshake(origin="https://evil.example", host="chat.example:8080")
         self.assertTrue(head.startswith(b"HTTP/1.1 403"), head)
 
+    def test_nullOriginForbidden(self) -> None:
+        """An opaque origin (Origin: null from a sandboxed frame or a file: page, or a file:
+        origin) is refused like every other foreign origin: the same 403 response and the
+        same log event, not Autobahn's own 400."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+        def answer(origin: str) -> bytes:
+            c = MemoryConnection(self.service)
+            c.send(handshakeRequest(origin=origin, host="chat.example:8080"))
+            return c.read()
+
+        foreign = answer("https://evil.example")
+        self.assertEqual(foreign, b"HTTP/1.1 403 origin not allowed\r\n\r\n")
+        for origin in ("null", "NULL", " null ", "file://", "file:///home/a/chat.html"):
+            self.assertEqual(answer(origin), foreign, origin)
+        refused = [e["origin"] for e in events if "refused: origin" in e.get("log_format", "")]
+        self.assertEqual(refused[:3], ["https://evil.example", "null", "NULL"])
+
+    def test_nullOriginRefusedWhateverThePatterns(self) -> None:
+        """--allowed-origin patterns, even *, do not let opaque origins in (as before, when
+        Autobahn refused them); they still let their own origins in."""
+        service = self.makeService(allowedOrigins=("*", "null"))
+        for origin, status in (
+            ("null", b"403"),
+            ("file://", b"403"),
+            ("https://x.example", b"101"),
+        ):
+            head = MemoryConnection(service).handshake(origin=origin, host="chat.example")
+            self.assertTrue(head.startswith(b"HTTP/1.1 " + status), (origin, head))
+
     def test_sameOriginAllowed(self) -> None:
         """The page's own origin may open the chat socket."""
         c = MemoryConnection(self.service)
@@ -217,6 +249,14 @@ class EchoEndpointTests(ServiceMixin, SynchronousTestCase):
         c.send(clientFrame("héllo".encode()))
         c.send(clientFrame(b"\x00\xff", opcode=BINARY))
         self.assertEqual(c.frames(), [(TEXT, "héllo".encode()), (BINARY, b"\x00\xff")])
+
+    def test_nullOriginForbidden(self) -> None:
+        """/ws/echo refuses Origin: null with the same 403 as any foreign origin (its factory
+        sets its options twice: the second call must not bring Autobahn's 400 back)."""
+        for origin in ("null", "https://evil.example"):
+            c = MemoryConnection(self.service)
+            c.send(handshakeRequest(path="/ws/echo", origin=origin, host="chat.example"))
+            self.assertEqual(c.read(), b"HTTP/1.1 403 origin not allowed\r\n\r\n", origin)
 
     def test_messageSignalStillFiresForListeners(self) -> None:
         """Skipping Autobahn's per-message signal is only for protocols nobody listens to: a
@@ -303,6 +343,12 @@ class OriginTests(SynchronousTestCase):
         self.assertTrue(originAllowed("http://chat.example", "chat.example:80", ()))
         self.assertTrue(originAllowed("https://chat.example", "chat.example:443", ()))
         self.assertFalse(originAllowed("https://chat.example", "chat.example:8443", ()))
+
+    def test_opaqueOriginsRefused(self) -> None:
+        """null and origins without a host are refused, whatever the patterns say."""
+        for origin in ("null", "NULL", "file://", "file:///x"):
+            self.assertFalse(originAllowed(origin, "chat.example", ("*",)), origin)
+            self.assertFalse(originAllowed(origin, "chat.example", ()), origin)
 
     def test_otherHostRefused(self) -> None:
         """Another host, or a host that merely starts the same, is refused."""
