@@ -5,14 +5,17 @@ driven in memory (StringTransport under the real site, tracker and Autobahn prot
 
 from __future__ import annotations
 
+import struct
 import zlib
 from typing import Any
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.limits import Limits
@@ -317,6 +320,87 @@ class EchoEndpointTests(ServiceMixin, SynchronousTestCase):
         c = MemoryConnection(self.service)
         c.send(request.replace(b"/ws/echo", b"/ws"))
         self.assertNotIn(b"permessage-deflate", c.read())
+
+
+class CloseCodeTests(ServiceMixin, SynchronousTestCase):
+    """
+    How a client's close is answered, counted in /metrics and logged: the client's code is
+    echoed (RFC 6455 section 5.5.1), and a close without a code is 1005 (section 7.1.5).
+    """
+
+    def setUp(self) -> None:
+        self.service = self.makeService(echo=True)
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def closeWith(self, payload: bytes, path: str = "/ws") -> list[bytes]:
+        """Open C{path}, send a close frame holding C{payload}, and end the TCP connection;
+        @return: the payloads of the close frames the server sent."""
+        c = MemoryConnection(self.service)
+        c.handshake(path=path)
+        c.send(clientFrame(payload, opcode=CLOSE))
+        replies = [p for op, p in c.frames() if op == CLOSE]
+        self.assertTrue(c.transport.disconnecting)
+        c.protocol.connectionLost(Failure(ConnectionDone()))
+        return replies
+
+    def counted(self, code: str) -> float | None:
+        return self.service.hub.metrics.registry.get_sample_value(
+            "portshare_websocket_closed_total", {"code": code}
+        )
+
+    def logged(self) -> list[object]:
+        return [
+            e["code"] for e in self.events if e.get("log_format") == "{peer} closed /ws ({code})"
+        ]
+
+    def test_noCodeIs1005(self) -> None:
+        """A close frame without a code (a browser's plain ws.close()) is answered with a close
+        frame without a code, and counted and logged as 1005, not None."""
+        self.assertEqual(self.closeWith(b""), [b""])
+        self.assertEqual(self.counted("1005"), 1.0)
+        self.assertIsNone(self.counted("None"))
+        self.assertEqual(self.logged(), [1005])
+
+    def test_clientCodeEchoed(self) -> None:
+        """A client's valid code (and its reason) is echoed in the server's close frame, and
+        counted and logged as that code."""
+        for code in (1000, 1001, 1008, 3000, 4000, 4999):
+            payload = struct.pack("!H", code) + b"bye"
+            self.assertEqual(self.closeWith(payload), [payload], code)
+            self.assertEqual(self.counted(str(code)), 1.0, code)
+        self.assertEqual(self.logged(), [1000, 1001, 1008, 3000, 4000, 4999])
+
+    def test_invalidCodeProtocolError(self) -> None:
+        """A code a client may not send (reserved or out of range) is a protocol error, 1002,
+        not echoed."""
+        for code in (999, 1004, 1005, 1006, 1015, 2999, 5000):
+            replies = self.closeWith(struct.pack("!H", code))
+            self.assertEqual([closeCode(p) for p in replies], [1002], code)
+
+    def test_echoEndpointEchoesToo(self) -> None:
+        """/ws/echo answers a client's close the same way."""
+        self.assertEqual(self.closeWith(b"\x0f\xa0", path="/ws/echo"), [b"\x0f\xa0"])
+        self.assertEqual(self.closeWith(b"", path="/ws/echo"), [b""])
+
+    def test_serverCloseCountsItsOwnCode(self) -> None:
+        """When the server closes first (1001 at shutdown), that code is counted and logged,
+        whatever the client's reply says."""
+        c = MemoryConnection(self.service)
+        c.handshake()
+        self.service.stopService()
+        self.assertEqual([closeCode(p) for op, p in c.frames() if op == CLOSE], [1001])
+        c.send(clientFrame(b"", opcode=CLOSE))
+        c.protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.counted("1001"), 1.0)
+        self.assertEqual(self.logged(), [1001])
+
+    def test_droppedIs1006(self) -> None:
+        """A connection lost without any close frame is counted and logged as 1006."""
+        c = MemoryConnection(self.service)
+        c.handshake()
+        c.protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.counted("1006"), 1.0)
+        self.assertEqual(self.logged(), [1006])
 
 
 class UnmaskTests(SynchronousTestCase):
