@@ -49,6 +49,7 @@ HTTP_STATUS: dict[str, int] = {
 }
 
 # WebSocket close codes (RFC 6455 section 7.4.1) used by the service.
+CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_INVALID_DATA = 1007
@@ -56,6 +57,10 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_SERVER_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
+# Never sent (RFC 6455 section 7.4.1): the codes a closed connection is counted and logged with
+# when the close frame that ended it had no code (1005), or no close frame was exchanged (1006).
+CLOSE_NO_STATUS = 1005
+CLOSE_ABNORMAL = 1006
 
 
 class PortshareError(Exception):

@@ -53,6 +53,7 @@ from portshare.wire import (
     PresenceBatch,
     Ref,
     Say,
+    binaryFrameError,
     encode,
     parseCommand,
 )
@@ -334,20 +335,26 @@ class Hub:
         for room in list(session.rooms):
             self._removeFromRoom(session, room)
 
-    def receivedBinary(self, session: Session) -> None:
-        """A binary frame: refused (the chat speaks JSON text), and rate limited like any."""
-        self.received(session, None)
+    def receivedBinary(self, session: Session, payload: bytes = b"") -> None:
+        """
+        A binary frame: refused (the chat speaks JSON text), with the client's C{ref} when
+        the frame holds a JSON object with one, and rate limited like any frame.
+        """
+        self._received(session, payload, binary=True)
 
-    def received(self, session: Session, payload: bytes | None) -> None:
-        """Handle one text frame from C{session} (C{None}: a binary frame)."""
+    def received(self, session: Session, payload: bytes) -> None:
+        """Handle one text frame from C{session}."""
+        self._received(session, payload, binary=False)
+
+    def _received(self, session: Session, payload: bytes, binary: bool) -> None:
         if session.closed:
             return  # closing: what still arrives is not read
         admitted = session.admit(self.clock.seconds())
         command: Command | None = None
         error: RemoteError | None = None
         try:
-            if payload is None:
-                raise BadRequest("frames must be text (JSON)")
+            if binary:
+                raise binaryFrameError(payload)
             command = parseCommand(payload, self.limits.maxText)
         except RemoteError as e:
             error = e

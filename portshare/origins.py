@@ -23,35 +23,38 @@ _SAME_SITE_FETCHES = ("same-origin", "none")
 
 def originAllowed(origin: str | None, host: str | None, patterns: Sequence[str]) -> bool:
     """
-    The cross-site check of one request.
+    The cross-site check of one request (WebSocket handshake or API write).
 
     @param origin: the request's C{Origin} header; absent for non-browser clients, which
-        are allowed (they could forge it anyway).  The opaque origin C{null} (sandboxed
-        frames, C{file:} pages, some redirects) is refused unless a pattern names it.
+        are allowed (they could forge it anyway).
     @param host: the request's C{Host} header.
     @param patterns: more allowed origins with C{*} wildcards (C{https://*.example.com});
-        the page's own origin (same host and port as C{Host}) is always allowed.
+        the page's own origin (same host and port as C{Host}) is always allowed.  An opaque
+        origin (C{null}: a sandboxed frame, a C{file:} or C{data:} page; or any origin
+        without a host, such as C{file://}) is refused whatever the patterns: any page can
+        make itself one, so it names nobody.
     """
     if not origin:
         return True
     origin = origin.strip().lower()
+    try:
+        parts = urlsplit(origin)
+        originHost, originPort = parts.hostname, parts.port
+    except ValueError:
+        return False
+    if originHost is None:  # "null" parses as a path; file:// has no host
+        return False
     if any(fnmatchcase(origin, p.lower()) for p in patterns):
         return True
     if not host:
         return False
     try:
-        parts = urlsplit(origin)
-        originHost, originPort = parts.hostname, parts.port
         hostParts = urlsplit("//" + host.strip().lower())
         hostName, hostPort = hostParts.hostname, hostParts.port
     except ValueError:
         return False
     default = _DEFAULT_PORTS.get(parts.scheme)
-    return (
-        originHost is not None
-        and originHost == hostName
-        and (originPort or default) == (hostPort or default)
-    )
+    return originHost == hostName and (originPort or default) == (hostPort or default)
 
 
 def crossSiteWrite(

@@ -3,16 +3,30 @@ The chat wire format, sans I/O: bytes in, typed commands out; typed events in, b
 
 Nothing here touches a socket or a clock.  L{parseCommand} turns one text frame into one of
 the frozen command classes or raises a L{RemoteError} (carrying the client's C{ref} when it
-could be read); L{encode} turns an event into the bytes of one text frame.  Encoding happens
-once per event, whatever the number of recipients.
+could be read); L{binaryFrameError} is the refusal of a binary frame, with its C{ref} too;
+L{encode} turns an event into the bytes of one text frame.  Encoding happens once per event,
+whatever the number of recipients.
+
+Theory of operation (reading a frame): orjson reads every frame first.  It refuses a few
+frames that are JSON by RFC 8259 (a lone surrogate escape such as C{"\\ud800"}, a number
+beyond a double such as a 10,000-digit integer) and a few that nearly are (C{NaN},
+C{Infinity}).  Such a frame still has a C{ref} worth answering with, so the frames orjson
+refuses are read again by the standard library's C{json} module, within limits of its own
+(L{FALLBACK_MAX_BYTES}, L{FALLBACK_MAX_DEPTH}, L{FALLBACK_MAX_NUMBER}).  What it reads is
+validated exactly like what orjson reads: the validators refuse lone surrogates (no command
+or C{ref} can hold a string that does not encode as UTF-8) and numbers out of range; C{NaN}
+and the infinities make the frame C{"frame is not valid JSON"}, with its C{ref}.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -23,12 +37,26 @@ SUBPROTOCOL = "portshare.chat.v1"
 Ref = str | int
 
 _ROOM = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+# path segments that HTTP clients normalise away (RFC 3986 section 5.2.4): a room so named
+# could be joined but never read at /api/rooms/{room}/messages
+_DOT_SEGMENTS = frozenset({".", ".."})
 MAX_NICK = 32
 MAX_REF = 64
 MAX_EPOCH = 64
 MAX_TOKEN = 2048
 # JSON numbers a browser can hold exactly; larger integers would change on the round trip.
 _MAX_SAFE_INT = 2**53 - 1
+# code points that are never characters: a JSON escape can name one alone ("\ud800"), and
+# a string holding one cannot be encoded as UTF-8
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+#: a frame that orjson refused is read again only if it is at most this many bytes of UTF-8,
+FALLBACK_MAX_BYTES = 65536
+#: ... nests arrays and objects at most this deep,
+FALLBACK_MAX_DEPTH = 32
+#: ... and a number in it longer than this many characters is read as an infinity (which no
+#: field accepts) instead of being converted
+FALLBACK_MAX_NUMBER = 40
 
 
 # -- commands (client to server) ------------------------------------------------------------
@@ -239,11 +267,12 @@ def dumps(obj: Any) -> bytes:
 
 def validRoom(room: object) -> str:
     """
-    @return: C{room}, if it is a valid room name.
+    @return: C{room}, if it is a valid room name: 1 to 64 characters of C{A-Z a-z 0-9 . _ -},
+        other than C{.} and C{..} (which no HTTP client can put in a path).
     @raise BadRequest: otherwise.
     """
-    if not isinstance(room, str) or _ROOM.match(room) is None:
-        raise BadRequest("room must be 1 to 64 characters of A-Z a-z 0-9 . _ -")
+    if not isinstance(room, str) or _ROOM.match(room) is None or room in _DOT_SEGMENTS:
+        raise BadRequest("room must be 1 to 64 characters of A-Z a-z 0-9 . _ -, not . or ..")
     return room
 
 
@@ -255,7 +284,7 @@ def validNick(nick: object) -> str:
     if (
         not isinstance(nick, str)
         or not 1 <= len(nick) <= MAX_NICK
-        or not nick.isprintable()
+        or not nick.isprintable()  # also refuses lone surrogates (category Cs)
         or nick.isspace()
     ):
         raise BadRequest("nick must be 1 to 32 printable characters")
@@ -265,14 +294,21 @@ def validNick(nick: object) -> str:
 def validText(text: object, maxText: int) -> str:
     """
     @return: C{text}, if it is a non-empty string of at most C{maxText} characters.
-    @raise BadRequest: when it is not a non-empty string.
+    @raise BadRequest: when it is not a non-empty string, or holds a lone surrogate.
     @raise TooLarge: when it is longer than C{maxText}.
     """
     if not isinstance(text, str) or not text:
         raise BadRequest("text must be a non-empty string")
     if len(text) > maxText:
         raise TooLarge(f"text is longer than {maxText} characters")
+    if _hasSurrogate(text):
+        raise BadRequest("text must not hold a lone surrogate (\\ud800 to \\udfff)")
     return text
+
+
+def _hasSurrogate(value: str) -> bool:
+    # isascii() is O(1) in CPython (a flag of the string): ASCII strings cost nothing here
+    return not value.isascii() and _SURROGATE.search(value) is not None
 
 
 def validOffset(value: object, name: str = "since") -> int:
@@ -290,7 +326,7 @@ def _validRef(ref: object) -> Ref:
         raise BadRequest("ref must be a string or an integer")
     if isinstance(ref, int) and -_MAX_SAFE_INT <= ref <= _MAX_SAFE_INT:
         return ref
-    if isinstance(ref, str) and len(ref) <= MAX_REF:
+    if isinstance(ref, str) and len(ref) <= MAX_REF and not _hasSurrogate(ref):
         return ref
     raise BadRequest(f"ref must be a string of at most {MAX_REF} characters or an integer")
 
@@ -299,7 +335,7 @@ def _optionalString(obj: dict[str, Any], key: str, limit: int) -> str | None:
     value = obj.get(key)
     if value is None:
         return None
-    if not isinstance(value, str) or not 0 < len(value) <= limit:
+    if not isinstance(value, str) or not 0 < len(value) <= limit or _hasSurrogate(value):
         raise BadRequest(f"{key} must be a string of 1 to {limit} characters")
     return value
 
@@ -344,12 +380,12 @@ def parseCommand(payload: bytes | str, maxText: int = 4096) -> Command:
     @param payload: the text frame's payload (UTF-8 already checked by the WebSocket layer).
     @param maxText: the longest C{text} accepted in a C{say}.
     @return: the typed command.
-    @raise RemoteError: with C{.ref} set to the client's ref when it was readable.
+    @raise RemoteError: with C{.ref} set to the client's ref when it was readable (also when
+        orjson refused the frame: see the theory of operation above).
     """
-    try:
-        obj = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        raise BadRequest("frame is not valid JSON") from None
+    obj, fault = _load(payload)
+    if fault is not None:
+        raise _withRefOf(BadRequest(fault), obj)
     if not isinstance(obj, dict):
         raise BadRequest("frame must be a JSON object")
     ref: Ref | None = None
@@ -366,3 +402,108 @@ def parseCommand(payload: bytes | str, maxText: int = 4096) -> Command:
     except RemoteError as e:
         e.ref = ref  # type: ignore[attr-defined]
         raise
+
+
+def binaryFrameError(payload: bytes) -> BadRequest:
+    """
+    The refusal of a binary frame: the chat speaks JSON in text frames only, whatever the
+    binary frame holds.
+
+    @return: a L{BadRequest} carrying the client's C{ref} when C{payload} is a JSON object
+        (UTF-8, read as a text frame would be) with a valid one.
+    """
+    error = BadRequest("frames must be text (JSON)")
+    try:
+        obj, _ = _load(payload)
+    except BadRequest:
+        return error
+    return _withRefOf(error, obj)
+
+
+_E = TypeVar("_E", bound=RemoteError)
+
+
+def _withRefOf(error: _E, obj: object) -> _E:
+    """C{error}, carrying the ref of C{obj} when it is an object with a valid one."""
+    if isinstance(obj, dict) and "ref" in obj:
+        with contextlib.suppress(BadRequest):
+            error.ref = _validRef(obj["ref"])
+    return error
+
+
+def _load(payload: bytes | str) -> tuple[Any, str | None]:
+    """
+    The JSON value of a frame, and why the frame is refused even so (C{None}: it is not).
+
+    @raise BadRequest: when the frame cannot be read.
+    """
+    try:
+        return orjson.loads(payload), None
+    except orjson.JSONDecodeError:
+        return _loadLeniently(payload)
+
+
+def _loadLeniently(payload: bytes | str) -> tuple[Any, str | None]:
+    """
+    The fallback read of a frame orjson refused: the standard library's parser, within the
+    C{FALLBACK_*} limits.  C{NaN}, C{Infinity} and C{-Infinity} are read (as NaN), so that the
+    frame's C{ref} is known, and make it refused as not JSON.
+    """
+    unreadable = BadRequest("frame is not valid JSON")
+    try:
+        raw = payload.encode("utf-8") if isinstance(payload, str) else payload
+        if len(raw) > FALLBACK_MAX_BYTES:
+            raise unreadable
+        text = raw.decode("utf-8")
+    except UnicodeError:  # a str holding surrogates, or bytes that are not UTF-8
+        raise unreadable from None
+    if not _nestedWithin(text, FALLBACK_MAX_DEPTH):
+        raise unreadable
+    constants: list[str] = []
+
+    def constant(name: str) -> float:
+        constants.append(name)
+        return math.nan
+
+    try:
+        obj = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=constant)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        raise unreadable from None
+    if constants:
+        return obj, f"frame is not valid JSON: {constants[0]} is not a JSON number"
+    return obj, None
+
+
+def _int(literal: str) -> int | float:
+    if len(literal) > FALLBACK_MAX_NUMBER:
+        return -math.inf if literal.startswith("-") else math.inf
+    return int(literal)
+
+
+def _float(literal: str) -> float:
+    if len(literal) > FALLBACK_MAX_NUMBER:
+        return -math.inf if literal.startswith("-") else math.inf
+    return float(literal)
+
+
+# a JSON string (escapes included); what is left without them holds the structure
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_AS_PARENTHESES = str.maketrans("[{]}", "(())")
+
+
+def _nestedWithin(text: str, limit: int) -> bool:
+    """
+    Whether the arrays and objects of the JSON C{text} nest at most C{limit} deep.  A few
+    linear passes in C, so that the recursive parser never starts on a frame that would nest
+    too deep (unbalanced brackets may pass: then the parser refuses the frame).
+    """
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)).translate(_AS_PARENTHESES)
+    if brackets.count("(") <= limit:
+        return True  # too few to nest deeper (if they do not balance, json refuses the frame)
+    for _ in range(limit):
+        # each pass removes the innermost level of nesting
+        brackets = brackets.replace("()", "")
+        if not brackets:
+            return True
+    return False

@@ -215,7 +215,7 @@ class ChatProtocol(OriginCheckingProtocol):
         hub: Hub = self.factory.hub
         try:
             if isBinary:
-                hub.receivedBinary(self.session)
+                hub.receivedBinary(self.session, payload)
             else:
                 hub.received(self.session, payload)
         except Exception:
@@ -226,11 +226,10 @@ class ChatProtocol(OriginCheckingProtocol):
         if self.session is not None:
             hub: Hub = self.factory.hub
             hub.disconnected(self.session)
-            # the code of whoever closed first: ours (1001, 1008, 1009, 1013...) or the client's
-            sent = self.localCloseCode if self.closedByMe else None
-            hub.metrics.wsClosed.labels(str(sent or code)).inc()
+            ended = closedWith(self, code)
+            hub.metrics.wsClosed.labels(str(ended)).inc()
             self.session = None
-            self.events.info("{peer} closed /ws ({code})", peer=self.peer, code=code)
+            self.events.info("{peer} closed /ws ({code})", peer=self.peer, code=ended)
 
     # IMember
 
@@ -282,6 +281,20 @@ class ChatProtocol(OriginCheckingProtocol):
         closeWithCode(self, code, reason)
 
 
+def closedWith(protocol: WebSocketProtocol, code: int | None) -> int:
+    """
+    The code a connection ended with, as counted in C{/metrics} and logged: the code of
+    whoever closed first, ours (1001, 1008, 1009, 1013...) or the client's.
+
+    @param code: the code Autobahn's C{onClose} got: the client's, C{None} when its close
+        frame had none, 1006 when no closing handshake happened.
+    @return: that code, or 1005 for a close frame without one (RFC 6455 section 7.1.5).
+    """
+    if protocol.closedByMe and protocol.localCloseCode is not None:
+        return protocol.localCloseCode
+    return errors.CLOSE_NO_STATUS if code is None else code
+
+
 def closeWithCode(protocol: WebSocketProtocol, code: int, reason: str) -> None:
     """
     Start the closing handshake with any RFC 6455 code.  Autobahn's public C{sendClose} only
@@ -296,6 +309,21 @@ class PortshareFactory(WebSocketServerFactory):
     """A WebSocket endpoint's factory: Autobahn's, plus the origins it allows."""
 
     originPatterns: tuple[str, ...] = ()
+
+    # keyword-only (every caller names its options), hence narrower than Autobahn's signature
+    def setProtocolOptions(  # type: ignore[override]
+        self, *, allowNullOrigin: bool = True, **options: Any
+    ) -> None:
+        """
+        Autobahn's C{setProtocolOptions}, except that C{allowNullOrigin} stays C{True} unless
+        given.  Autobahn checks origins before C{onConnect}; its C{allowedOrigins} stay
+        C{"*"}, but every call of its C{setProtocolOptions} resets C{allowNullOrigin} to
+        C{False} unless told otherwise, and then it refuses C{Origin: null} (and C{file:}
+        origins, which it reads as C{null}) itself, with a C{400}.  Let through, they reach
+        L{OriginCheckingProtocol.onConnect}, where L{originAllowed} refuses them as it
+        refuses every foreign origin (C{403}): the origin policy is portshare's alone.
+        """
+        super().setProtocolOptions(allowNullOrigin=allowNullOrigin, **options)
 
 
 class ChatFactory(PortshareFactory):
@@ -336,6 +364,10 @@ def configureFactory(
         failByDrop=False,
         requireMaskedClientFrames=True,
         webStatus=False,
+        # answer a client's close with its own code and reason (RFC 6455 section 5.5.1: "the
+        # endpoint typically echos the status code it received"), not always 1000; a close
+        # without a code is answered without one, an invalid code is a protocol error (1002)
+        echoCloseCodeReason=True,
         **options,
     )
     return factory

@@ -132,6 +132,18 @@ class JoinTests(HubTestMixin, SynchronousTestCase):
         last = alice.take()[-1]
         self.assertEqual((last["type"], last["code"], last["ref"]), ("error", "too_large", 2))
 
+    def test_dotRoomsRefused(self) -> None:
+        """Joining the rooms . and .. is refused with bad_request and the ref, and creates
+        no room (HTTP clients could not read it: they normalise . and .. out of paths)."""
+        alice, a = self.connect()
+        self.hub.received(a, frame(type="join", room=".", ref=1))
+        self.hub.received(a, frame(type="join", room="..", ref=2))
+        self.assertEqual(
+            [(e["type"], e["code"], e["ref"]) for e in alice.take()],
+            [("error", "bad_request", 1), ("error", "bad_request", 2)],
+        )
+        self.assertEqual(self.hub._rooms, {})
+
     def test_badFrameKeepsConnection(self) -> None:
         """A malformed message gets an error with its ref and the connection stays open."""
         alice, a = self.connect()
@@ -230,6 +242,67 @@ class SayTests(HubTestMixin, SynchronousTestCase):
         )
         hub.receivedBinary(a)
         self.assertEqual(alice.closed, (1008, "message rate limit exceeded"))
+
+    def test_binaryFrameRef(self) -> None:
+        """A binary frame holding a command is refused with bad_request and its ref, and the
+        command is not carried out; a rate-limited one keeps its ref too."""
+        hub = self.makeHub(limits=Limits(rate=1, burst=2))
+        alice, a = self.connect()
+        hub.received(a, frame(type="join", room="r"))
+        alice.take()
+        hub.receivedBinary(a, frame(type="say", room="r", text="hi", ref="b1"))
+        hub.receivedBinary(a, frame(type="say", room="r", text="hi", ref="b2"))
+        self.assertEqual(
+            [(e["type"], e["code"], e["reason"], e["ref"]) for e in alice.take()],
+            [
+                ("error", "bad_request", "frames must be text (JSON)", "b1"),
+                ("error", "rate_limited", "more than 1 messages per second", "b2"),
+            ],
+        )
+        self.assertEqual(self.metrics.messagesIn._value.get(), 0)
+
+    def test_loneSurrogateNick(self) -> None:
+        """A nick holding a lone surrogate escape (JSON, though orjson refuses it) is refused
+        as a bad nick with the ref, and the nick is unchanged."""
+        alice, a = self.connect()
+        before = a.nick
+        self.hub.received(a, b'{"type":"nick","nick":"\\ud800","ref":5}')
+        self.assertEqual(
+            alice.take(),
+            [
+                {
+                    "type": "error",
+                    "code": "bad_request",
+                    "reason": "nick must be 1 to 32 printable characters",
+                    "ref": 5,
+                }
+            ],
+        )
+        self.assertEqual(a.nick, before)
+
+    def test_loneSurrogateTextNotPublished(self) -> None:
+        """A say whose text holds a lone surrogate is refused with its ref and reaches
+        nobody (it could not be encoded for them)."""
+        alice, a = self.connect()
+        self.hub.received(a, frame(type="join", room="r"))
+        alice.take()
+        self.hub.received(a, b'{"type":"say","room":"r","text":"a\\udc00","ref":"t"}')
+        [error] = alice.take()
+        self.assertEqual((error["code"], error["ref"]), ("bad_request", "t"))
+        self.assertEqual(self.metrics.messagesIn._value.get(), 0)
+
+    def test_nearlyJsonRef(self) -> None:
+        """A frame with NaN in it is refused as not JSON, with its ref; one with a
+        10,000-digit number in a field no command reads is carried out."""
+        alice, a = self.connect()
+        self.hub.received(a, b'{"type":"join","room":"r","ref":1,"since":NaN}')
+        self.hub.received(a, b'{"type":"join","room":"r","ref":2,"x":%s}' % (b"9" * 10_000))
+        events = alice.take()
+        self.assertEqual(
+            (events[0]["code"], events[0]["reason"], events[0]["ref"]),
+            ("bad_request", "frame is not valid JSON: NaN is not a JSON number", 1),
+        )
+        self.assertEqual((events[1]["type"], events[1]["ref"]), ("joined", 2))
 
     def test_rateRefills(self) -> None:
         """After a pause the bucket refills and messages are accepted again."""

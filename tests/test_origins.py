@@ -32,9 +32,11 @@ class CrossSiteWriteTests(SynchronousTestCase):
         self.assertIn("https://evil.example", reason)
 
     def test_opaqueOrigin(self) -> None:
-        """C{Origin: null} is refused unless a pattern names it."""
-        self.assertIsNotNone(crossSiteWrite("null", None, HOST, ()))
-        self.assertIsNone(crossSiteWrite("null", None, HOST, ("null",)))
+        """C{Origin: null} (and C{file://}) is refused whatever the patterns: any page can
+        make itself an opaque origin."""
+        for patterns in [(), ("null",), ("*",)]:
+            self.assertIsNotNone(crossSiteWrite("null", None, HOST, patterns))
+            self.assertIsNotNone(crossSiteWrite("file://", None, HOST, patterns))
 
     def test_fetchSiteAlone(self) -> None:
         """Without Origin, Sec-Fetch-Site decides: cross-site and same-site are refused,

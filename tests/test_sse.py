@@ -183,10 +183,14 @@ class SseTests(SynchronousTestCase):
         self.assertEqual(parseEvents(dechunk(c.read())), [{"comment": ["keep-alive"]}])
 
     def test_refusals(self) -> None:
-        """No room, a bad room, or more rooms than allowed: a JSON error, no stream."""
+        """No room, a bad room (. and .. included), or more rooms than allowed: a JSON error,
+        no stream."""
         for query, status in (
             ("x=1", b"400"),
             ("room=a/b", b"400"),
+            ("room=.", b"400"),
+            ("room=..", b"400"),
+            ("room=a&room=..", b"400"),
             ("room=a&room=b&room=c&room=d", b"413"),
         ):
             head, _ = self.open(query)

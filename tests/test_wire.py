@@ -15,6 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.errors import BadRequest, RemoteError, TooLarge, UnknownType
 from portshare.wire import (
+    FALLBACK_MAX_BYTES,
+    FALLBACK_MAX_DEPTH,
     SUBPROTOCOL,
     Ack,
     Error,
@@ -27,6 +29,7 @@ from portshare.wire import (
     Presence,
     PresenceBatch,
     Say,
+    binaryFrameError,
     dumps,
     encode,
     parseCommand,
@@ -228,14 +231,220 @@ class ParseErrorTests(SynchronousTestCase):
         self.assertRefused(frame(type="leave", room="r", ref=None), BadRequest, "bad_request")
 
 
+def loneSurrogate(**fields: Any) -> bytes:
+    """A frame holding C{fields} as RFC 8259 allows and orjson refuses: a string may hold a
+    lone surrogate escape (C{"\\ud800"})."""
+    return json.dumps(fields).encode("ascii")
+
+
+HUGE = "1" * 10_000  # digits of an integer RFC 8259 allows, beyond any double
+
+
+class RefFallbackTests(SynchronousTestCase):
+    """
+    A frame that orjson refuses, but that is JSON (RFC 8259) or nearly, is read again, so
+    that the error carries the client's ref and names the command's real fault.
+    """
+
+    def assertRefused(
+        self, payload: bytes | str, reason: str, ref: object, errorType: type = BadRequest
+    ) -> None:
+        # the premise: orjson refuses it
+        self.assertRaises(orjson.JSONDecodeError, orjson.loads, payload)
+        error = self.assertRaises(errorType, parseCommand, payload)
+        self.assertEqual((error.reason, error.ref), (reason, ref))
+        orjson.loads(encode(Error.fromException(error)))  # the answer encodes
+
+    def test_loneSurrogateNick(self) -> None:
+        """A lone surrogate in a nick (nick or join) is a bad nick, answered with the ref."""
+        nickReason = "nick must be 1 to 32 printable characters"
+        self.assertRefused(loneSurrogate(type="nick", nick="\ud800", ref=4), nickReason, 4)
+        self.assertRefused(
+            loneSurrogate(type="join", room="r", nick="a\udfffb", ref="j"), nickReason, "j"
+        )
+
+    def test_loneSurrogateText(self) -> None:
+        """A lone surrogate in a say's text is refused (it cannot be sent on as UTF-8)."""
+        self.assertRefused(
+            loneSurrogate(type="say", room="r", text="hi \udc00", ref="s"),
+            "text must not hold a lone surrogate (\\ud800 to \\udfff)",
+            "s",
+        )
+
+    def test_loneSurrogateOtherFields(self) -> None:
+        """A lone surrogate in a room, epoch or token fails that field's rule, with the ref;
+        in a type, the type is unknown (and quoted escaped)."""
+        self.assertRefused(
+            loneSurrogate(type="leave", room="\ud800", ref=1),
+            "room must be 1 to 64 characters of A-Z a-z 0-9 . _ -, not . or ..",
+            1,
+        )
+        self.assertRefused(
+            loneSurrogate(type="join", room="r", epoch="\ud800", ref=2),
+            "epoch must be a string of 1 to 64 characters",
+            2,
+        )
+        self.assertRefused(
+            loneSurrogate(type="join", room="r", token="t\ud800", ref=3),
+            "token must be a string of 1 to 2048 characters",
+            3,
+        )
+        self.assertRefused(
+            loneSurrogate(type="\ud800", ref=5), "unknown message type '\\ud800'", 5, UnknownType
+        )
+
+    def test_loneSurrogateRef(self) -> None:
+        """A ref holding a lone surrogate is an invalid ref: the error has no ref."""
+        self.assertRefused(
+            loneSurrogate(type="leave", room="r", ref="\ud800"),
+            "ref must be a string of at most 64 characters or an integer",
+            None,
+        )
+
+    def test_surrogatePairAccepted(self) -> None:
+        """A surrogate pair escape is one character, read by orjson itself."""
+        self.assertEqual(
+            parseCommand(loneSurrogate(type="nick", nick="\U0001f600")), Nick(nick="\U0001f600")
+        )
+
+    def test_hugeIntegerElsewhere(self) -> None:
+        """A 10,000-digit integer in a field no command reads does not stop the command."""
+        payload = b'{"type":"leave","room":"r","ref":3,"x":%s}' % HUGE.encode()
+        self.assertRaises(orjson.JSONDecodeError, orjson.loads, payload)
+        self.assertEqual(parseCommand(payload), Leave(room="r", ref=3))
+
+    def test_hugeNumbersInFields(self) -> None:
+        """Numbers beyond a double in since are out of range, with the ref; as the ref, the
+        ref is invalid."""
+        reason = "since must be a whole number >= 0"
+        for number in (HUGE, "-" + HUGE, "1e400", "-1e400"):
+            payload = '{"type":"join","room":"r","since":' + number + ',"ref":"h"}'
+            error = self.assertRaises(BadRequest, parseCommand, payload)
+            self.assertEqual((error.reason, error.ref), (reason, "h"), number[:10])
+        error = self.assertRaises(
+            BadRequest, parseCommand, '{"type":"leave","room":"r","ref":' + HUGE + "}"
+        )
+        self.assertIsNone(error.ref)
+
+    def test_notANumber(self) -> None:
+        """NaN and the infinities are not JSON: the frame is refused as such, with its ref
+        (or without, when the ref is invalid)."""
+        for constant in ("NaN", "Infinity", "-Infinity"):
+            self.assertRefused(
+                '{"type":"say","room":"r","text":"x","ref":7,"n":[' + constant + "]}",
+                f"frame is not valid JSON: {constant} is not a JSON number",
+                7,
+            )
+        self.assertRefused(
+            '{"type":"say","room":"r","text":"x","ref":true,"n":NaN}',
+            "frame is not valid JSON: NaN is not a JSON number",
+            None,
+        )
+        self.assertRefused('{"ref":NaN}', "frame is not valid JSON: NaN is not a JSON number", None)
+        self.assertRefused("NaN", "frame is not valid JSON: NaN is not a JSON number", None)
+
+    def test_stillNotJson(self) -> None:
+        """What neither parser reads stays "frame is not valid JSON", without a ref."""
+        for payload in (
+            b'{"type":"leave","room":"r","ref":1,}',
+            b"{'type':'leave','ref':1}",
+            b'{"type":"leave","ref":1',
+            b'\xef\xbb\xbf{"type":"leave","ref":1}',
+            '{"type":"leave","ref":1,"x":"\ud800"}',  # a str holding a surrogate is not UTF-8
+            b'{"type":"leave","ref":1,"x":"\xff"}',
+        ):
+            self.assertRefused(payload, "frame is not valid JSON", None)
+
+    def test_fallbackDepthLimit(self) -> None:
+        """The fallback reads frames nested up to FALLBACK_MAX_DEPTH; deeper ones are not
+        read (brackets inside strings do not count)."""
+
+        def nested(depth: int) -> bytes:
+            inner = "[" * (depth - 1) + "]" * (depth - 1)
+            return b'{"type":"nick","nick":"\\ud800","ref":1,"x":%s,"s":"[[[[[[[[[["}' % (
+                inner.encode()
+            )
+
+        error = self.assertRaises(BadRequest, parseCommand, nested(FALLBACK_MAX_DEPTH))
+        self.assertEqual(error.ref, 1)
+        error = self.assertRaises(BadRequest, parseCommand, nested(FALLBACK_MAX_DEPTH + 1))
+        self.assertEqual((error.reason, error.ref), ("frame is not valid JSON", None))
+        wide = b'{"type":"nick","nick":"\\ud800","ref":1,"x":[%s]}' % b",".join([b"[[]]"] * 50)
+        self.assertEqual(self.assertRaises(BadRequest, parseCommand, wide).ref, 1)
+
+    def test_orjsonDepthLimitKept(self) -> None:
+        """A frame too deep for orjson (1,024 levels) is still refused, without a ref."""
+        payload = b'{"ref":1,"x":' + b"[" * 2000 + b"]" * 2000 + b"}"
+        error = self.assertRaises(BadRequest, parseCommand, payload)
+        self.assertEqual((error.reason, error.ref), ("frame is not valid JSON", None))
+
+    def test_fallbackSizeLimit(self) -> None:
+        """The fallback reads frames of up to FALLBACK_MAX_BYTES; longer ones are not read."""
+        head = b'{"type":"nick","nick":"\\ud800","ref":1,"pad":"'
+        for size, ref in ((FALLBACK_MAX_BYTES, 1), (FALLBACK_MAX_BYTES + 1, None)):
+            payload = head + b"x" * (size - len(head) - 2) + b'"}'
+            self.assertEqual(len(payload), size)
+            self.assertEqual(self.assertRaises(BadRequest, parseCommand, payload).ref, ref)
+
+
+class BinaryFrameTests(SynchronousTestCase):
+    """binaryFrameError refuses any binary frame, with the ref of the command it holds."""
+
+    def test_validCommand(self) -> None:
+        """A binary frame holding a valid command is refused, carrying its ref."""
+        error = binaryFrameError(frame(type="say", room="r", text="hi", ref="b1"))
+        self.assertEqual(
+            (error.code, error.reason, error.ref),
+            ("bad_request", "frames must be text (JSON)", "b1"),
+        )
+
+    def test_faultyCommand(self) -> None:
+        """Whatever else is wrong with the command it holds, the fault is the binary frame;
+        its ref is read as from a text frame (the fallback included)."""
+        for payload, ref in (
+            (frame(type="dance", ref=2), 2),
+            (loneSurrogate(type="nick", nick="\ud800", ref=3), 3),
+            (b'{"type":"leave","ref":4,"n":NaN}', 4),
+        ):
+            error = binaryFrameError(payload)
+            self.assertEqual((error.reason, error.ref), ("frames must be text (JSON)", ref))
+
+    def test_noReadableRef(self) -> None:
+        """Without a JSON object holding a valid ref, the refusal has no ref."""
+        for payload in (
+            b"",
+            b"\x00\x01",
+            b"\xff\xfe{}",
+            b"[1]",
+            frame(type="leave", room="r"),
+            frame(type="leave", room="r", ref=True),
+            '{"ref":1}'.encode("utf-16"),
+        ):
+            error = binaryFrameError(payload)
+            self.assertEqual((error.reason, error.ref), ("frames must be text (JSON)", None))
+
+
 class RoomValidationTests(SynchronousTestCase):
     """A room is 1 to 64 characters of A-Z a-z 0-9 . _ -."""
 
     def test_valid(self) -> None:
         """Rooms of the allowed characters, 1 to 64 long, are accepted unchanged."""
-        for room in ("a", "Z", "0", ".", "_", "-", "Team-1.dev_x", "r" * 64):
+        for room in ("a", "Z", "0", "_", "-", "Team-1.dev_x", "r" * 64, "...", ".a", "a.", "._"):
             self.assertEqual(parseCommand(frame(type="leave", room=room)), Leave(room=room))
             self.assertEqual(validRoom(room), room)
+
+    def test_dotNamesRefused(self) -> None:
+        """The names . and .. are refused everywhere (an HTTP path cannot name them: clients
+        normalise them away), with the reason saying so and the client's ref."""
+        for room in (".", ".."):
+            error = self.assertRaises(
+                BadRequest, parseCommand, frame(type="join", room=room, ref="d")
+            )
+            self.assertEqual(
+                (error.ref, error.reason),
+                ("d", "room must be 1 to 64 characters of A-Z a-z 0-9 . _ -, not . or .."),
+            )
+            self.assertRaises(BadRequest, validRoom, room)
 
     def test_invalid(self) -> None:
         """Empty, too long, or other characters (spaces, slashes, non-ASCII) are refused."""
@@ -244,7 +453,9 @@ class RoomValidationTests(SynchronousTestCase):
                 BadRequest, parseCommand, frame(type="say", room=room, text="t")
             )
             self.assertEqual(
-                error.reason, "room must be 1 to 64 characters of A-Z a-z 0-9 . _ -", repr(room)
+                error.reason,
+                "room must be 1 to 64 characters of A-Z a-z 0-9 . _ -, not . or ..",
+                repr(room),
             )
 
     def test_notString(self) -> None:
@@ -604,12 +815,45 @@ JSON_OBJECTS = st.dictionaries(
     st.one_of(st.sampled_from(KEYS), st.text(max_size=8)), JSON_VALUES, max_size=9
 )
 
-ROOMS = st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True)
+ROOMS = st.from_regex(r"[A-Za-z0-9._-]{1,64}", fullmatch=True).filter(
+    lambda r: r not in (".", "..")
+)
 NICKS = st.text(min_size=1, max_size=32).filter(lambda s: s.isprintable() and not s.isspace())
 TEXTS = st.text(min_size=1, max_size=300)
 REFS = st.one_of(st.integers(-MAX_SAFE, MAX_SAFE), st.text(max_size=64))
 
 COMMANDS = {"join": Join, "leave": Leave, "say": Say, "nick": Nick}
+
+SURROGATES = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, categories=["Cs"])
+# strings that may hold surrogates, paired or lone (json.dumps writes them as \\uXXXX)
+SURROGATE_TEXT = st.lists(st.one_of(st.characters(), SURROGATES), max_size=12).map("".join)
+# strings holding one lone surrogate (st.text draws no surrogates, so none pairs with it)
+LONE_SURROGATE = st.builds(
+    lambda before, lone, after: before + lone + after,
+    st.text(max_size=5),
+    SURROGATES,
+    st.text(max_size=5),
+)
+# JSON literals (RFC 8259) that orjson refuses to read
+ORJSON_REFUSES = st.one_of(
+    st.integers(min_value=10**309, max_value=10**400).map(str),
+    st.sampled_from([HUGE, "-" + HUGE, "1e400", "-1e999"]),
+    LONE_SURROGATE.map(json.dumps),
+)
+EXTRA = "extra-field"  # longer than any key JSON_OBJECTS draws, so never one of them
+
+
+def withField(obj: dict[str, Any], literal: str) -> str:
+    """The JSON text of C{obj} with one more field, whose value is the JSON C{literal}."""
+    return json.dumps({**obj, EXTRA: None}).replace(f'"{EXTRA}": null', f'"{EXTRA}": {literal}')
+
+
+def outcome(payload: bytes | str) -> tuple[Any, ...]:
+    """What parseCommand makes of C{payload}: the command, or the error's kind and fields."""
+    try:
+        return ("command", parseCommand(payload))
+    except RemoteError as e:
+        return ("error", type(e), e.code, e.reason, e.ref)
 
 
 def validRef(ref: object) -> bool:
@@ -618,7 +862,11 @@ def validRef(ref: object) -> bool:
         return False
     if isinstance(ref, int):
         return -MAX_SAFE <= ref <= MAX_SAFE
-    return isinstance(ref, str) and len(ref) <= 64
+    return (
+        isinstance(ref, str)
+        and len(ref) <= 64
+        and not any(0xD800 <= ord(c) <= 0xDFFF for c in ref)  # a lone surrogate is no text
+    )
 
 
 class ParseCommandPropertyTests(SynchronousTestCase):
@@ -639,6 +887,64 @@ class ParseCommandPropertyTests(SynchronousTestCase):
         else:
             self.assertIs(type(command), COMMANDS[obj["type"]])
             self.assertEqual(command.ref, obj.get("ref"))
+
+    @PROPERTY
+    @given(JSON_OBJECTS, ORJSON_REFUSES)
+    def test_fieldOrjsonRefuses(self, obj: dict[str, Any], literal: str) -> None:
+        """A field that orjson cannot read (a lone surrogate escape, a number beyond a
+        double) in a field no command reads changes nothing: the frame gets the same command
+        or the same error, ref included, as without it."""
+        payload = withField(obj, literal)
+        self.assertRaises(orjson.JSONDecodeError, orjson.loads, payload)
+        self.assertEqual(outcome(payload), outcome(json.dumps(obj)))
+
+    @PROPERTY
+    @given(JSON_OBJECTS, st.sampled_from(["NaN", "Infinity", "-Infinity"]))
+    def test_notANumberAnywhere(self, obj: dict[str, Any], constant: str) -> None:
+        """NaN or an infinity anywhere makes the frame not JSON, answered with its ref when
+        the ref is valid."""
+        payload = withField(obj, constant)
+        expectedRef = obj["ref"] if "ref" in obj and validRef(obj["ref"]) else None
+        self.assertEqual(
+            outcome(payload),
+            (
+                "error",
+                BadRequest,
+                "bad_request",
+                f"frame is not valid JSON: {constant} is not a JSON number",
+                expectedRef,
+            ),
+        )
+
+    @PROPERTY
+    @given(
+        st.dictionaries(
+            st.sampled_from(KEYS),
+            st.one_of(SURROGATE_TEXT, st.sampled_from(["join", "leave", "say", "nick", "r"])),
+            max_size=8,
+        )
+    )
+    def test_loneSurrogatesNeverLeak(self, obj: dict[str, Any]) -> None:
+        """Whatever fields hold lone surrogates, the frame parses into a command whose every
+        string encodes as UTF-8, or into an error that encodes; the ref is kept when valid."""
+        try:
+            command = parseCommand(json.dumps(obj).encode("ascii"))
+        except RemoteError as e:
+            orjson.loads(encode(Error.fromException(e)))
+            expectedRef = obj["ref"] if "ref" in obj and validRef(obj["ref"]) else None
+            self.assertEqual(e.ref, expectedRef)
+        else:
+            for value in dataclasses.astuple(command):
+                if isinstance(value, str):
+                    value.encode("utf-8")
+
+    @PROPERTY
+    @given(JSON_OBJECTS)
+    def test_binaryFrameCarriesRef(self, obj: dict[str, Any]) -> None:
+        """Any binary frame holding a JSON object is refused with its ref when valid."""
+        error = binaryFrameError(json.dumps(obj).encode("utf-8"))
+        expectedRef = obj["ref"] if "ref" in obj and validRef(obj["ref"]) else None
+        self.assertEqual((error.reason, error.ref), ("frames must be text (JSON)", expectedRef))
 
     @PROPERTY
     @given(st.binary(max_size=200))

@@ -5,12 +5,17 @@ driven in memory (StringTransport under the real site, tracker and Autobahn prot
 
 from __future__ import annotations
 
+import struct
 import zlib
 from typing import Any
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.limits import Limits
@@ -89,6 +94,50 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
         self.assertEqual(c.messages()[0]["code"], "bad_request")
         self.assertFalse(c.transport.disconnecting)
 
+    def test_binaryFrameRef(self) -> None:
+        """A binary frame holding a command is answered bad_request with the command's ref,
+        and the command is not carried out."""
+        c = MemoryConnection(self.service)
+        c.handshake()
+        c.say(type="join", room="lobby", ref=1)
+        c.messages()
+        c.send(
+            clientFrame(
+                orjson.dumps({"type": "say", "room": "lobby", "text": "hi", "ref": 2}),
+                opcode=BINARY,
+            )
+        )
+        self.assertEqual(
+            c.messages(),
+            [
+                {
+                    "type": "error",
+                    "code": "bad_request",
+                    "reason": "frames must be text (JSON)",
+                    "ref": 2,
+                }
+            ],
+        )
+
+    def test_loneSurrogateNickRef(self) -> None:
+        """A text frame naming a nick with a lone surrogate escape gets a nick error with its
+        ref, and the socket stays open."""
+        c = MemoryConnection(self.service)
+        c.handshake()
+        c.send(clientFrame(b'{"type":"nick","nick":"\\ud800","ref":"n"}'))
+        self.assertEqual(
+            c.messages(),
+            [
+                {
+                    "type": "error",
+                    "code": "bad_request",
+                    "reason": "nick must be 1 to 32 printable characters",
+                    "ref": "n",
+                }
+            ],
+        )
+        self.assertFalse(c.transport.disconnecting)
+
     def test_tooBigClosed1009(self) -> None:
         """A message over --max-message-size closes the socket with 1009."""
         c = MemoryConnection(self.service)
@@ -116,6 +165,36 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
         c = MemoryConnection(self.service)
         head = c.handshake(origin="https://evil.example", host="chat.example:8080")
         self.assertTrue(head.startswith(b"HTTP/1.1 403"), head)
+
+    def test_nullOriginForbidden(self) -> None:
+        """An opaque origin (Origin: null from a sandboxed frame or a file: page, or a file:
+        origin) is refused like every other foreign origin: the same 403 response and the
+        same log event, not Autobahn's own 400."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+        def answer(origin: str) -> bytes:
+            c = MemoryConnection(self.service)
+            c.send(handshakeRequest(origin=origin, host="chat.example:8080"))
+            return c.read()
+
+        foreign = answer("https://evil.example")
+        self.assertEqual(foreign, b"HTTP/1.1 403 origin not allowed\r\n\r\n")
+        for origin in ("null", "NULL", " null ", "file://", "file:///home/a/chat.html"):
+            self.assertEqual(answer(origin), foreign, origin)
+        refused = [e["origin"] for e in events if "refused: origin" in e.get("log_format", "")]
+        self.assertEqual(refused[:3], ["https://evil.example", "null", "NULL"])
+
+    def test_nullOriginRefusedWhateverThePatterns(self) -> None:
+        """--allowed-origin patterns, even *, do not let opaque origins in (as before, when
+        Autobahn refused them); they still let their own origins in."""
+        service = self.makeService(allowedOrigins=("*", "null"))
+        for origin, status in (
+            ("null", b"403"),
+            ("file://", b"403"),
+            ("https://x.example", b"101"),
+        ):
+            head = MemoryConnection(service).handshake(origin=origin, host="chat.example")
+            self.assertTrue(head.startswith(b"HTTP/1.1 " + status), (origin, head))
 
     def test_sameOriginAllowed(self) -> None:
         """The page's own origin may open the chat socket."""
@@ -173,6 +252,14 @@ class EchoEndpointTests(ServiceMixin, SynchronousTestCase):
         c.send(clientFrame("héllo".encode()))
         c.send(clientFrame(b"\x00\xff", opcode=BINARY))
         self.assertEqual(c.frames(), [(TEXT, "héllo".encode()), (BINARY, b"\x00\xff")])
+
+    def test_nullOriginForbidden(self) -> None:
+        """/ws/echo refuses Origin: null with the same 403 as any foreign origin (its factory
+        sets its options twice: the second call must not bring Autobahn's 400 back)."""
+        for origin in ("null", "https://evil.example"):
+            c = MemoryConnection(self.service)
+            c.send(handshakeRequest(path="/ws/echo", origin=origin, host="chat.example"))
+            self.assertEqual(c.read(), b"HTTP/1.1 403 origin not allowed\r\n\r\n", origin)
 
     def test_messageSignalStillFiresForListeners(self) -> None:
         """Skipping Autobahn's per-message signal is only for protocols nobody listens to: a
@@ -235,6 +322,87 @@ class EchoEndpointTests(ServiceMixin, SynchronousTestCase):
         self.assertNotIn(b"permessage-deflate", c.read())
 
 
+class CloseCodeTests(ServiceMixin, SynchronousTestCase):
+    """
+    How a client's close is answered, counted in /metrics and logged: the client's code is
+    echoed (RFC 6455 section 5.5.1), and a close without a code is 1005 (section 7.1.5).
+    """
+
+    def setUp(self) -> None:
+        self.service = self.makeService(echo=True)
+        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def closeWith(self, payload: bytes, path: str = "/ws") -> list[bytes]:
+        """Open C{path}, send a close frame holding C{payload}, and end the TCP connection;
+        @return: the payloads of the close frames the server sent."""
+        c = MemoryConnection(self.service)
+        c.handshake(path=path)
+        c.send(clientFrame(payload, opcode=CLOSE))
+        replies = [p for op, p in c.frames() if op == CLOSE]
+        self.assertTrue(c.transport.disconnecting)
+        c.protocol.connectionLost(Failure(ConnectionDone()))
+        return replies
+
+    def counted(self, code: str) -> float | None:
+        return self.service.hub.metrics.registry.get_sample_value(
+            "portshare_websocket_closed_total", {"code": code}
+        )
+
+    def logged(self) -> list[object]:
+        return [
+            e["code"] for e in self.events if e.get("log_format") == "{peer} closed /ws ({code})"
+        ]
+
+    def test_noCodeIs1005(self) -> None:
+        """A close frame without a code (a browser's plain ws.close()) is answered with a close
+        frame without a code, and counted and logged as 1005, not None."""
+        self.assertEqual(self.closeWith(b""), [b""])
+        self.assertEqual(self.counted("1005"), 1.0)
+        self.assertIsNone(self.counted("None"))
+        self.assertEqual(self.logged(), [1005])
+
+    def test_clientCodeEchoed(self) -> None:
+        """A client's valid code (and its reason) is echoed in the server's close frame, and
+        counted and logged as that code."""
+        for code in (1000, 1001, 1008, 3000, 4000, 4999):
+            payload = struct.pack("!H", code) + b"bye"
+            self.assertEqual(self.closeWith(payload), [payload], code)
+            self.assertEqual(self.counted(str(code)), 1.0, code)
+        self.assertEqual(self.logged(), [1000, 1001, 1008, 3000, 4000, 4999])
+
+    def test_invalidCodeProtocolError(self) -> None:
+        """A code a client may not send (reserved or out of range) is a protocol error, 1002,
+        not echoed."""
+        for code in (999, 1004, 1005, 1006, 1015, 2999, 5000):
+            replies = self.closeWith(struct.pack("!H", code))
+            self.assertEqual([closeCode(p) for p in replies], [1002], code)
+
+    def test_echoEndpointEchoesToo(self) -> None:
+        """/ws/echo answers a client's close the same way."""
+        self.assertEqual(self.closeWith(b"\x0f\xa0", path="/ws/echo"), [b"\x0f\xa0"])
+        self.assertEqual(self.closeWith(b"", path="/ws/echo"), [b""])
+
+    def test_serverCloseCountsItsOwnCode(self) -> None:
+        """When the server closes first (1001 at shutdown), that code is counted and logged,
+        whatever the client's reply says."""
+        c = MemoryConnection(self.service)
+        c.handshake()
+        self.service.stopService()
+        self.assertEqual([closeCode(p) for op, p in c.frames() if op == CLOSE], [1001])
+        c.send(clientFrame(b"", opcode=CLOSE))
+        c.protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.counted("1001"), 1.0)
+        self.assertEqual(self.logged(), [1001])
+
+    def test_droppedIs1006(self) -> None:
+        """A connection lost without any close frame is counted and logged as 1006."""
+        c = MemoryConnection(self.service)
+        c.handshake()
+        c.protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.counted("1006"), 1.0)
+        self.assertEqual(self.logged(), [1006])
+
+
 class UnmaskTests(SynchronousTestCase):
     @given(
         mask=st.binary(min_size=4, max_size=4),
@@ -259,6 +427,12 @@ class OriginTests(SynchronousTestCase):
         self.assertTrue(originAllowed("http://chat.example", "chat.example:80", ()))
         self.assertTrue(originAllowed("https://chat.example", "chat.example:443", ()))
         self.assertFalse(originAllowed("https://chat.example", "chat.example:8443", ()))
+
+    def test_opaqueOriginsRefused(self) -> None:
+        """null and origins without a host are refused, whatever the patterns say."""
+        for origin in ("null", "NULL", "file://", "file:///x"):
+            self.assertFalse(originAllowed(origin, "chat.example", ("*",)), origin)
+            self.assertFalse(originAllowed(origin, "chat.example", ()), origin)
 
     def test_otherHostRefused(self) -> None:
         """Another host, or a host that merely starts the same, is refused."""
