@@ -50,8 +50,9 @@ class Limits:
     @ivar requestTimeout: seconds a new connection has to send its first complete request
         (headers and body): slowloris clients that trickle bytes are cut here.
     @ivar httpIdleTimeout: seconds an idle HTTP keep-alive connection is kept.
-    @ivar maxHeaders: headers per HTTP request.
-    @ivar maxHeaderBytes: bytes of request line and headers together.
+    @ivar maxHeaderBytes: bytes of request line and headers together (line endings not
+        counted), so also the longest request line (414 beyond) and header line (431 beyond).
+    @ivar maxHeaders: headers per HTTP/1.1 request (431 beyond).
     @ivar slowConsumerBytes: bytes queued for one WebSocket beyond the socket's own buffer
         before it counts as too slow.
     @ivar slowConsumerSeconds: seconds a WebSocket's socket may stay full before it counts as
