@@ -1,6 +1,7 @@
 """
 Requests refused before any resource sees them, sans-IO: the limits of an HTTP/1.1 request
-head (read line by line), and the bytes of such a refusal.
+head (read line by line), the bytes of such a refusal, and the header fields that HTTP/2
+forbids in a request.
 
 Theory of operation: L{RequestHead} follows the lines of one connection.  Between requests it
 waits for a request line (an empty line there is the extra CRLF some clients send after a body,
@@ -14,6 +15,7 @@ holds even if these checks were bypassed; only the answer would be its bare C{40
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from portshare.errors import BAD_REQUEST, TOO_LARGE
@@ -66,6 +68,18 @@ class Refusal:
                 body,
             )
         )
+
+    def h2Headers(self, date: bytes) -> list[tuple[bytes, bytes]]:
+        """The same answer's HTTP/2 header block (for a body of L{body})."""
+        return [
+            (b":status", b"%d" % self.status),
+            (b"server", SERVER),
+            (b"date", date),
+            (b"content-type", b"application/json"),
+            (b"cache-control", b"no-store"),
+            (b"x-content-type-options", b"nosniff"),
+            (b"content-length", b"%d" % len(self.body())),
+        ]
 
 
 #: the answer to a request that twisted.web cannot parse
@@ -127,3 +141,33 @@ class RequestHead:
 
     def requestLineTooLong(self) -> Refusal:
         return Refusal(414, TOO_LARGE, f"the request line is longer than {self.maxBytes} bytes")
+
+
+#: header fields that only mean something for one HTTP/1.1 connection (RFC 9113 8.2.2)
+CONNECTION_SPECIFIC = frozenset(
+    (b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade")
+)
+
+
+def connectionSpecific(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """
+    The first header field of an HTTP/2 request that HTTP/2 forbids (RFC 9113 8.2.2: the
+    connection-specific fields, and C{TE} other than C{trailers}); C{None} when there is none.
+    """
+    for name, value in headers:
+        if name in CONNECTION_SPECIFIC or (name == b"te" and value.lower() != b"trailers"):
+            return name
+    return None
+
+
+def h2Refusal(name: bytes) -> Refusal:
+    """The answer to an HTTP/2 request that carries the connection-specific field C{name}."""
+    field = name.decode("ascii", "replace")
+    if name == b"upgrade":
+        reason = (
+            "HTTP/2 has no Upgrade (RFC 9113 8.2.2): open WebSockets and other protocol "
+            "switches on an HTTP/1.1 connection"
+        )
+    else:
+        reason = f"HTTP/2 forbids the connection-specific header field {field} (RFC 9113 8.2.2)"
+    return Refusal(400, BAD_REQUEST, reason)

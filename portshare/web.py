@@ -31,13 +31,14 @@ from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.web.http import NOT_MODIFIED, datetimeToString, stringToDatetime
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from twisted.web.server import version as TWISTED_SERVER
 from twisted.web.static import File, getTypeAndEncoding
 
-from portshare._twistedhttp import buildChannel
+from portshare._twistedhttp import buildChannel, fenceWarning
 from portshare.api import JsonResource, notFound, writeError, writeJson
 from portshare.errors import METHOD_NOT_ALLOWED, TOO_LARGE, PortshareError
 from portshare.httphead import SERVER, Refusal
@@ -504,7 +505,9 @@ class PortshareSite(Site):
     maxBody: int | None = None
     maxHeaders = 64
     maxHeaderBytes = 16 * 1024
+    maxConcurrentStreams: int | None = 100
     metrics: Metrics | None = None
+    _log = Logger()  # (Site.log is the access log)
 
     def __init__(
         self,
@@ -518,10 +521,17 @@ class PortshareSite(Site):
             self.maxBody = limits.maxBody
             self.maxHeaders = limits.maxHeaders
             self.maxHeaderBytes = limits.maxHeaderBytes
+            self.maxConcurrentStreams = limits.maxConcurrentStreams
             self.timeOut = limits.httpIdleTimeout
         self.metrics = metrics
         self.inflight: set[Request] = set()
         self._idleWaiters: list[Deferred[None]] = []
+
+    def startFactory(self) -> None:
+        super().startFactory()
+        warning = fenceWarning()
+        if warning is not None:
+            self._log.warn("{warning}", warning=warning)
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = super().buildProtocol(addr)

@@ -1,6 +1,6 @@
 """
-Tests for L{portshare.httphead}: the request head's limits line by line and the refusals'
-bytes, without any connection.
+Tests for L{portshare.httphead}: the request head's limits line by line, the refusals' bytes,
+and the header fields HTTP/2 forbids, without any connection.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import orjson
 from twisted.trial.unittest import SynchronousTestCase
 
-from portshare.httphead import Refusal, RequestHead
+from portshare.httphead import Refusal, RequestHead, connectionSpecific, h2Refusal
 
 
 class RequestHeadTests(SynchronousTestCase):
@@ -84,3 +84,36 @@ class RefusalTests(SynchronousTestCase):
         self.assertEqual(
             orjson.loads(body), {"error": "too_large", "reason": "more than 2 headers"}
         )
+
+    def test_h2Headers(self) -> None:
+        """The HTTP/2 form carries the same status and headers, without Connection."""
+        refusal = Refusal(400, "bad_request", "no")
+        headers = dict(refusal.h2Headers(b"now"))
+        self.assertEqual(headers[b":status"], b"400")
+        self.assertEqual(headers[b"server"], b"portshare")
+        self.assertEqual(int(headers[b"content-length"]), len(refusal.body()))
+        self.assertNotIn(b"connection", headers)
+
+
+class ConnectionSpecificTests(SynchronousTestCase):
+    def test_forbidden(self) -> None:
+        """The connection-specific fields and TE other than trailers are named (RFC 9113)."""
+        for name, value in [
+            (b"connection", b"close"),
+            (b"upgrade", b"websocket"),
+            (b"transfer-encoding", b"chunked"),
+            (b"keep-alive", b"5"),
+            (b"proxy-connection", b"keep-alive"),
+            (b"te", b"gzip"),
+        ]:
+            self.assertEqual(connectionSpecific([(b":path", b"/"), (name, value)]), name)
+
+    def test_allowed(self) -> None:
+        """TE: trailers and ordinary fields pass."""
+        self.assertIsNone(connectionSpecific([(b"te", b"Trailers"), (b"accept", b"*/*")]))
+
+    def test_upgradeReason(self) -> None:
+        """An Upgrade header's refusal says where WebSockets go instead."""
+        refusal = h2Refusal(b"upgrade")
+        self.assertEqual((refusal.status, refusal.code), (400, "bad_request"))
+        self.assertIn("HTTP/1.1", refusal.reason)
