@@ -50,8 +50,13 @@ class Limits:
     @ivar requestTimeout: seconds a new connection has to send its first complete request
         (headers and body): slowloris clients that trickle bytes are cut here.
     @ivar httpIdleTimeout: seconds an idle HTTP keep-alive connection is kept.
-    @ivar maxHeaders: headers per HTTP request.
-    @ivar maxHeaderBytes: bytes of request line and headers together.
+    @ivar maxHeaderBytes: bytes of request line and headers together (line endings not
+        counted), so also the longest request line (414 beyond) and header line (431 beyond).
+    @ivar maxHeaders: headers per HTTP/1.1 request (431 beyond).
+    @ivar maxConcurrentStreams: HTTP/2 streams one connection may have open at once, announced
+        as C{SETTINGS_MAX_CONCURRENT_STREAMS}: clients queue the requests beyond it, and a
+        stream opened beyond it before the client read the announcement is reset with
+        C{REFUSED_STREAM}.  Not yet a command-line option.
     @ivar slowConsumerBytes: bytes queued for one WebSocket beyond the socket's own buffer
         before it counts as too slow.
     @ivar slowConsumerSeconds: seconds a WebSocket's socket may stay full before it counts as
@@ -86,6 +91,7 @@ class Limits:
     httpIdleTimeout: float = 60.0
     maxHeaders: int = 64
     maxHeaderBytes: int = 16 * 1024
+    maxConcurrentStreams: int = 100
     slowConsumerBytes: int = 1024 * 1024
     slowConsumerSeconds: float = 10.0
 

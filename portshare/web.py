@@ -31,17 +31,20 @@ from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.web.http import NOT_MODIFIED, datetimeToString, stringToDatetime
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import version as TWISTED_SERVER
 from twisted.web.static import File, getTypeAndEncoding
 
+from portshare._twistedhttp import buildChannel, fenceWarning
 from portshare.api import JsonResource, notFound, writeError, writeJson
 from portshare.errors import METHOD_NOT_ALLOWED, TOO_LARGE, PortshareError
+from portshare.httphead import SERVER, Refusal
 from portshare.limits import Limits
 from portshare.metrics import Metrics
 from portshare.upgrade import UpgradeDispatcher
-from portshare.wire import dumps
 
 #: The headers every page gets: no inline script, no framing, no MIME sniffing.
 SECURITY_HEADERS = {
@@ -413,7 +416,8 @@ def accessLogLine(timestamp: str, request: Request) -> str:
 class PortshareRequest(Request):
     """
     A request that knows it came over TLS even through the connection tracker, refuses bodies
-    over the site's C{maxBody} before reading them, and counts as in flight until finished.
+    over the site's C{maxBody} before reading them, counts as in flight until finished, and
+    says C{Server: portshare}.
     """
 
     _tooLarge = False
@@ -445,22 +449,30 @@ class PortshareRequest(Request):
         """Answer 413 at once and close: the body is never read or stored."""
         self._tooLarge = True
         self.content = BytesIO()
-        body = dumps({"error": TOO_LARGE, "reason": f"the body is larger than {limit} bytes"})
-        head = (
-            b"HTTP/1.1 413 Request Entity Too Large\r\ncontent-type: application/json\r\n"
-            b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(body)
-        )
+        refusal = Refusal(413, TOO_LARGE, f"the body is larger than {limit} bytes")
         if isinstance(self.channel, _H2_STREAMS):
             # HTTP/2: the body's frames are dropped as they come, and the 413 goes out on this
             # stream once the request is complete (see process, counted when logged); the
             # other streams go on
-            self._refusal = body
+            self._refusal = refusal.body()
             return
-        self._portshareSite.countError(413)
+        site = self._portshareSite
+        site.countError(413)
         transport = self.channel.transport
         assert transport is not None
-        transport.write(head + body)
+        transport.write(refusal.response(datetimeToString(site.reactor.seconds())))
         transport.loseConnection()
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting:
+            # Every response says Server: portshare, also those twisted.web answers itself
+            # (OPTIONS *) and errors; a resource that names itself (an application behind
+            # --resource or --proxy) keeps its name.
+            headers = self.responseHeaders
+            server = headers.getRawHeaders(b"server")
+            if server is None or server == [TWISTED_SERVER]:
+                headers.setRawHeaders(b"server", [SERVER])
+        super().write(data)
 
     def process(self) -> None:
         if self._tooLarge:
@@ -488,10 +500,14 @@ class PortshareSite(Site):
 
     displayTracebacks = False
     requestFactory = PortshareRequest
+    #: each connection's protocol: portshare's HTTP/1.1 channel, and HTTP/2 after ALPN
+    protocol = buildChannel
     maxBody: int | None = None
     maxHeaders = 64
     maxHeaderBytes = 16 * 1024
+    maxConcurrentStreams: int | None = 100
     metrics: Metrics | None = None
+    _log = Logger()  # (Site.log is the access log)
 
     def __init__(
         self,
@@ -505,14 +521,22 @@ class PortshareSite(Site):
             self.maxBody = limits.maxBody
             self.maxHeaders = limits.maxHeaders
             self.maxHeaderBytes = limits.maxHeaderBytes
+            self.maxConcurrentStreams = limits.maxConcurrentStreams
             self.timeOut = limits.httpIdleTimeout
         self.metrics = metrics
         self.inflight: set[Request] = set()
         self._idleWaiters: list[Deferred[None]] = []
 
+    def startFactory(self) -> None:
+        super().startFactory()
+        warning = fenceWarning()
+        if warning is not None:
+            self._log.warn("{warning}", warning=warning)
+
     def buildProtocol(self, addr: Any) -> Any:
         protocol = super().buildProtocol(addr)
         channel = getattr(protocol, "_channel", protocol)  # HTTP/1.1 behind the h2 switch
+        # portshare's checks (PortshareHTTPChannel) and twisted.web's own read these
         channel.maxHeaders = self.maxHeaders
         channel.totalHeadersSize = self.maxHeaderBytes
         channel.MAX_LENGTH = self.maxHeaderBytes
@@ -543,7 +567,6 @@ class PortshareSite(Site):
         return d
 
     def getResourceFor(self, request: Request) -> IResource:
-        request.setHeader(b"server", b"portshare")
         transport = connectionOf(request)
         if transport is not None and hasattr(transport, "requests"):
             transport.requests += 1

@@ -50,6 +50,7 @@ class LimitsTests(SynchronousTestCase):
                 "httpIdleTimeout": 60.0,
                 "maxHeaders": 64,
                 "maxHeaderBytes": 16 * 1024,
+                "maxConcurrentStreams": 100,
                 "slowConsumerBytes": 1024 * 1024,
                 "slowConsumerSeconds": 10.0,
             },

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
+import pytest_twisted
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -44,6 +46,7 @@ class RequestLimitTests(SynchronousTestCase):
         status, headers, body = response(c)
         self.assertEqual((status, orjson.loads(body)["error"]), (413, "too_large"))
         self.assertEqual(headers[b"connection"], b"close")
+        self.assertEqual(headers[b"server"], b"portshare")
         self.assertTrue(c.transport.disconnecting)
         self.assertEqual(self.service.metrics.httpErrors.labels("413")._value.get(), 1)
 
@@ -59,23 +62,6 @@ class RequestLimitTests(SynchronousTestCase):
         self.assertEqual(response(c)[0], 413)
         self.assertEqual(self.service.hub.metrics.messagesIn._value.get(), 0)
 
-    def test_tooManyHeaders(self) -> None:
-        """More headers than --max-headers are refused with 400."""
-        c = MemoryConnection(self.service)
-        c.send(
-            b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(8)) + b"\r\n"
-        )
-        self.assertEqual(response(c)[0], 400)
-
-    def test_headersTooLarge(self) -> None:
-        """A request line plus headers larger than --max-header-bytes is refused."""
-        c = MemoryConnection(self.service)
-        c.send(b"GET /healthz HTTP/1.1\r\nX-Big: " + b"y" * 500 + b"\r\n\r\n")
-        answer = c.read()
-        self.assertTrue(answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer)
-        self.assertTrue(c.transport.disconnecting)
-        self.assertNotIn(b"200", answer)
-
     def test_keepAliveServesManyRequests(self) -> None:
         """Under the limits, one connection serves several requests (HTTP/1.1 keep-alive)."""
         c = MemoryConnection(self.service)
@@ -83,6 +69,139 @@ class RequestLimitTests(SynchronousTestCase):
             c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             self.assertEqual(response(c)[0], 200)
         self.assertEqual(self.service.tracker.rows()[0]["requests"], 3)
+
+
+class RequestHeadRefusalTests(SynchronousTestCase):
+    """
+    A request head over the limits, or one that does not parse, is answered with a status and a
+    JSON reason, C{Server: portshare} and C{Connection: close}, and the connection is closed:
+    through the real tracker, site and twisted.web HTTPChannel.
+    """
+
+    def setUp(self) -> None:
+        self.service = startedService(self, limits=Limits(maxHeaders=5, maxHeaderBytes=400))
+
+    def refused(self, *chunks: bytes) -> tuple[int, dict[bytes, bytes], Any]:
+        """Send C{chunks}; @return: the refusal, checked to be a closing JSON answer."""
+        c = MemoryConnection(self.service)
+        for chunk in chunks:
+            c.send(chunk)
+        status, headers, body = response(c)
+        self.assertEqual(headers[b"server"], b"portshare")
+        self.assertEqual(headers[b"connection"], b"close")
+        self.assertEqual(headers[b"content-type"], b"application/json")
+        self.assertEqual(int(headers[b"content-length"]), len(body))
+        self.assertTrue(c.transport.disconnecting)
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # nothing more is read
+        self.assertEqual(c.read(), b"")
+        return status, headers, orjson.loads(body)
+
+    def errorsCounted(self, status: int) -> float:
+        return float(self.service.metrics.httpErrors.labels(str(status))._value.get())
+
+    def test_requestLineTooLong(self) -> None:
+        """A request line longer than --max-header-bytes is answered 414, not dropped."""
+        status, _, body = self.refused(b"GET /" + b"a" * 65536 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(status, 414)
+        self.assertEqual(
+            body, {"error": "too_large", "reason": "the request line is longer than 400 bytes"}
+        )
+        self.assertEqual(self.errorsCounted(414), 1)
+
+    def test_requestLineTooLongWithoutEnd(self) -> None:
+        """A request line that passes the limit is refused before its end has arrived."""
+        status, _, _ = self.refused(b"GET /" + b"a" * 200, b"a" * 300)
+        self.assertEqual(status, 414)
+
+    def test_headerLineTooLong(self) -> None:
+        """One header line longer than --max-header-bytes is answered 431, not dropped."""
+        status, _, body = self.refused(b"GET / HTTP/1.1\r\nX-Big: " + b"y" * 500 + b"\r\n\r\n")
+        self.assertEqual(status, 431)
+        self.assertEqual(
+            body, {"error": "too_large", "reason": "a header line is longer than 400 bytes"}
+        )
+        self.assertEqual(self.errorsCounted(431), 1)
+
+    def test_headersTooLarge(self) -> None:
+        """A request line and headers together over --max-header-bytes are answered 431."""
+        status, _, body = self.refused(
+            b"GET / HTTP/1.1\r\nX-1: " + b"y" * 200 + b"\r\nX-2: " + b"y" * 200 + b"\r\n\r\n"
+        )
+        self.assertEqual(status, 431)
+        self.assertEqual(
+            body,
+            {
+                "error": "too_large",
+                "reason": "the request line and headers are larger than 400 bytes",
+            },
+        )
+
+    def test_tooManyHeaders(self) -> None:
+        """More headers than --max-headers are answered 431."""
+        status, _, body = self.refused(
+            b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(8)) + b"\r\n"
+        )
+        self.assertEqual(status, 431)
+        self.assertEqual(body, {"error": "too_large", "reason": "more than 5 headers"})
+        self.assertEqual(self.errorsCounted(431), 1)
+
+    def test_limitsAreInclusive(self) -> None:
+        """A head of exactly --max-headers headers and --max-header-bytes bytes is served."""
+        line = b"GET /healthz HTTP/1.1"
+        headers = [b"X-%d: " % i for i in range(5)]
+        room = 400 - len(line) - sum(map(len, headers))
+        headers[0] += b"y" * room
+        c = MemoryConnection(self.service)
+        c.send(line + b"\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n")
+        self.assertEqual(response(c)[0], 200)
+        c.send(line + b"\r\n" + b"".join(h + b"\r\n" for h in headers) + b"X: y\r\n\r\n")
+        self.assertEqual(response(c)[0], 431)
+
+    def test_secondRequestCountedAfresh(self) -> None:
+        """Each request on a keep-alive connection has the whole limit to itself."""
+        c = MemoryConnection(self.service)
+        request = b"GET /healthz HTTP/1.1\r\nX-A: " + b"y" * 300 + b"\r\n\r\n"
+        for _ in range(3):
+            c.send(request)
+            self.assertEqual(response(c)[0], 200)
+
+    def test_malformedRequestLine(self) -> None:
+        """A request line that does not parse is answered with a JSON 400."""
+        status, _, body = self.refused(b"GARBAGE\r\n\r\n")
+        self.assertEqual(status, 400)
+        self.assertEqual(body, {"error": "bad_request", "reason": "malformed HTTP request"})
+        self.assertEqual(self.errorsCounted(400), 1)
+
+    def test_malformedHeader(self) -> None:
+        """A header line without a colon is answered with a JSON 400."""
+        status, _, body = self.refused(b"GET / HTTP/1.1\r\nno colon here\r\n\r\n")
+        self.assertEqual((status, body["error"]), (400, "bad_request"))
+
+    def test_optionsStar(self) -> None:
+        """C{OPTIONS *}, which twisted.web answers itself, says C{Server: portshare} too."""
+        c = MemoryConnection(self.service)
+        c.send(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, _ = response(c)
+        self.assertEqual((status, headers[b"server"]), (200, b"portshare"))
+        c.send(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, _ = response(c)
+        self.assertEqual((status, headers[b"server"]), (405, b"portshare"))
+
+    def test_applicationServerHeaderKept(self) -> None:
+        """A resource that names its own C{Server} keeps it (an app behind --resource)."""
+        from twisted.web.resource import Resource
+
+        class Named(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Any) -> bytes:
+                request.setHeader(b"server", b"my-app")
+                return b"hi"
+
+        self.service.root.putChild(b"named", Named())
+        c = MemoryConnection(self.service)
+        c.send(b"GET /named HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(response(c)[1][b"server"], b"my-app")
 
 
 class ConnectionLimitTests(SynchronousTestCase):
@@ -353,3 +472,84 @@ class AccessLogTests(SynchronousTestCase):
         request.client = UNIXAddress(b"/run/portshare.sock")
         request.sentLength = 0
         self.assertEqual(accessLogLine("[t]", request), combinedLogFormatter("[t]", request))
+
+
+def exchange(port: int, request: bytes) -> tuple[bytes, bool]:
+    """
+    Send C{request} on a new loopback connection and read until the server closes it.
+
+    @return: what came back, and whether the server closed the connection (EOF, or a reset
+        after its answer) rather than leaving it open.
+    """
+    import contextlib
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        with contextlib.suppress(OSError):  # closed while the rest was sent: read the answer
+            sock.sendall(request)
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except TimeoutError:
+            return data, False
+        except OSError:
+            pass
+        return data, True
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(30)
+@pytest_twisted.ensureDeferred
+async def test_refusalsOverLoopback() -> None:
+    """
+    Over a real socket, with the default limits: every request head over a limit, or
+    malformed, is answered with its status, a JSON reason and C{Server: portshare}, and the
+    connection is closed; C{OPTIONS *} says C{Server: portshare} too.
+    """
+    from twisted.internet import reactor, threads
+
+    from portshare.service import PortshareService, Settings
+
+    service = PortshareService(Settings(ports=("tcp:0:interface=127.0.0.1",)), reactor)
+    service.startService()
+    try:
+        port = int(service.listening[0].rsplit(":", 1)[1])
+        cases = [
+            (b"GET /" + b"a" * 65536 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "too_large"),
+            (
+                b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 20000 + b"\r\n\r\n",
+                431,
+                "too_large",
+            ),
+            (
+                b"GET / HTTP/1.1\r\n"
+                + b"".join(b"X-%d: %s\r\n" % (i, b"y" * 1000) for i in range(20))
+                + b"\r\n",
+                431,
+                "too_large",
+            ),
+            (
+                b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(70)) + b"\r\n",
+                431,
+                "too_large",
+            ),
+            (b"GARBAGE\r\n\r\n", 400, "bad_request"),
+        ]
+        for request, status, code in cases:
+            data, closed = await threads.deferToThread(exchange, port, request)
+            head, _, body = data.partition(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            headers = dict(line.lower().split(b": ", 1) for line in lines[1:])
+            assert int(lines[0].split()[1]) == status, data
+            assert orjson.loads(body)["error"] == code
+            assert headers[b"server"] == b"portshare"
+            assert headers[b"connection"] == b"close"
+            assert closed
+        data, closed = await threads.deferToThread(
+            exchange, port, b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        assert data.startswith(b"HTTP/1.1 200 ") and b"\r\nServer: portshare\r\n" in data
+        assert closed
+    finally:
+        await service.stopService()
