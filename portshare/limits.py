@@ -56,7 +56,7 @@ class Limits:
     @ivar maxConcurrentStreams: HTTP/2 streams one connection may have open at once, announced
         as C{SETTINGS_MAX_CONCURRENT_STREAMS}: clients queue the requests beyond it, and a
         stream opened beyond it before the client read the announcement is reset with
-        C{REFUSED_STREAM}.  Not yet a command-line option.
+        C{REFUSED_STREAM}.
     @ivar slowConsumerBytes: bytes queued for one WebSocket beyond the socket's own buffer
         before it counts as too slow.
     @ivar slowConsumerSeconds: seconds a WebSocket's socket may stay full before it counts as

@@ -116,8 +116,19 @@ _LIMIT_OPTIONS: list[tuple[str, str, type, str]] = [
         float,
         "Seconds an idle keep-alive connection is kept.",
     ),
-    ("max-headers", "maxHeaders", int, "Headers per HTTP request (more: 400)."),
-    ("max-header-bytes", "maxHeaderBytes", int, "Bytes of request line and headers (more: 400)."),
+    ("max-headers", "maxHeaders", int, "Headers per HTTP request (more: 431)."),
+    (
+        "max-header-bytes",
+        "maxHeaderBytes",
+        int,
+        "Bytes of request line and headers (more: 431; a longer request line: 414).",
+    ),
+    (
+        "max-concurrent-streams",
+        "maxConcurrentStreams",
+        int,
+        "HTTP/2 streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).",
+    ),
     (
         "slow-consumer-bytes",
         "slowConsumerBytes",

@@ -57,6 +57,10 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(
             (limits.maxMessageSize, limits.maxText, limits.history, limits.rate), (2048, 10, 5, 2.5)
         )
+        self.assertEqual(
+            parse("--max-concurrent-streams", "7").settings().limits.maxConcurrentStreams, 7
+        )
+        self.assertEqual(parse().settings().limits.maxConcurrentStreams, 100)
 
     def test_badValues(self) -> None:
         """Bad values are usage errors that name the option."""
