@@ -531,7 +531,8 @@ class PortshareSite(Site):
         super().startFactory()
         warning = fenceWarning()
         if warning is not None:
-            self._log.warn("{warning}", warning=warning)
+            # not "warning": twisted's legacy log bridge takes that key for a Python warning
+            self._log.warn("{fence}", fence=warning)
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = super().buildProtocol(addr)

@@ -295,9 +295,9 @@ class FenceTests(SynchronousTestCase):
         service = startedService(self)
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         service.site.startFactory()
-        [event] = [e for e in events if "warning" in e]
+        [event] = [e for e in events if "fence" in e]
         self.assertEqual(event["log_level"].name, "warn")
-        self.assertIn("Twisted's own settings", event["warning"])
+        self.assertIn("Twisted's own settings", event["fence"])
 
     def test_switchFallback(self) -> None:
         """Without the mirrored switch, Twisted's own HTTP/2 connection serves."""
