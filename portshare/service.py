@@ -36,9 +36,10 @@ from portshare.lines import TOKEN as LINES
 from portshare.lines import LinesFactory
 from portshare.metrics import Metrics, autobahnNvx
 from portshare.proxies import Network
+from portshare.site import buildSite
 from portshare.sse import SseResource
 from portshare.upgrade import UpgradeDispatcher
-from portshare.web import buildSite, buildTree
+from portshare.web import buildTree
 from portshare.ws import buildChatFactory, closeWithCode
 
 

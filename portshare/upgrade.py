@@ -10,8 +10,8 @@ An HTTP/1.1 client asks to switch protocols with two headers (RFC 9110 section 7
 L{UpgradeDispatcher} is a resource that reads the C{Upgrade} tokens and picks the first one
 it knows: C{websocket} goes to the Autobahn resource (the WebSocket handshake has its own
 headers), and any other registered token gets C{101 Switching Protocols} with that token,
-after which the socket belongs to a protocol built by the registered factory, exactly as
-Autobahn's C{WebSocketResource} hands it over.  Bytes the client sent right after its request
+after which the socket belongs to a protocol built by the registered factory, handed over as
+the WebSocket endpoint's is (L{portshare._takeover}).  Bytes the client sent right after its request
 (in the same TCP segment) are passed on, not lost.
 
 Mounting your own protocol on the shared port::
@@ -35,13 +35,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
-from twisted.protocols.policies import ProtocolWrapper
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from portshare.api import notFound
+from portshare._takeover import takeOver
+from portshare.httpjson import notFound
 from portshare.wire import dumps
 
 WEBSOCKET = "websocket"
@@ -88,8 +89,8 @@ class UpgradeDispatcher(Resource):
     A resource that switches an HTTP/1.1 connection to the protocol its C{Upgrade} header
     names.
 
-    @ivar websocket: the resource that answers C{Upgrade: websocket} (an Autobahn
-        C{WebSocketResource}, e.g. L{portshare.web.UpgradeResource}), or C{None}.  It also
+    @ivar websocket: the resource that answers C{Upgrade: websocket} (a
+        L{WebSocketEndpoint}), or C{None}.  It also
         answers requests without any C{Upgrade} header, and its children are this resource's.
     """
 
@@ -187,37 +188,63 @@ class UpgradeDispatcher(Resource):
 
     def switch(self, request: Request, token: str, factory: IProtocolFactory) -> Any:
         """Answer C{101 Switching Protocols} and give the socket to a new protocol."""
-        channel: Any = request.channel
-        transport: Any = channel.transport
+        transport: Any = request.channel.transport
         protocol = factory.buildProtocol(transport.getPeer())
         if protocol is None:
             return _refuse(request, 503, "unavailable", f"{token} is not accepting connections", [])
-        # bytes that came in the same read as the request sit in twisted.web's buffers
-        leftover = b"".join(getattr(channel, "_dataBuffer", ())) + channel.clearLineBuffer()
-        channel._dataBuffer = []
-        transport.write(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n"
-            % token.encode("ascii")
-        )
-        # take the socket from twisted.web, as Autobahn's WebSocketResource does
-        channel.transport = None
-        transport.unregisterProducer()  # the HTTP channel was its producer
-        if isinstance(transport, ProtocolWrapper):  # the connection tracker, or TLS
-            transport.wrappedProtocol = protocol
-        elif isinstance(getattr(transport, "protocol", None), ProtocolWrapper):
-            transport.protocol.wrappedProtocol = protocol
-        else:
-            transport.protocol = protocol
         if hasattr(transport, "upgradedTo"):
             transport.upgradedTo = token  # the connections view shows the new protocol
-        protocol.makeConnection(transport)
-        # twisted.web paused reading while it served this request; nothing else will resume it
-        producer = getattr(channel, "_networkProducer", None) or transport
-        producer.resumeProducing()
-        done = getattr(request.site, "requestDone", None)
-        if done is not None:
-            done(request)  # this request never finishes: it is not in flight any more
+        leftover = takeOver(
+            request,
+            protocol,
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n"
+            % token.encode("ascii"),
+        )
         self.log.info("{peer} switched to {token}", peer=str(transport.getPeer()), token=token)
         if leftover:
             protocol.dataReceived(leftover)
+        return NOT_DONE_YET
+
+
+class WebSocketEndpoint(Resource):
+    """
+    A WebSocket endpoint in the tree, for an Autobahn server factory: C{Upgrade: websocket}
+    gets the socket handed to a protocol of the factory (L{portshare._takeover}), which reads
+    the handshake itself and answers C{101}; requests without it get a JSON 426.  Its children
+    (C{/ws/echo}) are ordinary tree children.
+    """
+
+    isLeaf = False
+
+    def __init__(self, factory: WebSocketServerFactory) -> None:
+        super().__init__()
+        self.factory = factory
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        return notFound()
+
+    def render(self, request: Request) -> Any:
+        upgrade = (request.getHeader(b"upgrade") or b"").lower()
+        transport: Any = request.channel.transport
+        if upgrade != b"websocket" or transport is None:  # transport: None over HTTP/2
+            request.setHeader(b"upgrade", b"websocket")
+            request.setHeader(b"connection", b"Upgrade")
+            request.setResponseCode(426, b"Upgrade Required")
+            request.setHeader(b"content-type", b"application/json")
+            return (
+                b'{"error":"upgrade_required","reason":"this is a WebSocket endpoint: '
+                b'send Upgrade: websocket"}'
+            )
+        protocol = self.factory.buildProtocol(transport.getPeer())
+        if protocol is None:
+            return _refuse(request, 503, "unavailable", "not accepting WebSockets", [])
+        leftover = takeOver(request, protocol, releaseProducer=False)
+        # Autobahn reads the handshake itself: the request again, as it came, then whatever
+        # the client sent after it
+        handshake = [request.method, b" ", request.uri, b" HTTP/1.1\r\n"]
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            handshake += [name, b": ", b",".join(values), b"\r\n"]
+        handshake.append(b"\r\n")
+        content = request.content
+        protocol.dataReceived(b"".join(handshake) + (content.read() if content else b"") + leftover)
         return NOT_DONE_YET

@@ -6,12 +6,11 @@ import errno
 import socket
 
 from twisted.internet import tcp
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from portshare.connections import TrackingFactory
 from portshare.sendnow import ImmediateWriter, Turns, immediateWriter
 
 
@@ -184,31 +183,3 @@ class ImmediateWriterForTests(SynchronousTestCase):
         self.assertIsInstance(write, ImmediateWriter)
         write(b"hello")
         self.assertEqual(client.recv(16), b"hello")
-
-
-class TrackingProtocolTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.clock = Clock()
-        factory = TrackingFactory(Factory.forProtocol(Protocol), self.clock)
-        self.transport = FakeServerTransport()
-        self.tracked = factory.buildProtocol(None)
-        self.tracked.transport = self.transport
-        self.tracked._immediate = ImmediateWriter(self.transport, factory.turns)
-
-    def test_corkedFramesGoBeforeTheClose(self) -> None:
-        """loseConnection() sends corked frames (a close frame may be among them) first."""
-        closed: list[list[bytes]] = []
-        self.transport.loseConnection = lambda: closed.append(list(self.transport.socket.sent))  # type: ignore[attr-defined]
-        self.tracked.write(b"one")
-        self.tracked.write(b"close-frame")
-        self.tracked.loseConnection()
-        self.assertEqual(closed, [[b"one", b"close-frame"]])
-
-    def test_writeSequenceQueuesBehindCorkedFrames(self) -> None:
-        """writeSequence() on an immediate connection keeps the order of earlier writes."""
-        self.tracked.write(b"one")
-        self.tracked.write(b"two")
-        self.tracked.writeSequence([b"thr", b"ee"])
-        self.clock.advance(0)
-        self.assertEqual(self.transport.socket.sent, [b"one", b"twothree"])
-        self.assertEqual(self.tracked.bytesOut, 11)
