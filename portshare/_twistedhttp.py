@@ -131,6 +131,34 @@ except ImportError:  # without twisted[http2] (h2, priority) there is no HTTP/2
 H2Connection: Any = _http2.H2Connection if _http2 is not None else None
 
 
+#: Twisted's HTTP/2 stream class (a request's channel over HTTP/2), or None
+H2Stream: Any = _http2.H2Stream if _http2 is not None else None
+
+
+def isHTTP2Stream(channel: Any) -> bool:
+    """Whether a request's channel is an HTTP/2 stream (not an HTTP/1.1 channel)."""
+    return H2Stream is not None and isinstance(channel, H2Stream)
+
+
+def connectionOf(request: Any) -> Any:
+    """
+    The transport of the connection a request came on (the connection tracker's row, when
+    tracked), under an HTTP/1.1 channel or an HTTP/2 stream alike; C{None} once taken over.
+
+    Reads C{H2Stream._conn}, the stream's connection (Twisted 26.10.0); on a Twisted without
+    it, the stream's own C{transport} (C{None}): the request then counts on no tracker row
+    and takes C{isSecure} from twisted.web.
+    """
+    channel: Any = request.channel
+    if channel is None:
+        return None
+    if isHTTP2Stream(channel):
+        connection = getattr(channel, "_conn", None)
+        if connection is not None:
+            return connection.transport
+    return channel.transport
+
+
 def _names(function: Any) -> frozenset[str]:
     """The global and attribute names a function's code refers to: its fingerprint here."""
     return frozenset(function.__code__.co_names)

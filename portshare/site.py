@@ -18,31 +18,11 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 from twisted.web.server import version as TWISTED_SERVER
 
-from portshare._twistedhttp import buildChannel, fenceWarning
+from portshare._twistedhttp import buildChannel, connectionOf, fenceWarning, isHTTP2Stream
 from portshare.errors import TOO_LARGE
 from portshare.httphead import SERVER, Refusal
 from portshare.limits import Limits
 from portshare.metrics import Metrics
-
-try:
-    from twisted.web._http2 import H2Stream
-
-    _H2_STREAMS: tuple[type, ...] = (H2Stream,)
-except ImportError:  # without twisted[http2] (h2, priority) there is no HTTP/2
-    _H2_STREAMS = ()
-
-
-def connectionOf(request: Request) -> Any:
-    """
-    The transport of the connection a request came on (the connection tracker's row, when
-    tracked), under an HTTP/1.1 channel or an HTTP/2 stream alike; C{None} once taken over.
-    """
-    channel: Any = request.channel
-    if channel is None:
-        return None
-    if isinstance(channel, _H2_STREAMS):
-        return channel._conn.transport  # type: ignore[attr-defined]
-    return channel.transport
 
 
 def _escaped(value: bytes | str) -> str:
@@ -116,7 +96,7 @@ class PortshareRequest(Request):
         self._tooLarge = True
         self.content = BytesIO()
         refusal = Refusal(413, TOO_LARGE, f"the body is larger than {limit} bytes")
-        if isinstance(self.channel, _H2_STREAMS):
+        if isHTTP2Stream(self.channel):
             # HTTP/2: the body's frames are dropped as they come, and the 413 goes out on this
             # stream once the request is complete (see process, counted when logged); the
             # other streams go on

@@ -39,11 +39,11 @@ from twisted.logger import Logger
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from portshare._twistedhttp import connectionOf
 from portshare.backpressure import CLOSE, DROP, Backpressure
 from portshare.errors import BadRequest, PortshareError, RateLimited, TooLarge
 from portshare.httpjson import JsonResource, writeError
 from portshare.hub import Hub, IMember
-from portshare.site import connectionOf
 from portshare.wire import validRoom
 
 #: seconds between keep-alive comments

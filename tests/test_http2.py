@@ -286,6 +286,24 @@ class FenceTests(SynchronousTestCase):
         [goaway] = client.terminated()
         self.assertEqual(goaway.error_code, h2.errors.ErrorCodes.PROTOCOL_ERROR)
 
+    def test_streamConnectionNamed(self) -> None:
+        """Twisted's H2Stream still keeps its connection in C{_conn}, which connectionOf
+        reads; without it connectionOf falls back to the stream's own transport (None)."""
+        from twisted.web._http2 import H2Stream
+
+        self.assertIn("_conn", H2Stream.__init__.__code__.co_names)
+        self.assertIsNone(H2Stream.transport)
+
+        class Stream(H2Stream):  # type: ignore[misc]
+            def __init__(self) -> None:
+                pass
+
+        request: Any = type("R", (), {})()
+        request.channel = Stream()
+        self.assertIsNone(_twistedhttp.connectionOf(request))
+        request.channel._conn = type("C", (), {"transport": "the tracker row"})()
+        self.assertEqual(_twistedhttp.connectionOf(request), "the tracker row")
+
     def test_fallbackLogged(self) -> None:
         """A site on a Twisted that the fence does not mirror says so when it starts."""
         from twisted.internet.testing import EventLoggingObserver
