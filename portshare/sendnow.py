@@ -32,6 +32,12 @@ usual way.
 Only Twisted's plain TCP server transport is written this way (not TLS, not UNIX sockets,
 which may carry file descriptors, not HTTP/2 streams); every other transport keeps its own
 C{write}.
+
+Mirrors Twisted 26.10.0's C{twisted.internet.tcp.Server} and its
+C{twisted.internet.abstract.FileDescriptor} buffers (L{MIRRORED}: C{_tempDataLen},
+C{dataBuffer}, C{offset}, C{_writeDisconnected}, read to know that nothing waits in Twisted's
+buffer).  A transport without one of them (another Twisted) keeps its own C{write}: the plain
+path, only slower.  tests/test_sendnow.py checks the names against the real C{tcp.Server}.
 """
 
 from __future__ import annotations
@@ -40,6 +46,19 @@ from typing import Any
 
 from twisted.internet import tcp
 from twisted.internet.interfaces import IReactorTime
+
+#: the Twisted version whose transport internals this module reads
+MIRRORS_TWISTED = "26.10.0"
+#: what the writer reads of a C{tcp.Server} besides its socket (private names among them)
+MIRRORED = (
+    "_tempDataLen",
+    "dataBuffer",
+    "offset",
+    "_writeDisconnected",
+    "disconnecting",
+    "connected",
+    "TLS",
+)
 
 __all__ = ["ImmediateWriter", "Turns", "immediateWriter"]
 
@@ -151,6 +170,10 @@ def immediateWriter(transport: Any, turns: Turns) -> ImmediateWriter | None:
     @return: an immediate writer for Twisted's plain TCP server transport, else C{None}
         (the transport's own C{write} is the one to use).
     """
-    if type(transport) is tcp.Server and getattr(transport, "socket", None) is not None:
+    if (
+        type(transport) is tcp.Server
+        and getattr(transport, "socket", None) is not None
+        and all(hasattr(transport, name) for name in MIRRORED)
+    ):
         return ImmediateWriter(transport, turns)
     return None

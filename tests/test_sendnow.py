@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from portshare.sendnow import ImmediateWriter, Turns, immediateWriter
+from portshare.sendnow import MIRRORED, ImmediateWriter, Turns, immediateWriter
 
 
 class FakeSocket:
@@ -183,3 +183,20 @@ class ImmediateWriterForTests(SynchronousTestCase):
         self.assertIsInstance(write, ImmediateWriter)
         write(b"hello")
         self.assertEqual(client.recv(16), b"hello")
+        # the contract: the real transport has every name the writer reads, and the fake
+        # the other tests use mirrors exactly those
+        for name in MIRRORED:
+            self.assertTrue(hasattr(server, name), name)
+        fake = set(vars(FakeServerTransport())) | {"TLS"}
+        self.assertLessEqual(set(MIRRORED), fake)
+
+    def test_fallbackWithoutTheMirroredNames(self) -> None:
+        """A tcp.Server whose Twisted lacks one of the mirrored names keeps its own write."""
+        server = tcp.Server.__new__(tcp.Server)
+        server.socket = FakeSocket()  # type: ignore[assignment]
+        for name in MIRRORED[1:]:
+            setattr(server, name, getattr(FakeServerTransport(), name))
+        self.assertFalse(hasattr(server, "_tempDataLen"))
+        self.assertIsNone(immediateWriter(server, Turns(Clock())))
+        server._tempDataLen = 0
+        self.assertIsInstance(immediateWriter(server, Turns(Clock())), ImmediateWriter)
