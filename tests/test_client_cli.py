@@ -1,6 +1,6 @@
 """
-Tests for L{portshare.cli}: C{portshare-cli} against the real service over loopback, on each
-transport, in process and as a real process (the console script's module).
+Tests for L{portshare.client.cli}: C{portshare-cli} against the real service over loopback, on
+each transport, in process and as a real process (C{python -m portshare.client}).
 """
 
 from __future__ import annotations
@@ -23,29 +23,12 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SynchronousTestCase
 
 import portshare
-from portshare.cli import CliError, Server, parser, run
+from portshare.client.cli import parser, run
 from portshare.service import PortshareService, Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(30)]
 
 TRANSPORTS = ["websocket", "lines", "sse"]
-
-
-class ServerTests(SynchronousTestCase):
-    def test_urls(self) -> None:
-        """--url takes http(s) and ws(s) URLs, with default ports."""
-        s = Server("https://chat.example")
-        self.assertEqual((s.secure, s.host, s.port, s.base), (True, "chat.example", 443, s.base))
-        s = Server("ws://127.0.0.1:8080")
-        self.assertEqual((s.secure, s.port, s.base), (False, 8080, "http://127.0.0.1:8080"))
-        self.assertRaises(CliError, Server, "ftp://x")
-
-    def test_usage(self) -> None:
-        """Transports are checked; say needs a text."""
-        with pytest.raises(SystemExit):
-            parser().parse_args(["--transport", "carrier-pigeon", "tail", "r"])
-        with pytest.raises(SystemExit):
-            parser().parse_args(["say", "r"])
 
 
 def options(p: argparse.ArgumentParser) -> list[tuple[object, ...]]:
@@ -66,6 +49,13 @@ def options(p: argparse.ArgumentParser) -> list[tuple[object, ...]]:
 
 
 class ParserTests(SynchronousTestCase):
+    def test_usage(self) -> None:
+        """Transports are checked; say needs a text."""
+        with pytest.raises(SystemExit):
+            parser().parse_args(["--transport", "carrier-pigeon", "tail", "r"])
+        with pytest.raises(SystemExit):
+            parser().parse_args(["say", "r"])
+
     def test_optionsPinned(self) -> None:
         """The command line's options, commands and their arguments, as first shipped."""
         p = parser()
@@ -270,9 +260,9 @@ async def test_errorsExit1(cli: Cli) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_consoleScriptProcess(cli: Cli) -> None:
-    """The console script's module, as a real process, says and tails."""
+    """The console script's package, as a real process, says and tails."""
     env = dict(os.environ, PYTHONPATH=str(Path(portshare.__file__).parent.parent))
-    argv = ["-m", "portshare.cli", "--url", cli.url, "--transport", "lines"]
+    argv = ["-m", "portshare.client", "--url", cli.url, "--transport", "lines"]
     out, err, code = await getProcessOutputAndValue(
         sys.executable, [*argv, "say", "p", "from a process"], env=env, reactor=reactor
     )
@@ -325,7 +315,7 @@ async def test_chatProcessReadsStandardInput(cli: Cli) -> None:
     from twisted.internet import threads
 
     env = dict(os.environ, PYTHONPATH=str(Path(portshare.__file__).parent.parent))
-    argv = [sys.executable, "-m", "portshare.cli", "--url", cli.url, "--nick", "pipe"]
+    argv = [sys.executable, "-m", "portshare.client", "--url", cli.url, "--nick", "pipe"]
     done = await threads.deferToThread(
         subprocess.run,
         [*argv, "chat", "piped"],
