@@ -507,3 +507,299 @@ def _nestedWithin(text: str, limit: int) -> bool:
         if not brackets:
             return True
     return False
+
+
+# ===========================================================================================
+# The client's direction: commands to bytes, bytes to events.
+#
+# One codec serves both ends of the wire, as wsproto does: a client shipped with the server
+# (portshare.client) encodes its commands and reads the server's events here, never with
+# dict shapes of its own.  encodeCommand() is the inverse of parseCommand(), parseEvent() the
+# inverse of encode(): for every valid command c, parseCommand(encodeCommand(c)) == c, and
+# for every event e, parseEvent(encode(e)) == e (tests/test_wire.py checks both).
+#
+# Encoding a command does not validate it: a client may send what the server refuses, and
+# is told why in an error event.  Parsing an event checks its shape (a JSON object, a known
+# type, every field the encoder always writes present and of the right JSON type, ranges as
+# the contract states them) and ignores fields it does not know, as parseCommand does; it
+# does not apply the server's rules on input (room names, nick lengths), which a client
+# cannot know for another version of the server.  A frame that fails raises BadEvent, the
+# server's fault as a RemoteError is the client's; a well-formed event of a type this
+# version does not know raises its subclass UnknownEvent, which a client may skip.
+# ===========================================================================================
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """
+    The server's notice that it is about to end the connection, on the transports without a
+    close frame of their own: a C{close} line on C{portshare-lines}, an C{event: close} on
+    C{/sse} (whose data leaves out the type).  A WebSocket says the same in its close frame.
+
+    @ivar code: a WebSocket close code (RFC 6455 section 7.4), such as 1001 going away.
+    @ivar reason: why, for people.
+    """
+
+    code: int
+    reason: str
+
+    def toDict(self) -> dict[str, Any]:
+        return {"type": "close", "code": self.code, "reason": self.reason}
+
+
+#: everything a server sends a chat client: the chat's events and the transports' close notice
+ServerEvent = Event | Close
+
+
+class BadEvent(ValueError):
+    """
+    A server frame that is not an event of the contract (see L{parseEvent}).
+
+    @ivar reason: what is wrong with it, for people.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UnknownEvent(BadEvent):
+    """
+    A JSON object whose C{type} names no event this version knows: maybe an extension of a
+    newer server, which a client may skip as the contract lets it skip extensions.
+
+    @ivar type: the unknown type, as sent.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"unknown event type {kind[:32]!r}")
+        self.type = kind
+
+
+# -- encoding commands ----------------------------------------------------------------------
+
+
+def _withOptional(d: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """C{d} with each of C{fields} that is not C{None}, in order (absent and null are one)."""
+    d.update((key, value) for key, value in fields.items() if value is not None)
+    return d
+
+
+def _joinToDict(command: Join) -> dict[str, Any]:
+    return _withRef(
+        _withOptional(
+            {"type": "join", "room": command.room},
+            nick=command.nick,
+            since=command.since,
+            epoch=command.epoch,
+            token=command.token,
+        ),
+        command.ref,
+    )
+
+
+def _leaveToDict(command: Leave) -> dict[str, Any]:
+    return _withRef({"type": "leave", "room": command.room}, command.ref)
+
+
+def _sayToDict(command: Say) -> dict[str, Any]:
+    return _withRef({"type": "say", "room": command.room, "text": command.text}, command.ref)
+
+
+def _nickToDict(command: Nick) -> dict[str, Any]:
+    return _withRef({"type": "nick", "nick": command.nick}, command.ref)
+
+
+_COMMAND_ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {
+    Join: _joinToDict,
+    Leave: _leaveToDict,
+    Say: _sayToDict,
+    Nick: _nickToDict,
+}
+
+
+def commandToDict(command: Command) -> dict[str, Any]:
+    """
+    The JSON object of one command, as the events' C{toDict} make theirs: C{type} first,
+    the fields in their declared order, C{ref} last; optional fields that are C{None} are
+    left out.
+
+    @raise TypeError: when C{command} is not one of the command classes.
+    """
+    encoder = _COMMAND_ENCODERS.get(type(command))
+    if encoder is None:
+        raise TypeError(f"not a chat command: {command!r}")
+    return encoder(command)
+
+
+def encodeCommand(command: Command) -> bytes:
+    """
+    Serialize one command as the UTF-8 payload of a text frame (or of one line of the line
+    protocol), the inverse of L{parseCommand}.  The command is not validated.
+
+    @return: compact JSON; non-ASCII text is kept as UTF-8, not escaped.
+    """
+    return orjson.dumps(commandToDict(command))
+
+
+def encodeEvent(event: ServerEvent) -> bytes:
+    """
+    L{encode}, for everything a server sends a client: the chat's events and L{Close}.
+
+    @return: compact JSON; non-ASCII text is kept as UTF-8, not escaped.
+    """
+    return orjson.dumps(event.toDict())
+
+
+# -- parsing events -------------------------------------------------------------------------
+
+
+class _EventFields:
+    """The fields of one event's JSON object, each read with its type checked."""
+
+    def __init__(self, obj: dict[str, Any], kind: str) -> None:
+        self.obj = obj
+        self.kind = kind
+
+    def _fault(self, key: str, what: str) -> BadEvent:
+        return BadEvent(f"{self.kind} event: {key} must be {what}")
+
+    def string(self, key: str) -> str:
+        value = self.obj.get(key)
+        if not isinstance(value, str):
+            raise self._fault(key, "a string")
+        return value
+
+    def optionalString(self, key: str) -> str | None:
+        return None if self.obj.get(key) is None else self.string(key)
+
+    def number(self, key: str, low: int = 0, high: int = _MAX_SAFE_INT) -> int:
+        value = self.obj.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self._fault(key, f"a whole number from {low} to {high}")
+        return value
+
+    def flag(self, key: str) -> bool:
+        value = self.obj.get(key)
+        if not isinstance(value, bool):
+            raise self._fault(key, "true or false")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.obj.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._fault(key, "a list of strings")
+        return tuple(value)
+
+    def choice(self, key: str, choices: tuple[str, ...]) -> str:
+        value = self.obj.get(key)
+        if value not in choices:
+            raise self._fault(key, " or ".join(repr(c) for c in choices))
+        return value
+
+    def ref(self) -> Ref | None:
+        value = self.obj.get("ref")
+        if value is None:
+            return None
+        try:
+            return _validRef(value)
+        except BadRequest as e:
+            raise BadEvent(f"{self.kind} event: {e.reason}") from None
+
+    def requiredRef(self) -> Ref:
+        ref = self.ref()
+        if ref is None:
+            raise self._fault("ref", "a string or an integer")
+        return ref
+
+
+def _parseMessage(f: _EventFields) -> Message:
+    return Message(
+        room=f.string("room"),
+        offset=f.number("offset"),
+        ts=f.number("ts"),
+        nick=f.string("nick"),
+        text=f.string("text"),
+    )
+
+
+def _parseJoined(f: _EventFields) -> Joined:
+    return Joined(
+        room=f.string("room"),
+        offset=f.number("offset"),
+        epoch=f.string("epoch"),
+        members=f.strings("members"),
+        count=f.number("count"),
+        recovered=f.flag("recovered"),
+        ref=f.ref(),
+    )
+
+
+def _parseLeft(f: _EventFields) -> Left:
+    return Left(room=f.string("room"), ref=f.ref())
+
+
+def _parseAck(f: _EventFields) -> Ack:
+    return Ack(ref=f.requiredRef(), offset=f.number("offset"), room=f.optionalString("room"))
+
+
+def _parsePresence(f: _EventFields) -> Presence:
+    return Presence(
+        room=f.string("room"), event=f.choice("event", ("join", "leave")), nick=f.string("nick")
+    )
+
+
+def _parsePresenceBatch(f: _EventFields) -> PresenceBatch:
+    return PresenceBatch(
+        room=f.string("room"),
+        count=f.number("count"),
+        joined=f.strings("joined"),
+        left=f.strings("left"),
+        truncated=f.flag("truncated"),
+    )
+
+
+def _parseError(f: _EventFields) -> Error:
+    return Error(code=f.string("code"), reason=f.string("reason"), ref=f.ref())
+
+
+def _parseClose(f: _EventFields) -> Close:
+    return Close(code=f.number("code", 1000, 4999), reason=f.string("reason"))
+
+
+_EVENT_PARSERS: dict[str, Callable[[_EventFields], ServerEvent]] = {
+    "message": _parseMessage,
+    "joined": _parseJoined,
+    "left": _parseLeft,
+    "ack": _parseAck,
+    "presence": _parsePresence,
+    "presence_batch": _parsePresenceBatch,
+    "error": _parseError,
+    "close": _parseClose,
+}
+
+
+def parseEvent(payload: bytes | str, kind: str | None = None) -> ServerEvent:
+    """
+    Read one server frame (a WebSocket text frame, a line, an SSE event's data), the
+    inverse of L{encode} and L{encodeEvent}.
+
+    @param kind: the event's type when the payload does not name one: SSE carries the type
+        of its close notice only as the event's name.  A C{type} in the payload wins.
+    @return: the typed event.
+    @raise UnknownEvent: for a JSON object whose type names no event this version knows.
+    @raise BadEvent: for anything else that is not an event of the contract.
+    """
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise BadEvent("event is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise BadEvent("event must be a JSON object")
+    name = obj.get("type", kind)
+    if not isinstance(name, str):
+        raise BadEvent('event: "type" must be a string')
+    parser = _EVENT_PARSERS.get(name)
+    if parser is None:
+        raise UnknownEvent(name)
+    return parser(_EventFields(obj, name))

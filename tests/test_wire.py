@@ -19,6 +19,8 @@ from portshare.wire import (
     FALLBACK_MAX_DEPTH,
     SUBPROTOCOL,
     Ack,
+    BadEvent,
+    Close,
     Error,
     Join,
     Joined,
@@ -29,10 +31,15 @@ from portshare.wire import (
     Presence,
     PresenceBatch,
     Say,
+    UnknownEvent,
     binaryFrameError,
+    commandToDict,
     dumps,
     encode,
+    encodeCommand,
+    encodeEvent,
     parseCommand,
+    parseEvent,
     validNick,
     validOffset,
     validRoom,
@@ -1006,3 +1013,352 @@ class ParseCommandPropertyTests(SynchronousTestCase):
                 "text": text,
             },
         )
+
+
+# ===========================================================================================
+# The client's direction: encodeCommand, parseEvent (and encodeEvent, Close).
+# ===========================================================================================
+
+
+class EncodeCommandTests(SynchronousTestCase):
+    """Commands encode to the frames a client sends: type first, ref last, no nulls."""
+
+    def test_joinMinimal(self) -> None:
+        """A join with only a room is just its type and room."""
+        self.assertEqual(encodeCommand(Join(room="r")), b'{"type":"join","room":"r"}')
+
+    def test_joinFull(self) -> None:
+        """Every field of a join, in declared order, the ref last."""
+        join = Join(room="r", nick="ann", since=3, epoch="e1", token="t.k", ref="j")
+        self.assertEqual(
+            encodeCommand(join),
+            b'{"type":"join","room":"r","nick":"ann","since":3,"epoch":"e1","token":"t.k",'
+            b'"ref":"j"}',
+        )
+
+    def test_leave(self) -> None:
+        """A leave is its room, and its ref when it has one."""
+        self.assertEqual(encodeCommand(Leave(room="r")), b'{"type":"leave","room":"r"}')
+        self.assertEqual(
+            encodeCommand(Leave(room="r", ref=7)), b'{"type":"leave","room":"r","ref":7}'
+        )
+
+    def test_say(self) -> None:
+        """A say is its room and text, then its ref."""
+        self.assertEqual(
+            encodeCommand(Say(room="r", text="hi", ref=1)),
+            b'{"type":"say","room":"r","text":"hi","ref":1}',
+        )
+
+    def test_nick(self) -> None:
+        """A nick command is its nick."""
+        self.assertEqual(encodeCommand(Nick(nick="bob")), b'{"type":"nick","nick":"bob"}')
+
+    def test_falsyRefsKept(self) -> None:
+        """A ref of 0 or "" is a ref: only None is left out."""
+        self.assertEqual(commandToDict(Nick(nick="n", ref=0))["ref"], 0)
+        self.assertEqual(commandToDict(Nick(nick="n", ref=""))["ref"], "")
+        self.assertEqual(commandToDict(Join(room="r", since=0))["since"], 0)
+
+    def test_everyFieldEncoded(self) -> None:
+        """Each command class has an encoder that writes every one of its fields: a field
+        added to a command without its encoder fails here."""
+        full = [
+            Join(room="r", nick="n", since=1, epoch="e", token="t", ref=1),
+            Leave(room="r", ref=1),
+            Say(room="r", text="t", ref=1),
+            Nick(nick="n", ref=1),
+        ]
+        for command in full:
+            names = {f.name for f in dataclasses.fields(command)}
+            self.assertEqual(set(commandToDict(command)), {"type", *names}, command)
+            self.assertEqual(parseCommand(encodeCommand(command)), command)
+
+    def test_notValidated(self) -> None:
+        """What the server would refuse still encodes: the client hears why from it."""
+        payload = encodeCommand(Say(room="bad/room", text=""))
+        self.assertEqual(payload, b'{"type":"say","room":"bad/room","text":""}')
+        self.assertRaises(BadRequest, parseCommand, payload)
+
+    def test_notACommand(self) -> None:
+        """An event is not a command."""
+        self.assertRaises(TypeError, encodeCommand, Left(room="r"))
+
+    def test_nonAsciiUnescaped(self) -> None:
+        """Non-ASCII text is sent as UTF-8, as events are."""
+        self.assertEqual(
+            encodeCommand(Say(room="r", text="héllo ☃")),
+            '{"type":"say","room":"r","text":"héllo ☃"}'.encode(),
+        )
+
+
+class ParseEventTests(SynchronousTestCase):
+    """Server frames parse into the typed events; anything else raises BadEvent."""
+
+    def test_message(self) -> None:
+        """A message frame."""
+        self.assertEqual(
+            parseEvent(b'{"type":"message","room":"r","offset":2,"ts":5,"nick":"n","text":"t"}'),
+            Message(room="r", offset=2, ts=5, nick="n", text="t"),
+        )
+
+    def test_joined(self) -> None:
+        """A joined frame; members become a tuple; the ref is kept, or None."""
+        frame = (
+            b'{"type":"joined","room":"r","offset":4,"epoch":"e","members":["a","b"],'
+            b'"count":9,"recovered":false,"ref":"join"}'
+        )
+        self.assertEqual(
+            parseEvent(frame),
+            Joined(
+                room="r",
+                offset=4,
+                epoch="e",
+                members=("a", "b"),
+                count=9,
+                recovered=False,
+                ref="join",
+            ),
+        )
+        self.assertIsNone(parseEvent(frame.replace(b',"ref":"join"', b"")).ref)  # type: ignore[union-attr]
+
+    def test_left(self) -> None:
+        """A left frame."""
+        self.assertEqual(parseEvent('{"type":"left","room":"r","ref":3}'), Left(room="r", ref=3))
+
+    def test_ack(self) -> None:
+        """An ack, with its room or without."""
+        self.assertEqual(
+            parseEvent(b'{"type":"ack","ref":1,"offset":8,"room":"r"}'),
+            Ack(ref=1, offset=8, room="r"),
+        )
+        self.assertEqual(parseEvent(b'{"type":"ack","ref":"x","offset":8}'), Ack(ref="x", offset=8))
+
+    def test_presence(self) -> None:
+        """A presence frame."""
+        self.assertEqual(
+            parseEvent(b'{"type":"presence","room":"r","event":"leave","nick":"n"}'),
+            Presence(room="r", event="leave", nick="n"),
+        )
+
+    def test_presenceBatch(self) -> None:
+        """A presence batch; its lists become tuples."""
+        self.assertEqual(
+            parseEvent(
+                b'{"type":"presence_batch","room":"r","count":3,"joined":["a"],"left":[],'
+                b'"truncated":true}'
+            ),
+            PresenceBatch(room="r", count=3, joined=("a",), left=(), truncated=True),
+        )
+
+    def test_error(self) -> None:
+        """An error, with the ref of what it refuses."""
+        self.assertEqual(
+            parseEvent(b'{"type":"error","code":"too_large","reason":"long","ref":2}'),
+            Error(code="too_large", reason="long", ref=2),
+        )
+
+    def test_close(self) -> None:
+        """The lines protocol's close line, and SSE's close data with its type given apart."""
+        self.assertEqual(
+            parseEvent(b'{"type":"close","code":1001,"reason":"bye"}'), Close(1001, "bye")
+        )
+        self.assertEqual(parseEvent(b'{"code":1008,"reason":"x"}', kind="close"), Close(1008, "x"))
+        self.assertEqual(
+            encodeEvent(Close(1001, "bye")), b'{"type":"close","code":1001,"reason":"bye"}'
+        )
+
+    def test_ownTypeWins(self) -> None:
+        """A payload's own type wins over the kind given."""
+        self.assertEqual(parseEvent(b'{"type":"left","room":"r"}', kind="close"), Left(room="r"))
+
+    def test_unknownFieldsIgnored(self) -> None:
+        """Fields this version does not know are ignored (extensions add fields)."""
+        self.assertEqual(parseEvent(b'{"type":"left","room":"r","new":[1,2]}'), Left(room="r"))
+
+    def test_unknownType(self) -> None:
+        """A well-formed object of an unknown type raises UnknownEvent, naming it."""
+        error = self.assertRaises(UnknownEvent, parseEvent, b'{"type":"typing","room":"r"}')
+        self.assertEqual((error.type, error.reason), ("typing", "unknown event type 'typing'"))
+        self.assertIsInstance(error, BadEvent)
+        self.assertRaises(UnknownEvent, parseEvent, b'{"code":1000,"reason":"x"}', kind="hello")
+
+    def test_notAnEvent(self) -> None:
+        """Frames that are not events, each with its reason."""
+        cases = {
+            b"nope": "event is not valid JSON",
+            b"[1]": "event must be a JSON object",
+            b"{}": 'event: "type" must be a string',
+            b'{"type":7}': 'event: "type" must be a string',
+            b'{"type":"left"}': "left event: room must be a string",
+            b'{"type":"left","room":"r","ref":true}': (
+                "left event: ref must be a string or an integer"
+            ),
+            b'{"type":"ack","offset":1}': "ack event: ref must be a string or an integer",
+            b'{"type":"ack","ref":1,"offset":-1}': (
+                "ack event: offset must be a whole number from 0 to 9007199254740991"
+            ),
+            b'{"type":"ack","ref":1,"offset":true}': (
+                "ack event: offset must be a whole number from 0 to 9007199254740991"
+            ),
+            b'{"type":"ack","ref":1,"offset":1.5}': (
+                "ack event: offset must be a whole number from 0 to 9007199254740991"
+            ),
+            b'{"type":"ack","ref":1,"offset":1,"room":3}': "ack event: room must be a string",
+            b'{"type":"presence","room":"r","event":"wave","nick":"n"}': (
+                "presence event: event must be 'join' or 'leave'"
+            ),
+            b'{"type":"presence_batch","room":"r","count":1,"joined":[1],"left":[],'
+            b'"truncated":false}': "presence_batch event: joined must be a list of strings",
+            b'{"type":"joined","room":"r","offset":0,"epoch":"e","members":[],"count":0,'
+            b'"recovered":1}': "joined event: recovered must be true or false",
+            b'{"type":"close","code":999,"reason":"x"}': (
+                "close event: code must be a whole number from 1000 to 4999"
+            ),
+        }
+        for frame, reason in cases.items():
+            error = self.assertRaises(BadEvent, parseEvent, frame)
+            self.assertNotIsInstance(error, UnknownEvent)
+            self.assertEqual(error.reason, reason, frame)
+
+    def test_badEventIsValueError(self) -> None:
+        """BadEvent is a ValueError, as the broker's codec raises for what Redis holds."""
+        self.assertTrue(issubclass(BadEvent, ValueError))
+
+    def test_serverFramesAreEvents(self) -> None:
+        """encodeEvent is encode for the chat's events."""
+        events = [
+            Message(room="r", offset=1, ts=2, nick="n", text="t"),
+            Ack(ref=1, offset=1),
+            Error(code="c", reason="r"),
+        ]
+        for event in events:
+            self.assertEqual(encodeEvent(event), encode(event))
+
+
+# -- properties of the client's direction ---------------------------------------------------
+
+MAYBE_REFS = st.one_of(st.none(), REFS)
+EPOCHS = st.text(min_size=1, max_size=64)
+TOKENS = st.text(min_size=1, max_size=200)
+OFFSETS = st.integers(0, MAX_SAFE)
+TEXT = st.text(max_size=40)
+
+VALID_COMMANDS = st.one_of(
+    st.builds(
+        Join,
+        room=ROOMS,
+        nick=st.one_of(st.none(), NICKS),
+        since=st.one_of(st.none(), OFFSETS),
+        epoch=st.one_of(st.none(), EPOCHS),
+        token=st.one_of(st.none(), TOKENS),
+        ref=MAYBE_REFS,
+    ),
+    st.builds(Leave, room=ROOMS, ref=MAYBE_REFS),
+    st.builds(Say, room=ROOMS, text=TEXTS, ref=MAYBE_REFS),
+    st.builds(Nick, nick=NICKS, ref=MAYBE_REFS),
+)
+
+NAMES = st.lists(TEXT, max_size=5).map(tuple)
+CHAT_EVENTS = st.one_of(
+    st.builds(Message, room=TEXT, offset=OFFSETS, ts=OFFSETS, nick=TEXT, text=TEXT),
+    st.builds(
+        Joined,
+        room=TEXT,
+        offset=OFFSETS,
+        epoch=TEXT,
+        members=NAMES,
+        count=OFFSETS,
+        recovered=st.booleans(),
+        ref=MAYBE_REFS,
+    ),
+    st.builds(Left, room=TEXT, ref=MAYBE_REFS),
+    st.builds(Ack, ref=REFS, offset=OFFSETS, room=st.one_of(st.none(), TEXT)),
+    st.builds(Presence, room=TEXT, event=st.sampled_from(["join", "leave"]), nick=TEXT),
+    st.builds(
+        PresenceBatch,
+        room=TEXT,
+        count=OFFSETS,
+        joined=NAMES,
+        left=NAMES,
+        truncated=st.booleans(),
+    ),
+    st.builds(Error, code=TEXT, reason=TEXT, ref=MAYBE_REFS),
+)
+CLOSES = st.builds(Close, code=st.integers(1000, 4999), reason=TEXT)
+
+EVENT_KEYS = [
+    "type",
+    "room",
+    "offset",
+    "ts",
+    "nick",
+    "text",
+    "epoch",
+    "members",
+    "count",
+    "recovered",
+    "ref",
+    "event",
+    "joined",
+    "left",
+    "truncated",
+    "code",
+    "reason",
+]
+EVENT_TYPES = ["message", "joined", "left", "ack", "presence", "presence_batch", "error", "close"]
+EVENTISH_OBJECTS = st.dictionaries(
+    st.sampled_from(EVENT_KEYS),
+    st.one_of(JSON_VALUES, st.sampled_from(EVENT_TYPES), st.lists(st.text(max_size=3))),
+    max_size=10,
+)
+
+
+class ClientCodecPropertyTests(SynchronousTestCase):
+    """The two directions of the codec are inverses; parseEvent never raises another error."""
+
+    @PROPERTY
+    @given(VALID_COMMANDS)
+    def test_commandRoundTrip(self, command: Join | Leave | Say | Nick) -> None:
+        """Every valid command survives encodeCommand then parseCommand unchanged."""
+        self.assertEqual(parseCommand(encodeCommand(command)), command)
+
+    @PROPERTY
+    @given(CHAT_EVENTS)
+    def test_eventRoundTrip(self, event: Any) -> None:
+        """Every event survives the server's encode then parseEvent unchanged, and encodes
+        back to the very bytes the server sent."""
+        payload = encode(event)
+        self.assertEqual(parseEvent(payload), event)
+        self.assertEqual(encodeEvent(parseEvent(payload)), payload)
+
+    @PROPERTY
+    @given(CLOSES)
+    def test_closeRoundTrip(self, close: Close) -> None:
+        """Every close notice survives encodeEvent then parseEvent, also without its type."""
+        self.assertEqual(parseEvent(encodeEvent(close)), close)
+        data = orjson.dumps({"code": close.code, "reason": close.reason})
+        self.assertEqual(parseEvent(data, kind="close"), close)
+
+    @PROPERTY
+    @given(EVENTISH_OBJECTS)
+    def test_anyObject(self, obj: dict[str, Any]) -> None:
+        """Any JSON object parses into the event its type names, or raises BadEvent."""
+        try:
+            event = parseEvent(json.dumps(obj))
+        except UnknownEvent as e:
+            self.assertNotIn(obj.get("type"), EVENT_TYPES)
+            self.assertEqual(e.type, obj.get("type"))
+        except BadEvent as e:
+            self.assertTrue(e.reason)
+        else:
+            self.assertEqual(event.toDict()["type"], obj["type"])
+
+    @PROPERTY
+    @given(st.binary(max_size=200))
+    def test_anyBytes(self, payload: bytes) -> None:
+        """Arbitrary bytes never raise anything but BadEvent."""
+        try:
+            parseEvent(payload)
+        except BadEvent as e:
+            self.assertTrue(e.reason)
