@@ -11,7 +11,14 @@ from __future__ import annotations
 import argparse
 from typing import IO
 
-from twisted.internet.defer import Deferred, DeferredList, DeferredQueue, FirstError, ensureDeferred
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    DeferredQueue,
+    FirstError,
+    ensureDeferred,
+)
 
 from portshare.client.link import CliError, Closed, Incoming, Link
 from portshare.wire import (
@@ -182,7 +189,8 @@ async def chat(
             d.addErrback(lambda failure: None)
         typed.cancel()
         e.subFailure.raiseException()
-    if first[1] == 0:  # the server closed first
+    if first[1] == 0:  # the server closed first: stop reading the person's lines
+        typed.addErrback(lambda failure: failure.trap(CancelledError))
         typed.cancel()
         return 1
     await showing  # the link closed: what was said is acknowledged, then CLOSED
