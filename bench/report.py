@@ -18,7 +18,9 @@ from typing import Any
 
 PEERS = ["autobahn", "websockets", "aiohttp", "picows"]
 PYTHON_PEERS = ["autobahn", "websockets", "aiohttp"]
-ORDER = ["portshare", *PEERS]
+#: portshare at another commit, when the run had --baseline
+BASELINE = "baseline"
+ORDER = ["portshare", BASELINE, *PEERS]
 
 
 def dig(obj: Any, *path: Any) -> Any:
@@ -199,7 +201,10 @@ def ratio(mine: Any, others: list[Any], higher: bool) -> str:
 def table(results: dict[str, Any]) -> str:
     data = results["results"]
     servers = [s for s in ORDER if any(s in cells for cells in data.values())]
+    withBaseline = BASELINE in servers
     head = ["metric", *servers, "vs best peer", "vs best Python peer"]
+    if withBaseline:
+        head.append("vs baseline")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, scenario, get, higher, pattern in rows(results):
         cells = data.get(scenario)
@@ -215,6 +220,8 @@ def table(results: dict[str, Any]) -> str:
         line = [label, *[fmt(values[s], pattern) for s in servers]]
         line.append(ratio(values.get("portshare"), [values.get(p) for p in PEERS], higher))
         line.append(ratio(values.get("portshare"), [values.get(p) for p in PYTHON_PEERS], higher))
+        if withBaseline:
+            line.append(ratio(values.get("portshare"), [values.get(BASELINE)], higher))
         lines.append("| " + " | ".join(line) + " |")
     return "\n".join(lines)
 

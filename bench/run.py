@@ -152,6 +152,8 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 SCENARIOS = ["echo", "fanout", "idle", "http", "slow", "publishers"]
 SERVERS = ["portshare", "autobahn", "websockets", "aiohttp", "picows"]
+#: portshare at another commit (--baseline SRC): a refactor's before and after in one run
+BASELINE = "baseline"
 
 # portshare's limits that a benchmark would trip, raised when this version has the option
 PORTSHARE_RAISED = {
@@ -184,7 +186,7 @@ class Server:
         self.port = 0
 
     def argv(self) -> list[str]:
-        if self.name == "portshare":
+        if self.name in ("portshare", BASELINE):
             return [
                 self.python,
                 "-c",
@@ -543,6 +545,7 @@ def machineFacts(python: str, src: Path) -> dict[str, Any]:
 def available(name: str) -> bool:
     mod = {
         "portshare": "autobahn",
+        BASELINE: "autobahn",
         "autobahn": "autobahn",
         "websockets": "websockets",
         "aiohttp": "aiohttp",
@@ -599,6 +602,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--src", type=Path, default=ROOT, help="portshare source tree to run (PYTHONPATH)"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another portshare source tree (e.g. a git worktree at an older commit), run as "
+        "the server 'baseline' right after portshare in every scenario",
+    )
     parser.add_argument("--python", default=sys.executable, help="interpreter for every side")
     parser.add_argument("--max-load", type=float, default=0.5, help="wait for a quieter machine")
     parser.add_argument("--max-wait", type=float, default=600, help="seconds to wait for quiet")
@@ -620,6 +630,12 @@ def main(argv: list[str] | None = None) -> int:
     for s in servers:
         if s not in SERVERS:
             parser.error(f"unknown server {s}")
+    if args.baseline is not None:
+        servers.insert(servers.index("portshare") + 1 if "portshare" in servers else 0, BASELINE)
+
+    def srcOf(name: str) -> Path:
+        return args.baseline if name == BASELINE else args.src
+
     for s in scenarios:
         if s not in SCENARIOS:
             parser.error(f"unknown scenario {s}")
@@ -632,6 +648,12 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machineFacts(args.python, args.src),
         "params": params,
         "portshare_options": portshareOptions(args.python, args.src),
+        "baseline": None
+        if args.baseline is None
+        else {
+            "commit": machineFacts(args.python, args.baseline)["portshare_commit"],
+            "src": str(args.baseline),
+        },
         "pinning": {"server": SERVER_CORE, "generator": GEN_CORE},
         "results": {},
         "skipped": [],
@@ -647,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
             if not available(name):
                 results["skipped"].append(name)
                 continue
-            server = Server(name, args.python, args.src, logDir)
+            server = Server(name, args.python, srcOf(name), logDir)
             try:
                 server.start()
                 for scenario in scenarios:
@@ -672,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for attempt in range(2):
                 quiet = waitQuietCell(args.noise_limit, args.cell_wait)
-                server = Server(name, args.python, args.src, logDir)
+                server = Server(name, args.python, srcOf(name), logDir)
                 t0 = time.monotonic()
                 try:
                     server.start()
