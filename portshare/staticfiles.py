@@ -195,6 +195,10 @@ class StaticCache:
         return entry
 
 
+#: the types the web client's files are served with on every machine
+MODULE_TYPES = {".js": "text/javascript", ".mjs": "text/javascript"}
+
+
 class StaticFiles(File):
     """
     Static files with security headers, without directory listings, JSON refusals; small
@@ -213,6 +217,9 @@ class StaticFiles(File):
     def __init__(self, path: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(path, *args, **kwargs)
         self.rootPath = os.path.realpath(path)
+        # the client's ES modules must be served as JavaScript (browsers refuse module scripts
+        # of another type), whatever the machine's mime.types says (Windows may say text/plain)
+        self.contentTypes = {**self.contentTypes, **MODULE_TYPES}
 
     def createSimilarFile(self, path: str) -> StaticFiles:
         similar = super().createSimilarFile(path)

@@ -56,6 +56,21 @@ class StaticFileTests(SynchronousTestCase):
         self.assertEqual(headers[b"x-content-type-options"], b"nosniff")
 
 
+class ModuleTypeTests(SynchronousTestCase):
+    def test_modulesAreJavaScript(self) -> None:
+        """The web client's ES modules are served as text/javascript even where the machine's
+        MIME table says otherwise (browsers refuse module scripts of another type)."""
+        from portshare.staticfiles import StaticFiles
+
+        self.patch(StaticFiles, "contentTypes", {".js": "text/plain", ".css": "text/css"})
+        service = startedService(self)
+        for path in (b"/main.js", b"/connection.js"):
+            c = MemoryConnection(service)
+            c.send(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, headers, _ = response(c)
+            self.assertEqual((status, headers[b"content-type"]), (200, b"text/javascript"), path)
+
+
 class MemoryFileTests(SynchronousTestCase):
     """Static files answered from memory: the same answers as L{File}, fresh from the disk."""
 

@@ -32,6 +32,7 @@ export function validateRoom(name) {
   if (!ROOM_RE.test(name)) {
     return 'A room name may only contain letters A–Z and a–z, digits 0–9, “.”, “_” and “-” (no spaces).';
   }
+  if (name === '.' || name === '..') return 'A room cannot be called “.” or “..”.';
   return null;
 }
 

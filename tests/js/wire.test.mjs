@@ -28,6 +28,9 @@ test('room names: letters, digits, ".", "_" and "-", 1 to 64 of them', () => {
   assert.match(validateRoom('x'.repeat(65)), /at most 64 characters \(this one has 65\)/);
   assert.match(validateRoom('two words'), /no spaces/);
   assert.match(validateRoom('café'), /only contain/);
+  assert.match(validateRoom('.'), /cannot be called/); // the server refuses them too
+  assert.match(validateRoom('..'), /cannot be called/);
+  assert.equal(validateRoom('...'), null);
 });
 
 test('nicknames: up to 32 printable code points, ASCII spaces allowed', () => {
