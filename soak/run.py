@@ -27,6 +27,7 @@ import argparse
 import random
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,10 @@ import treq
 from twisted.internet import defer, protocol, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-from portshare.testing import connectChat, spawnTwistd
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout: tests.harness
+
+from portshare.testing import connectChat
+from tests.harness import spawnTwistd
 
 
 def rss(pid: int) -> int:

@@ -280,7 +280,7 @@ async def test_consoleScriptProcess(cli: Cli) -> None:
 async def test_tls(tmp_path: Path) -> None:
     """Over https, --cafile trusts a self-signed server, --insecure skips the check, and an
     untrusted certificate fails with exit status 1."""
-    from portshare.testing import selfSignedCertificate
+    from tests.harness import selfSignedCertificate
 
     keyPath, certPath = selfSignedCertificate(tmp_path)
     endpoint = f"ssl:0:interface=127.0.0.1:privateKey={keyPath}:certKey={certPath}"

@@ -250,7 +250,7 @@ async def test_tlsPageAndWebSocketOnOnePort(
     from twisted.internet.ssl import Certificate, optionsForClientTLS
     from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
-    from portshare.testing import selfSignedCertificate
+    from tests.harness import selfSignedCertificate
 
     keyPath, certPath = selfSignedCertificate(tmp_path)
     maker = portshareMaker()

@@ -30,7 +30,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from portshare import _twistedhttp
 from portshare.limits import Limits
 from portshare.service import PortshareService, Settings
-from portshare.testing import connectChat, selfSignedCertificate, startedService
+from portshare.testing import connectChat, startedService
+from tests.harness import selfSignedCertificate
 
 
 class H2Client:

@@ -22,7 +22,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.plugin import getPlugins
 
-from portshare.testing import ChatClientProtocol, connectChat, spawnTwistd
+from portshare.testing import ChatClientProtocol, connectChat
+from tests.harness import spawnTwistd
 from tests.redisserver import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]

@@ -13,7 +13,8 @@ import pytest_twisted
 import treq
 from twisted.internet import reactor
 
-from portshare.testing import TwistdProcess, connectChat, spawnTwistd
+from portshare.testing import connectChat
+from tests.harness import TwistdProcess, spawnTwistd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
