@@ -33,6 +33,9 @@ UNAUTHORIZED = "unauthorized"
 NOT_FOUND = "not_found"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+# the application behind --proxy (portshare.proxy): down or refusing, or too slow
+BAD_GATEWAY = "bad_gateway"
+GATEWAY_TIMEOUT = "gateway_timeout"
 
 HTTP_STATUS: dict[str, int] = {
     BAD_REQUEST: 400,
@@ -46,6 +49,8 @@ HTTP_STATUS: dict[str, int] = {
     NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
     UNSUPPORTED_MEDIA_TYPE: 415,
+    BAD_GATEWAY: 502,
+    GATEWAY_TIMEOUT: 504,
 }
 
 # WebSocket close codes (RFC 6455 section 7.4.1) used by the service.
@@ -127,3 +132,15 @@ class LocalError(PortshareError):
 
 class Unavailable(LocalError):
     code = UNAVAILABLE
+
+
+class BadGateway(LocalError):
+    """The application behind C{--proxy} is down, refused the connection or answered badly."""
+
+    code = BAD_GATEWAY
+
+
+class GatewayTimeout(LocalError):
+    """The application behind C{--proxy} did not accept the connection or answer in time."""
+
+    code = GATEWAY_TIMEOUT

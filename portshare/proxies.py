@@ -22,7 +22,8 @@ def parseNetworks(specs: Iterable[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(spec.strip(), strict=False) for spec in specs)
 
 
-def _trusted(host: str, networks: Sequence[Network]) -> bool:
+def isTrusted(host: str, networks: Sequence[Network]) -> bool:
+    """Whether C{host} (an address, IPv6 perhaps in brackets) is in one of C{networks}."""
     try:
         address = ipaddress.ip_address(host.strip().strip("[]"))
     except ValueError:
@@ -37,10 +38,10 @@ def clientHost(peer: str, forwardedFor: Sequence[str], trusted: Sequence[Network
     @param trusted: the trusted proxies.
     @return: the client's host.
     """
-    if not trusted or not _trusted(peer, trusted):
+    if not trusted or not isTrusted(peer, trusted):
         return peer
     hops = [hop.strip() for value in forwardedFor for hop in value.split(",") if hop.strip()]
     for hop in reversed(hops):
-        if not _trusted(hop, trusted):
+        if not isTrusted(hop, trusted):
             return hop
     return hops[0] if hops else peer

@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 
 from portshare import errors
 from portshare.api import ApiPolicy, ConnectionsResource, buildApi
+from portshare.apps import AppSpec, MountedApp, mountApp
 from portshare.auth import JoinTokens
 from portshare.backpressure import CLOSE
 from portshare.broker import IBroker, buildBroker
@@ -126,6 +127,13 @@ class Settings:
     broker: str = "memory"
     trustedProxies: Sequence[Network] = ()
     slowConsumerPolicy: str = CLOSE
+    # -- your application on the same port (issue 14; portshare.apps) --
+    #: the application for every path portshare does not serve itself (--wsgi, --resource,
+    #: --proxy), or None
+    app: AppSpec | None = None
+    #: where the chat's own paths go (--chat-prefix); None: the root without an app, /chat
+    #: with one (see portshare.web.chatPrefixSegments)
+    chatPrefix: str | None = None
 
 
 class PortshareService(MultiService):
@@ -183,6 +191,15 @@ class PortshareService(MultiService):
             LINES, LinesFactory(self.hub, reactor, settings.slowConsumerPolicy)
         )
         self.sse = SseResource(self.hub, reactor, slowPolicy=settings.slowConsumerPolicy)
+        #: the mounted application (issue 14), started and stopped with the service
+        self.app: MountedApp | None = None
+        if settings.app is not None:
+            self.app = mountApp(
+                settings.app,
+                reactor,
+                shutdownTimeout=settings.shutdownTimeout,
+                trustedProxies=settings.trustedProxies,
+            )
         self.root = buildTree(
             api=buildApi(self.hub, guard, connections),
             chatFactory=self.chatFactory,
@@ -193,6 +210,8 @@ class PortshareService(MultiService):
             upgrades=self.upgrades,
             sse=self.sse,
             limits=limits,
+            app=self.app.resource if self.app is not None else None,
+            chatPrefix=settings.chatPrefix,
         )
         self.site = buildSite(self.root, reactor, limits, self.metrics)
         self.tracker = TrackingFactory(
@@ -236,6 +255,8 @@ class PortshareService(MultiService):
                 "slower (see docs/performance.md)",
                 nvx=False,
             )
+        if self.app is not None:
+            self.app.service.startService()  # before the listeners accept anything
         super().startService()
 
     def stopService(self) -> Deferred[Any]:
@@ -245,7 +266,12 @@ class PortshareService(MultiService):
         self.stopping = True
         await super().stopService()
         await self.closeWebSockets(errors.CLOSE_GOING_AWAY, "server shutting down")
-        await self.finishRequests()
+        if self.app is not None:
+            # the application's requests in flight are the site's too: both wait, at most
+            # shutdownTimeout, side by side
+            await DeferredList([self.finishRequests(), maybeDeferred(self.app.service.stopService)])
+        else:
+            await self.finishRequests()
         self.hub.stop()
         for factory in self._factories():
             factory.doStop()

@@ -22,11 +22,23 @@ from twisted.logger import ILogObserver, jsonFileLogObserver
 from twisted.python import usage
 
 from portshare import __version__
+from portshare.apps import (
+    DEFAULT_APP_PREFIX,
+    AppLoadError,
+    AppSpec,
+    ProxyApp,
+    ResourceApp,
+    WsgiApp,
+    loadResource,
+    loadWsgi,
+)
 from portshare.backpressure import CLOSE, POLICIES
 from portshare.broker.url import parseBrokerURL
 from portshare.limits import Limits
 from portshare.proxies import parseNetworks
+from portshare.proxy import parseBackend
 from portshare.service import PortshareService, Settings
+from portshare.web import chatPrefixSegments
 from portshare.workers import WorkersService, checkWorkers
 
 DEFAULT_PORT = "tcp:8080"
@@ -214,7 +226,66 @@ class Options(usage.Options):
             "What happens to a WebSocket too slow to keep up: close (1013) or drop (its events "
             "are dropped and counted until it catches up).",
         ],
-        ["static", None, None, "Serve this directory at / instead of the built-in web client."],
+        [
+            "static",
+            None,
+            None,
+            "Serve this directory instead of the built-in web client (at /, or under "
+            "--chat-prefix).",
+        ],
+        # -- your application on the same port (issue 14; see portshare.apps) --
+        [
+            "wsgi",
+            None,
+            None,
+            "Serve this WSGI application (a dotted name: package.module.app, or "
+            "package.module:app) for every path portshare does not serve itself.",
+        ],
+        [
+            "resource",
+            None,
+            None,
+            "Serve this twisted.web resource (a dotted name: an IResource, or a callable "
+            "returning one, given the reactor if it takes an argument; klein's app.resource) "
+            "for every path portshare does not serve itself.",
+        ],
+        [
+            "proxy",
+            None,
+            None,
+            "Relay every path portshare does not serve itself to this HTTP application, in "
+            "any language: http://host:port[/base] or https://...",
+        ],
+        [
+            "chat-prefix",
+            None,
+            None,
+            "Where the chat's own paths (web client, /ws, /sse, /api) live, e.g. /chat; / "
+            "keeps them at the root. /healthz and /metrics stay at the root. [default: / "
+            f"without an application, {DEFAULT_APP_PREFIX} with --wsgi, --resource or --proxy]",
+        ],
+        [
+            "wsgi-threads",
+            None,
+            10,
+            "Threads running the --wsgi application at once (more requests wait).",
+            int,
+        ],
+        [
+            "proxy-connect-timeout",
+            None,
+            5.0,
+            "Seconds the --proxy backend has to accept a connection (then 504).",
+            float,
+        ],
+        [
+            "proxy-response-timeout",
+            None,
+            60.0,
+            "Seconds the --proxy backend has to start its answer, and then between two pieces "
+            "of its body (then 504, or the response is cut).",
+            float,
+        ],
         [
             "log-format",
             None,
@@ -321,6 +392,11 @@ class Options(usage.Options):
             raise usage.UsageError("--log-format must be text or json")
         if self["static"] is not None and not Path(self["static"]).is_dir():
             raise usage.UsageError(f"--static {self['static']!r} is not a directory")
+        self["app"] = self._app()
+        try:
+            chatPrefixSegments(self["chat-prefix"], self["app"] is not None)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
         if self["api-token-file"] is not None:
             if self["api-token"] is not None:
                 raise usage.UsageError("give --api-token or --api-token-file, not both")
@@ -345,6 +421,37 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
 
+    def _app(self) -> AppSpec | None:
+        """The application of --wsgi, --resource or --proxy (at most one, or --static)."""
+        given = [f"--{name}" for name in ("static", "wsgi", "resource", "proxy") if self[name]]
+        if len(given) > 1:
+            raise usage.UsageError(
+                f"give one of --static, --wsgi, --resource and --proxy, not {' and '.join(given)}"
+            )
+        if self["wsgi-threads"] < 1:
+            raise usage.UsageError("--wsgi-threads must be positive")
+        for name in ("proxy-connect-timeout", "proxy-response-timeout"):
+            if self[name] <= 0:
+                raise usage.UsageError(f"--{name} must be positive")
+        try:
+            if self["wsgi"]:
+                return WsgiApp(loadWsgi(self["wsgi"]), poolSize=self["wsgi-threads"])
+            if self["resource"]:
+                return ResourceApp(loadResource(self["resource"]))
+        except AppLoadError as e:
+            raise usage.UsageError(str(e)) from None
+        if self["proxy"]:
+            try:
+                parseBackend(self["proxy"])
+            except ValueError as e:
+                raise usage.UsageError(f"--proxy: {e}") from None
+            return ProxyApp(
+                self["proxy"],
+                connectTimeout=self["proxy-connect-timeout"],
+                responseTimeout=self["proxy-response-timeout"],
+            )
+        return None
+
     def settings(self) -> Settings:
         """The service's settings from the parsed options."""
         return Settings(
@@ -359,6 +466,8 @@ class Options(usage.Options):
             broker=self["broker"],
             trustedProxies=tuple(self["trusted-proxies"]),
             slowConsumerPolicy=self["slow-consumer-policy"],
+            app=self["app"],
+            chatPrefix=self["chat-prefix"],
         )
 
 
@@ -397,4 +506,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             jsonLogs=options["log-format"] == "json",
         )
     kind = _JsonLogging if options["log-format"] == "json" else PortshareService
-    return kind(options.settings(), reactor)
+    try:
+        return kind(options.settings(), reactor)
+    except AppLoadError as e:
+        # a --resource callable that needs the reactor is only called here: its wrong
+        # result is still one line, not a traceback
+        raise SystemExit(f"twistd portshare: {e}") from None

@@ -3,6 +3,7 @@ Fakes and helpers for testing portshare and code built on it.
 
 L{RecordingMember} stands in for a chat connection in hub tests; L{ChatClient} is a real
 WebSocket client (Autobahn) that queues what it receives, for end-to-end tests over loopback.
+L{SynchronousThreads} runs a mounted WSGI application at once, in the test's thread.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
 from portshare.hub import IMember
+from portshare.wsgi import IWsgiThreads
 
 
 @implementer(IMember)
@@ -248,3 +250,25 @@ class MemoryConnection:
 
     def messages(self) -> list[dict[str, Any]]:
         return [orjson.loads(p) for op, p in self.frames() if op == TEXT]
+
+
+@implementer(IWsgiThreads)
+class SynchronousThreads:
+    """
+    Runs a WSGI application at once in the calling thread (L{portshare.wsgi.IWsgiThreads}):
+    a request to a mounted application is answered before C{dataReceived} returns, on a
+    L{MemoryReactorClock}, with no thread.  Pass it as the C{threads} of
+    L{portshare.apps.WsgiApp}.
+
+    @ivar calls: how many application calls it ran.
+    """
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def callInThread(self, f: Any, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+        f(*args, **kwargs)
+
+    def callFromThread(self, f: Any, *args: Any, **kwargs: Any) -> None:
+        f(*args, **kwargs)

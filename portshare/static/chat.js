@@ -11,7 +11,7 @@
  * DEFAULT_ROOM ("lobby") always among them.
  */
 
-import { LIMITS, validateNick, validateRoom, validateText } from './wire.js';
+import { LIMITS, chatBase, validateNick, validateRoom, validateText } from './wire.js';
 import { describeClose } from './reconnect.js';
 import { addMessage, addNotice, addPresence, markRead } from './rooms.js';
 import { storageSet, NICK_KEY, ROOMS_KEY } from './storage.js';
@@ -259,7 +259,7 @@ export function createChat(win, state, conn, view, panel) {
     const ctrl = typeof win.AbortController === 'function' ? new win.AbortController() : null;
     const abortTimer = ctrl ? win.setTimeout(() => ctrl.abort(), 5000) : null;
     try {
-      const res = await win.fetch('/api/rooms', {
+      const res = await win.fetch(chatBase(win.location) + '/api/rooms', {
         headers: { Accept: 'application/json' }, cache: 'no-store', credentials: 'same-origin',
         signal: ctrl ? ctrl.signal : undefined,
       });

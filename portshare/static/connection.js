@@ -51,7 +51,7 @@
  * numbers) can be passed in, which is how tests/js/connection.test.mjs drives it.
  */
 
-import { SUBPROTOCOL, parseEvent, isReply } from './wire.js';
+import { SUBPROTOCOL, chatBase, parseEvent, isReply } from './wire.js';
 import { backoffDelay, attemptAfterClose } from './reconnect.js';
 import {
   createRoom, joinCommand, applyJoined, acceptOffset, applyMembership, applyPresenceBatch,
@@ -78,6 +78,7 @@ export class ConnectionEvent extends Event {
 function hostOf(options) {
   const o = options;
   const g = globalThis;
+  const base = () => ('base' in o ? o.base : chatBase(g.location));
   return {
     WebSocket: () => ('WebSocket' in o ? o.WebSocket : g.WebSocket),
     EventSource: () => ('EventSource' in o ? o.EventSource : g.EventSource),
@@ -87,7 +88,8 @@ function hostOf(options) {
     now: () => (o.now ? o.now() : Date.now()),
     random: () => (o.random ? o.random() : Math.random()),
     token: () => (o.token ? o.token() : ''),
-    url: () => o.url || (g.location.protocol === 'https:' ? 'wss://' : 'ws://') + g.location.host + '/ws',
+    base: base,
+    url: () => o.url || (g.location.protocol === 'https:' ? 'wss://' : 'ws://') + g.location.host + base() + '/ws',
   };
 }
 
@@ -95,7 +97,10 @@ export class Connection extends EventTarget {
   /**
    * @param {object} [options]
    * @param {string} [options.nick] the nickname to join with ('' lets the server choose)
-   * @param {string} [options.url] the WebSocket's URL (default: `/ws` on this page's host)
+   * @param {string} [options.url] the WebSocket's URL (default: `/ws` under `base` on this
+   *   page's host)
+   * @param {string} [options.base] the path the chat's `/ws`, `/sse` and `/api` are under
+   *   (default: the page's directory, wire.chatBase: '' at `/`, '/chat' for a page at `/chat/`)
    * @param {function(): string} [options.token] the API token for the HTTP publish API (SSE)
    * @param {*} [options.WebSocket] and `EventSource`, `fetch`, `setTimeout`, `clearTimeout`,
    *   `now`, `random`: stand-ins for the browser's

@@ -7,6 +7,7 @@
 
 import { describeProtocol, formatAge, formatBytes, peerOf } from './format.js';
 import { storageSet, TOKEN_KEY } from './storage.js';
+import { chatBase } from './wire.js';
 
 const POLL_MS = 2000;
 
@@ -51,7 +52,7 @@ export function createPanel(win, state, view) {
     const ctrl = typeof win.AbortController === 'function' ? new win.AbortController() : null;
     const abortTimer = ctrl ? win.setTimeout(() => ctrl.abort(), 5000) : null;
     try {
-      const res = await win.fetch('/api/connections', {
+      const res = await win.fetch(chatBase(win.location) + '/api/connections', {
         headers: headers, cache: 'no-store', credentials: 'same-origin',
         signal: ctrl ? ctrl.signal : undefined,
       });

@@ -13,8 +13,9 @@
  */
 
 /**
- * @param {object} host `EventSource()` (the constructor), `fetch`, `setTimeout`, and
- *   `token()` (the API token for the publish API, or '')
+ * @param {object} host `EventSource()` (the constructor), `fetch`, `setTimeout`,
+ *   `token()` (the API token for the publish API, or '') and optionally `base()` (the path
+ *   `/sse` and `/api` are under, '' at the root)
  * @constructor
  */
 export function SseSocket(host) {
@@ -28,6 +29,8 @@ export function SseSocket(host) {
   let reopenTimer = null;
   let streamRooms = [];
 
+  // the path the chat's /sse and /api are under ('' at the root; see wire.chatBase)
+  function base() { return typeof host.base === 'function' ? host.base() : ''; }
   function deliver(obj) {
     if (self.readyState === 1 && self.onmessage) self.onmessage({ data: JSON.stringify(obj) });
   }
@@ -46,7 +49,7 @@ export function SseSocket(host) {
     if (source) { source.close(); source = null; }
     streamRooms = Array.from(rooms.keys());
     if (!streamRooms.length || self.readyState !== 1) return;
-    let url = '/sse?' + streamRooms.map((n) => 'room=' + encodeURIComponent(n)).join('&');
+    let url = base() + '/sse?' + streamRooms.map((n) => 'room=' + encodeURIComponent(n)).join('&');
     if (nick) url += '&nick=' + encodeURIComponent(nick);
     const id = streamRooms.filter((n) => positions.has(n)).map((n) => n + '=' + positions.get(n)).join(',');
     if (id) url += '&lastEventId=' + encodeURIComponent(id);
@@ -92,7 +95,7 @@ export function SseSocket(host) {
     let res = null;
     let body = null;
     try {
-      res = await host.fetch('/api/rooms/' + encodeURIComponent(cmd.room) + '/messages', {
+      res = await host.fetch(base() + '/api/rooms/' + encodeURIComponent(cmd.room) + '/messages', {
         method: 'POST', headers: headers, credentials: 'same-origin', cache: 'no-store',
         body: JSON.stringify({ nick: nick || 'guest', text: cmd.text }),
       });

@@ -16,6 +16,16 @@ const ROOM_RE = /^[A-Za-z0-9._-]+$/;
 // characters (\p{C}) and no separators (\p{Z}) other than the ASCII space.
 const UNPRINTABLE_RE = /[\p{C}\p{Z}]/u;
 
+/**
+ * The path the chat's own paths (`/ws`, `/sse`, `/api`) hang under, from the location of the
+ * page that loaded the client: its directory ('' for a page at `/`, '/chat' for one at
+ * `/chat/`, where the server puts the chat beside a mounted application, `--chat-prefix`).
+ */
+export function chatBase(location) {
+  const path = location && typeof location.pathname === 'string' ? location.pathname : '/';
+  return path.slice(0, path.lastIndexOf('/'));
+}
+
 /** Length in Unicode code points (what the server counts), not UTF-16 units. */
 export function codePointLength(s) {
   let n = 0;

@@ -339,6 +339,30 @@ test('WebSockets that never open fall back to SSE + HTTP after WS_FALLBACK_AFTER
   assert.equal(sources[0].url, '/sse?room=lobby&nick=alice');
 });
 
+test('under a prefix (base), the WebSocket, the stream and the publish API are all under it', () => {
+  const location = { protocol: 'https:', host: 'app.example', pathname: '/chat/' };
+  const saved = Object.getOwnPropertyDescriptor(globalThis, 'location');
+  Object.defineProperty(globalThis, 'location', { value: location, configurable: true });
+  try {
+    const { clock, conn, sockets, sources, last } = harness({ url: undefined });
+    conn.join('lobby');
+    conn.start();
+    assert.equal(sockets[0].url, 'wss://app.example/chat/ws');
+    for (let i = 0; i <= WS_FALLBACK_AFTER; i += 1) {
+      last().drop(1006);
+      clock.advance(conn.state.retryAt - clock.now());
+    }
+    assert.equal(conn.state.transport, 'sse');
+    assert.equal(sources[0].url, '/chat/sse?room=lobby&nick=alice');
+    const explicit = harness({ url: undefined, base: '/x' });
+    explicit.conn.start();
+    assert.equal(explicit.sockets[0].url, 'wss://app.example/x/ws');
+  } finally {
+    if (saved) Object.defineProperty(globalThis, 'location', saved);
+    else delete globalThis.location;
+  }
+});
+
 test('a WebSocket that opened once rules out the fallback', () => {
   const { clock, conn, last } = harness();
   conn.start();

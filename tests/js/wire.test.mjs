@@ -3,14 +3,23 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  LIMITS, SUBPROTOCOL, codePointLength, isReply, parseEvent, validateNick, validateRoom,
-  validateText,
+  LIMITS, SUBPROTOCOL, chatBase, codePointLength, isReply, parseEvent, validateNick,
+  validateRoom, validateText,
 } from '../../portshare/static/wire.js';
 
 test('the subprotocol and limits are the server\'s', () => {
   assert.equal(SUBPROTOCOL, 'portshare.chat.v1');
   assert.deepEqual({ ...LIMITS }, { roomMax: 64, nickMax: 32, textMax: 4096, logMax: 1000 });
   assert.ok(Object.isFrozen(LIMITS));
+});
+
+test('the chat\'s paths are under the page\'s directory (--chat-prefix beside an app)', () => {
+  assert.equal(chatBase({ pathname: '/' }), '');
+  assert.equal(chatBase({ pathname: '/index.html' }), '');
+  assert.equal(chatBase({ pathname: '/chat/' }), '/chat');
+  assert.equal(chatBase({ pathname: '/chat/index.html' }), '/chat');
+  assert.equal(chatBase({ pathname: '/a/b/' }), '/a/b');
+  assert.equal(chatBase(undefined), ''); // no page (Node, a worker): the root
 });
 
 test('a length is counted in code points, as the server counts it', () => {
