@@ -137,7 +137,12 @@ def loadName(name: str, option: str) -> Any:
     """
     moduleName, _, attributePath = name.partition(":")
     parts = moduleName.split(".") + (attributePath.split(".") if attributePath else [])
-    if name.count(":") > 1 or not all(part.isidentifier() for part in parts):
+    colon = ":" in name
+    if (
+        name.count(":") > 1
+        or (colon and not attributePath)
+        or not all(part.isidentifier() for part in parts)
+    ):
         raise AppLoadError(f"{option} {name!r} is not a dotted name (package.module.attribute)")
     cwd = os.getcwd()
     if cwd not in sys.path:
@@ -172,11 +177,15 @@ def loadName(name: str, option: str) -> Any:
 
 
 def _kind(obj: Any) -> str:
+    """What C{obj} is, in a few words for an error message."""
     if inspect.ismodule(obj):
         return f"the module {obj.__name__}"
     if isinstance(obj, type):
         return f"the class {obj.__qualname__}"
-    return f"a {type(obj).__name__}"
+    text = repr(obj)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"the {type(obj).__name__} {text}"
 
 
 def loadWsgi(name: str) -> WsgiApplication:

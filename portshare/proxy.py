@@ -518,7 +518,7 @@ class _Relay:
         self._cancelTimer()
         if self.pump is not None:
             self.pump.stopProducing()
-        elif self.waiting is not None and not self.waiting.called:
+        elif self.waiting is not None:  # (chained to the Agent's, so "called" already)
             self.waiting.cancel()
 
     def _head(self, response: IResponse) -> None:

@@ -155,7 +155,7 @@ class Server(ThreadingHTTPServer):
 
 
 def startBackend() -> tuple[Server, threading.Thread]:
-    """A started backend and its thread; stop it with C{server.shutdown(); server.server_close()}."""
+    """A started backend and its thread (stop: C{server.shutdown(); server.server_close()})."""
     server = Server()
     thread = threading.Thread(target=server.serve_forever, name="backend", daemon=True)
     thread.start()

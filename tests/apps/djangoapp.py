@@ -19,15 +19,13 @@ if not settings.configured:
         USE_TZ=True,
     )
 
-from django.core.wsgi import get_wsgi_application  # noqa: E402
-from django.http import HttpRequest, JsonResponse  # noqa: E402
-from django.urls import path  # noqa: E402
+from django.core.wsgi import get_wsgi_application
+from django.http import HttpRequest, JsonResponse
+from django.urls import path
 
 
 def greet(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(
-        {"framework": "django", "method": request.method, "path": request.path}
-    )
+    return JsonResponse({"framework": "django", "method": request.method, "path": request.path})
 
 
 urlpatterns = [path("django/", greet)]
