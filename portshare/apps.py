@@ -279,7 +279,9 @@ def resolveResource(source: ResourceSource, reactor: Any) -> IResource:
     """
     if IResource.providedBy(source):
         return source  # type: ignore[return-value]
-    name = getattr(source, "__qualname__", repr(source))
+    module = getattr(source, "__module__", None)
+    qualname = getattr(source, "__qualname__", None)
+    name = f"{module}.{qualname}" if module and qualname else repr(source)
     takesReactor = _takesReactor(source)
     return _made(source, (reactor,) if takesReactor else (), name)
 

@@ -222,3 +222,126 @@ class BrokerAndWorkersOptionTests(SynchronousTestCase):
         self.assertIsInstance(service, WorkersService)
         self.assertEqual((service.count, service.ports), (3, ["tcp:0"]))  # type: ignore[attr-defined]
         self.assertEqual(reactor.tcpServers, [])
+
+
+class AppOptionTests(SynchronousTestCase):
+    """--wsgi, --resource, --proxy and --chat-prefix (issue 14)."""
+
+    def assertUsageError(self, args: list[str], *expected: str) -> str:
+        with self.assertRaises(usage.UsageError) as caught:
+            parse(*args)
+        message = str(caught.exception)
+        self.assertNotIn("\n", message)
+        for text in expected:
+            self.assertIn(text, message, args)
+        return message
+
+    def test_noAppByDefault(self) -> None:
+        """Without an application option there is none, and the prefix is the default."""
+        settings = parse().settings()
+        self.assertIsNone(settings.app)
+        self.assertIsNone(settings.chatPrefix)
+
+    def test_wsgi(self) -> None:
+        """--wsgi loads the application, on --wsgi-threads threads (10 by default)."""
+        from portshare.apps import WsgiApp
+        from tests.apps.flaskapp import app
+
+        settings = parse("--wsgi", "tests.apps.flaskapp.app").settings()
+        self.assertEqual(settings.app, WsgiApp(app, poolSize=10))
+        self.assertEqual(
+            parse("--wsgi", "tests.apps.flaskapp:app", "--wsgi-threads", "3").settings().app,
+            WsgiApp(app, poolSize=3),
+        )
+
+    def test_resourceAndProxy(self) -> None:
+        """--resource loads the resource; --proxy takes the URL and the two timeouts (5 s to
+        connect, 60 s to answer by default)."""
+        from portshare.apps import ProxyApp, ResourceApp
+        from tests.apps.resourceapp import root
+
+        self.assertEqual(
+            parse("--resource", "tests.apps.resourceapp.root").settings().app, ResourceApp(root)
+        )
+        self.assertEqual(
+            parse("--proxy", "http://127.0.0.1:8000").settings().app,
+            ProxyApp("http://127.0.0.1:8000", connectTimeout=5.0, responseTimeout=60.0),
+        )
+        self.assertEqual(
+            parse(
+                "--proxy", "http://h:1", "--proxy-connect-timeout", "0.5",
+                "--proxy-response-timeout", "7",
+            ).settings().app,
+            ProxyApp("http://h:1", connectTimeout=0.5, responseTimeout=7.0),
+        )  # fmt: skip
+
+    def test_oneAtATime(self) -> None:
+        """Two of --static, --wsgi, --resource and --proxy are a usage error naming both."""
+        self.assertUsageError(
+            ["--wsgi", "tests.apps.flaskapp.app", "--proxy", "http://h:1"],
+            "give one of --static, --wsgi, --resource and --proxy, not --wsgi and --proxy",
+        )
+        self.assertUsageError(
+            ["--static", str(Path(__file__).parent), "--resource", "tests.apps.resourceapp.root"],
+            "not --static and --resource",
+        )
+
+    def test_badNames(self) -> None:
+        """A dotted name that does not import, names nothing or names the wrong kind of
+        object is a one-line usage error naming the module, not a traceback."""
+        self.assertUsageError(["--wsgi", "nosuchpackage.app"], "--wsgi nosuchpackage.app",
+                              "no module named nosuchpackage")  # fmt: skip
+        self.assertUsageError(["--wsgi", "tests.apps.flaskapp.nope"],
+                              "tests.apps.flaskapp has no attribute nope")  # fmt: skip
+        self.assertUsageError(["--wsgi", "tests.apps.broken.app"], "importing tests.apps.broken")
+        self.assertUsageError(["--resource", "tests.apps.resourceapp.number"],
+                              "--resource tests.apps.resourceapp.number", "the int 42")  # fmt: skip
+
+    def test_badValues(self) -> None:
+        """A bad URL, prefix, thread count or timeout is a usage error."""
+        self.assertUsageError(["--proxy", "ftp://h"], "--proxy:", "http://")
+        self.assertUsageError(["--chat-prefix", "chat"], "--chat-prefix 'chat' must start with /")
+        self.assertUsageError(["--chat-prefix", "/healthz"], "would hide /healthz")
+        self.assertUsageError(["--wsgi-threads", "0"], "--wsgi-threads must be positive")
+        self.assertUsageError(["--proxy-connect-timeout", "0"], "must be positive")
+        self.assertUsageError(["--proxy-response-timeout", "-1"], "must be positive")
+        self.assertEqual(parse("--chat-prefix", "/talk").settings().chatPrefix, "/talk")
+
+    def test_helpLines(self) -> None:
+        """--help has a line for each option, with its default."""
+        text = " ".join(str(Options()).split())
+        for expected in (
+            "--wsgi=", "--resource=", "--proxy=", "--chat-prefix=", "--wsgi-threads=",
+            "[default: 10]", "--proxy-connect-timeout=", "[default: 5.0]",
+            "--proxy-response-timeout=", "[default: 60.0]",
+            "[default: / without an application, /chat with --wsgi, --resource or --proxy]",
+        ):  # fmt: skip
+            self.assertIn(expected, text)
+
+    def test_makeServiceMountsTheApp(self) -> None:
+        """makeService mounts the application; its pool starts and stops with the service."""
+        from portshare.wsgi import WsgiPool
+
+        service = makeService(
+            parse("--port", "tcp:0", "--wsgi", "tests.apps.flaskapp.app", "--wsgi-threads", "2"),
+            MemoryReactorClock(),
+        )
+        assert isinstance(service, PortshareService) and service.app is not None
+        pool = service.app.service
+        self.assertIsInstance(pool, WsgiPool)
+        service.startService()
+        self.assertTrue(pool.running)
+        self.successResultOf(service.stopService())
+        self.assertFalse(pool.running)
+        self.assertFalse(any(t.is_alive() for t in pool.pool.threads))  # type: ignore[attr-defined]
+
+    def test_wrongResourceFromTheReactorCallable(self) -> None:
+        """A --resource callable that takes the reactor and returns the wrong kind of object:
+        makeService exits with one line, not a traceback."""
+        options = parse("--resource", "tests.apps.resourceapp.wrongWithReactor")
+        with self.assertRaises(SystemExit) as caught:
+            makeService(options, MemoryReactorClock())
+        message = str(caught.exception.code)
+        self.assertNotIn("\n", message)
+        self.assertIn("--resource", message)
+        self.assertIn("tests.apps.resourceapp.wrongWithReactor: it returned the str", message)

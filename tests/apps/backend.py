@@ -149,6 +149,13 @@ class Server(ThreadingHTTPServer):
         #: set to let /stream send its second piece
         self.release = threading.Event()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client (portshare) that went away mid-answer, as after a 504: not an error."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
