@@ -464,6 +464,18 @@ class FailureTests(ProxyCase):
         protocol.connectionLost(Failure(ConnectionDone()))
         self.assertTrue(c.transport.disconnected)
 
+    def test_twoLengthsFromTheBackendIs502(self) -> None:
+        """A backend answer with two different Content-Lengths (a desync the other way) is a
+        502, not relayed."""
+        c = self.client()
+        c.send(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+        protocol, _ = self.backend.accept()
+        protocol.dataReceived(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\nok"
+        )
+        status, body = self.json(c)
+        self.assertEqual((status, body["error"]), (b"HTTP/1.1 502 Bad Gateway", "bad_gateway"))
+
     def test_malformedAnswerIs502(self) -> None:
         """A backend that answers something that is not HTTP: 502."""
         c = self.client()

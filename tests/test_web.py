@@ -219,6 +219,23 @@ class MountedTreeTests(FlaskCase):
         self.assertEqual(byPort[41001]["path"], "/chat/ws")
 
 
+class ApplicationErrorTests(SynchronousTestCase):
+    def test_exceptionIs500WithoutTraceback(self) -> None:
+        """An exception in the WSGI application is a 500 with no traceback in it, and the
+        chat beside it goes on."""
+
+        def broken(environ: dict[str, Any], start: Any) -> list[bytes]:
+            raise RuntimeError("secret internals")
+
+        service = startedService(self, app=WsgiApp(broken, threads=SynchronousThreads()))
+        c = MemoryConnection(service)
+        status, _, body = get(c, "/boom")
+        self.assertEqual(status, 500)
+        self.assertNotIn(b"secret internals", body)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(get(c, "/chat/api/rooms")[2], b'{"rooms":[]}')
+
+
 class PrefixTests(FlaskCase):
     def test_deeperPrefix(self) -> None:
         """A prefix of two segments: the chat is under both; a sibling of either segment,
