@@ -343,7 +343,8 @@ class Options(usage.Options):
 
     def opt_trusted_proxy(self, spec: str) -> None:
         """
-        A reverse proxy (address or network) whose X-Forwarded-For is believed. Repeatable.
+        A reverse proxy (address or network) whose X-Forwarded-For is believed, and whose
+        forwarding headers --proxy extends instead of replacing. Repeatable.
         [default: none; X-Forwarded-For is ignored]
         """
         try:

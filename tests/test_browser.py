@@ -1291,3 +1291,47 @@ def test_sseFallbackWhenWebSocketsNeverOpen(service: Service, openPage: Any) -> 
     page.join("behind-proxy")
     page.say("made it")
     expect(page.message("proxied", "made it")).to_be_visible()
+
+
+class _Under:
+    """The web client's page under a prefix of a service (what openPage opens)."""
+
+    def __init__(self, service: Service, prefix: str) -> None:
+        self.url = service.url + prefix.strip("/") + "/"
+
+
+def test_webClientUnderThePrefixBesideAnApplication(
+    ownService: Service, openPage: Any, screenshots: Path, tmp_path: Path
+) -> None:
+    """
+    With a Flask application mounted (--wsgi), the application's page is at / and the web
+    client at /chat/: it chats over /chat/ws, falls back to /chat/sse and /chat/api, reads
+    the rooms and the connections panel from /chat/api, with no error and no request that
+    misses its prefix.
+    """
+    ownService.stop()
+    app = Service(tmp_path, "--wsgi", "tests.apps.flaskapp.app")
+    app.start()
+    try:
+        with HTTP.open(app.url, timeout=5) as response:
+            assert b"the flask app" in response.read()
+        chat = _Under(app, "/chat")
+        ws = openPage(chat, "wsann")
+        noWs = openPage(chat, "ssebob", script="delete window.WebSocket;")
+        expect(noWs.page.locator("#conn-transport")).to_have_attribute("data-transport", "sse")
+        for page in (ws, noWs):
+            page.join("beside")
+        ws.say("over /chat/ws")
+        noWs.say("over /chat/sse and /chat/api")
+        for page in (ws, noWs):
+            expect(page.message("wsann", "over /chat/ws")).to_be_visible()
+            expect(page.message("ssebob", "over /chat/sse and /chat/api")).to_be_visible()
+        ws.page.get_by_role("button", name="Connections").click()
+        rows = ws.page.locator("#connections-panel #connections-table tbody tr")
+        expect(rows.filter(has_text="WebSocket /chat/ws").first).to_be_visible()
+        ws.screenshot(screenshots, "beside-an-app")
+        log = app.log()
+        assert '"GET /chat/api/rooms HTTP/1.1" 200' in log, log[-2000:]
+        assert '"GET /api/' not in log and '"GET /ws' not in log and '"GET /sse' not in log
+    finally:
+        app.stop()
