@@ -35,6 +35,7 @@ from portshare import errors
 from portshare.auth import JoinTokens
 from portshare.broker import IBroker, IRoomListener
 from portshare.chat import PendingPresence, Replay, RoomInfo, Session, TokenBucket
+from portshare.deferreds import both
 from portshare.errors import BadRequest, NotJoined, RemoteError, TooLarge, Unavailable
 from portshare.limits import Limits
 from portshare.metrics import Metrics
@@ -243,32 +244,6 @@ def _newToJoiner(event: Message | Presence | PresenceBatch, last: int, nick: str
     if isinstance(event, PresenceBatch):
         return True  # it may repeat what joined said; clients apply it idempotently
     return not (event.event == "join" and event.nick == nick)
-
-
-def both(first: Deferred[Any], second: Deferred[Any]) -> Deferred[list[Any]]:
-    """
-    C{[first's result, second's result]} once both have one, or the first failure (a later
-    one is consumed).  C{gatherResults} does this through a L{DeferredList}, which cost a
-    sixth of a join's CPU time (docs/performance.md); both broker calls still run at once.
-    """
-    result: Deferred[list[Any]] = Deferred()
-    values: list[Any] = [_PENDING, _PENDING]
-
-    def got(value: Any, index: int) -> None:
-        values[index] = value
-        if _PENDING not in values and not result.called:
-            result.callback(values)
-
-    def failed(failure: Failure) -> None:
-        if not result.called:
-            result.errback(failure)
-
-    first.addCallback(got, 0).addErrback(failed)
-    second.addCallback(got, 1).addErrback(failed)
-    return result
-
-
-_PENDING = object()
 
 
 def _identity(payload: bytes) -> bytes:

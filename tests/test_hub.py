@@ -13,7 +13,7 @@ from zope.interface.verify import verifyObject
 from portshare import errors
 from portshare.auth import JoinTokens
 from portshare.broker.memory import MemoryBroker
-from portshare.hub import Hub, IMember, both
+from portshare.hub import Hub, IMember
 from portshare.limits import Limits
 from portshare.metrics import Metrics
 from portshare.testing import RecordingMember
@@ -723,34 +723,3 @@ class PresenceBatchTests(HubTestMixin, SynchronousTestCase):
         broker.release()
         self.assertEqual([m.events for m in people], [[], [], []])
         self.assertEqual(self.clock.getDelayedCalls(), [])
-
-
-class BothTests(SynchronousTestCase):
-    def test_resultsInOrderWhicheverComesFirst(self) -> None:
-        """The results come as [first, second], whichever Deferred fires first."""
-        first: Deferred[str] = Deferred()
-        second: Deferred[str] = Deferred()
-        d = both(first, second)
-        second.callback("b")
-        self.assertNoResult(d)
-        first.callback("a")
-        self.assertEqual(self.successResultOf(d), ["a", "b"])
-
-    def test_firstFailureWinsAndTheLaterOneIsConsumed(self) -> None:
-        """The first failure fails the pair; a later failure is not left unhandled."""
-        first: Deferred[str] = Deferred()
-        second: Deferred[str] = Deferred()
-        d = both(first, second)
-        second.errback(ValueError("second"))
-        first.errback(KeyError("first"))
-        self.assertIsInstance(self.failureResultOf(d).value, ValueError)
-        self.assertEqual(self.flushLoggedErrors(), [])
-
-    def test_failureAfterASuccess(self) -> None:
-        """One success and one failure fail the pair with that failure."""
-        d = both(Deferred.fromCoroutine(_value("a")), fail(RuntimeError("down")))
-        self.assertIsInstance(self.failureResultOf(d).value, RuntimeError)
-
-
-async def _value(value: str) -> str:
-    return value
