@@ -2,8 +2,13 @@
 The chat application: sessions, commands, the broker and local fan-out, tied together.
 
 Theory of operation:
- - The protocol layer (L{portshare.ws}) calls L{Hub.connected}, L{Hub.received} and
-   L{Hub.disconnected}; everything a client sees goes back through its L{IMember}.
+ - Each front end (L{portshare.ws}, L{portshare.sse}, L{portshare.lines}) reads its own
+   input into the typed commands of L{portshare.wire} and calls L{Hub.connected},
+   L{Hub.received} (a command), L{Hub.receivedInvalid} (a frame that is none: unreadable,
+   invalid, or binary) and L{Hub.disconnected}; the HTTP API calls L{Hub.publish}.
+   Everything a client sees goes back through its L{IMember}.
+ - Every frame counts against the connection's rate limit, valid or not; a persistent flood
+   closes the connection.
  - This instance subscribes to a room at the broker when its first local member joins and
    unsubscribes when the last one leaves: one subscription per room per instance.  Each event
    the broker delivers is encoded and framed once (C{prepare}) and the same frame goes to every
@@ -54,9 +59,7 @@ from portshare.wire import (
     PresenceBatch,
     Ref,
     Say,
-    binaryFrameError,
     encode,
-    parseCommand,
 )
 
 
@@ -310,51 +313,46 @@ class Hub:
         for room in list(session.rooms):
             self._removeFromRoom(session, room)
 
-    def receivedBinary(self, session: Session, payload: bytes = b"") -> None:
-        """
-        A binary frame: refused (the chat speaks JSON text), with the client's C{ref} when
-        the frame holds a JSON object with one, and rate limited like any frame.
-        """
-        self._received(session, payload, binary=True)
-
-    def received(self, session: Session, payload: bytes) -> None:
-        """Handle one text frame from C{session}."""
-        self._received(session, payload, binary=False)
-
-    def _received(self, session: Session, payload: bytes, binary: bool) -> None:
+    def received(self, session: Session, command: Command) -> None:
+        """C{session} sent C{command} (one frame or line, parsed by its front end)."""
         if session.closed:
             return  # closing: what still arrives is not read
-        admitted = session.admit(self.clock.seconds())
-        command: Command | None = None
-        error: RemoteError | None = None
-        try:
-            if binary:
-                raise binaryFrameError(payload)
-            command = parseCommand(payload, self.limits.maxText)
-        except RemoteError as e:
-            error = e
-        if not admitted:
-            # every frame counts against the rate, valid or not
-            if session.strikes > self.limits.floodStrikes:
-                self.log.info("{peer} closed for flooding", peer=session.member.peer)
-                session.closed = True
-                session.member.closeWith(errors.CLOSE_POLICY, "message rate limit exceeded")
-                return
-            ref = command.ref if command is not None else error.ref if error else None
-            self._refuse(
-                session,
-                errors.RateLimited(f"more than {self.limits.rate:g} messages per second"),
-                ref,
-            )
-            return
-        if command is None:
-            assert error is not None
-            self._refuse(session, error, error.ref)
+        if not session.admit(self.clock.seconds()):
+            self._limited(session, command.ref)
             return
         try:
             self._handlers[type(command)](session, command)
         except RemoteError as e:
             self._refuse(session, e, command.ref)
+
+    def receivedInvalid(self, session: Session, error: RemoteError) -> None:
+        """
+        C{session} sent a frame that is no command: C{error} says why (with the client's
+        C{ref} when it could be read; see L{portshare.wire.parseCommand} and
+        L{portshare.wire.binaryFrameError}).  It is refused, and rate limited like any frame.
+        """
+        if session.closed:
+            return
+        if not session.admit(self.clock.seconds()):
+            self._limited(session, error.ref)
+            return
+        self._refuse(session, error, error.ref)
+
+    def _limited(self, session: Session, ref: Ref | None) -> None:
+        """
+        A frame of C{session} beyond its rate (every frame counts, valid or not): refused
+        with C{ref}, or, once the strikes pass C{floodStrikes}, the connection is closed.
+        """
+        if session.strikes > self.limits.floodStrikes:
+            self.log.info("{peer} closed for flooding", peer=session.member.peer)
+            session.closed = True
+            session.member.closeWith(errors.CLOSE_POLICY, "message rate limit exceeded")
+            return
+        self._refuse(
+            session,
+            errors.RateLimited(f"more than {self.limits.rate:g} messages per second"),
+            ref,
+        )
 
     # -- replies ----------------------------------------------------------------------------
 

@@ -36,22 +36,34 @@ from zope.interface import implementer
 
 from portshare import errors
 from portshare.backpressure import CLOSE, DROP, Backpressure
+from portshare.errors import RemoteError
 from portshare.hub import Hub, IMember
+from portshare.wire import Command, commandFrom, parseCommand
 
 TOKEN = "portshare-lines"
 
 
-def parseLine(line: bytes) -> bytes:
+def parseLine(line: bytes, maxText: int = 4096) -> Command:
     """
-    One client line as the JSON payload the hub reads (validation happens there).
+    One client line as a command: the line is a frame's JSON object, or a short form,
+    validated as that JSON object would be (L{portshare.wire.commandFrom}).
 
-    @return: the line itself when it is JSON, else the short form translated to JSON; an
-        incomplete short form gives a command the hub refuses with a clear reason.
+    @param maxText: the longest C{text} accepted in a C{say}.
+    @raise RemoteError: as for a frame: an incomplete short form or an unknown verb is
+        refused with a clear reason.
     """
     stripped = line.strip()
     if stripped.startswith(b"{"):
-        return stripped
-    text = stripped.decode("utf-8", "replace")
+        return parseCommand(stripped, maxText)
+    return commandFrom(shortForm(stripped), maxText)
+
+
+def shortForm(line: bytes) -> dict[str, Any]:
+    """
+    The fields of the JSON command a short form stands for (see the module docstring),
+    missing ones left out.
+    """
+    text = line.strip().decode("utf-8", "replace")
     verb, _, rest = text.partition(" ")
     verb = verb.lower()
     command: dict[str, Any] = {"type": verb}
@@ -64,10 +76,18 @@ def parseLine(line: bytes) -> bytes:
         args = rest.split()
         command["room"] = args[0] if args else None
         if verb == "join" and len(args) > 1:
-            command["since"] = int(args[1]) if args[1].isdigit() else args[1]
+            command["since"] = _offset(args[1])
             if len(args) > 2:
                 command["epoch"] = args[2]
-    return orjson.dumps({k: v for k, v in command.items() if v is not None})
+    return {k: v for k, v in command.items() if v is not None}
+
+
+def _offset(text: str) -> int | str:
+    """An offset's digits as the number; anything else as is, which validation refuses."""
+    try:
+        return int(text) if text.isdigit() else text
+    except ValueError:  # digits int() does not read, such as superscripts
+        return text
 
 
 @implementer(IMember)
@@ -101,8 +121,14 @@ class LinesProtocol(LineOnlyReceiver):
         if line.strip().lower() == b"quit":
             self.closeWith(1000, "bye")
             return
+        hub = self.factory.hub
         try:
-            self.factory.hub.received(self.session, parseLine(line))
+            try:
+                command = parseLine(line, hub.limits.maxText)
+            except RemoteError as e:
+                hub.receivedInvalid(self.session, e)
+            else:
+                hub.received(self.session, command)
         except Exception:
             self.log.failure("line from {peer} failed", peer=self.peer)
             self.closeWith(errors.CLOSE_SERVER_ERROR, "internal error")

@@ -41,10 +41,10 @@ from zope.interface import implementer
 
 from portshare.api import JsonResource, writeError
 from portshare.backpressure import CLOSE, DROP, Backpressure
-from portshare.errors import BadRequest, PortshareError, RateLimited, TooLarge
+from portshare.errors import BadRequest, PortshareError, RateLimited, RemoteError, TooLarge
 from portshare.hub import Hub, IMember
 from portshare.web import connectionOf
-from portshare.wire import validRoom
+from portshare.wire import commandFrom, validRoom
 
 #: seconds between keep-alive comments
 KEEP_ALIVE = 15.0
@@ -138,7 +138,12 @@ class SseStream:
                 epoch, join["since"] = position
                 if epoch:
                     join["epoch"] = epoch
-            hub.received(self.session, orjson.dumps(join))
+            try:
+                command = commandFrom(join, hub.limits.maxText)
+            except RemoteError as e:
+                hub.receivedInvalid(self.session, e)
+            else:
+                hub.received(self.session, command)
             if self.session is None:
                 return  # closed while joining (flood)
         self._schedule()

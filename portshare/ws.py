@@ -23,10 +23,11 @@ from zope.interface import implementer
 
 from portshare import errors
 from portshare.backpressure import CLOSE, DROP, Backpressure
+from portshare.errors import RemoteError
 from portshare.hub import Hub, IMember
 from portshare.limits import Limits
 from portshare.origins import originAllowed
-from portshare.wire import SUBPROTOCOL
+from portshare.wire import SUBPROTOCOL, binaryFrameError, parseCommand
 
 #: frames shorter than this are unmasked in Python; longer ones by Autobahn's masker (NVX)
 SMALL_FRAME = 128
@@ -215,9 +216,14 @@ class ChatProtocol(OriginCheckingProtocol):
         hub: Hub = self.factory.hub
         try:
             if isBinary:
-                hub.receivedBinary(self.session, payload)
+                hub.receivedInvalid(self.session, binaryFrameError(payload))
+                return
+            try:
+                command = parseCommand(payload, hub.limits.maxText)
+            except RemoteError as e:
+                hub.receivedInvalid(self.session, e)
             else:
-                hub.received(self.session, payload)
+                hub.received(self.session, command)
         except Exception:
             self.events.failure("chat message from {peer} failed", peer=self.peer)
             closeWithCode(self, errors.CLOSE_SERVER_ERROR, "internal error")

@@ -175,6 +175,17 @@ class SseTests(SynchronousTestCase):
         texts = [e["data"]["text"] for e in self.events(c) if e["event"] == "message"]
         self.assertEqual(texts, ["m1", "m2"])
 
+    def test_sinceBeyondJsonRefused(self) -> None:
+        """?since= with more digits than JSON numbers hold is refused in an error event, as
+        a join's bad since is on the WebSocket, and the stream goes on."""
+        _, c = self.open("room=a&since=99999999999999999999999")
+        [error] = self.events(c)
+        self.assertEqual(
+            (error["event"], error["data"]["reason"], error["data"]["ref"]),
+            ("error", "since must be a whole number >= 0", "a"),
+        )
+        self.assertFalse(c.transport.disconnecting)
+
     def test_keepAlive(self) -> None:
         """A keep-alive comment goes out every KEEP_ALIVE seconds of the injected clock."""
         _, c = self.open("room=a")
