@@ -14,10 +14,10 @@ from portshare import errors
 from portshare.auth import JoinTokens
 from portshare.broker.memory import MemoryBroker
 from portshare.errors import RemoteError
-from portshare.hub import Hub, IMember
+from portshare.hub import Hub, IFrontEnd, IMember
 from portshare.limits import Limits
 from portshare.metrics import Metrics
-from portshare.testing import RecordingMember
+from portshare.testing import RecordingFrontEnd, RecordingMember
 from portshare.wire import Join, Leave, Nick, Say, binaryFrameError, parseCommand
 
 
@@ -48,13 +48,14 @@ class HubTestMixin:
             self.limits.history, self.limits.maxRooms, newEpoch=lambda: "e1"
         )
         self.metrics = Metrics()
+        self.frontEnd = RecordingFrontEnd()
         self.hub = Hub(
             self.broker, self.clock, kwargs.pop("limits", self.limits), self.metrics, **kwargs
         )
         return self.hub
 
     def connect(self) -> tuple[RecordingMember, Any]:
-        member = RecordingMember()
+        member = RecordingMember(frontEnd=self.frontEnd)
         return member, self.hub.connected(member)
 
 
@@ -63,8 +64,9 @@ class JoinTests(HubTestMixin, SynchronousTestCase):
         self.makeHub()
 
     def test_memberIsAnIMember(self) -> None:
-        """The recording fake provides the interface the hub relies on."""
+        """The recording fakes provide the interfaces the hub relies on."""
         self.assertTrue(verifyObject(IMember, RecordingMember()))
+        self.assertTrue(verifyObject(IFrontEnd, RecordingFrontEnd()))
 
     def test_joinReply(self) -> None:
         """A join is answered with joined: room, last offset, epoch, members, count, ref."""
@@ -199,17 +201,12 @@ class SayTests(HubTestMixin, SynchronousTestCase):
         )
 
     def test_preparedOnce(self) -> None:
-        """Fan-out prepares one frame per event and hands the same object to every member."""
-        prepared: list[bytes] = []
-
-        def prepare(payload: bytes) -> bytes:
-            prepared.append(payload)
-            return payload
-
-        self.hub.prepare = prepare
+        """Fan-out frames one event once for the members of a front end and hands the same
+        object to every member."""
+        before = self.frontEnd.framings
         self.hub.received(self.a, Say(room="r", text="once"))
-        self.assertEqual(len(prepared), 1)
-        self.assertIs(self.alice.prepared[-1], self.bob.prepared[-1])
+        self.assertEqual(self.frontEnd.framings - before, 1)
+        self.assertIs(self.alice.framed[-1], self.bob.framed[-1])
 
     def test_notJoined(self) -> None:
         """Saying in a room the sender has not joined is refused with not_joined."""
@@ -398,6 +395,12 @@ class DelayedBroker(MemoryBroker):
         for d, result in held:
             d.callback(result)
 
+    def fail(self) -> None:
+        """The held replies fail, as when the broker's connection drops."""
+        held, self.held = self.held, []
+        for d, _ in held:
+            d.errback(RuntimeError("connection lost"))
+
 
 class AsyncJoinTests(HubTestMixin, SynchronousTestCase):
     def test_liveMessagesBufferedDuringJoin(self) -> None:
@@ -429,6 +432,55 @@ class AsyncJoinTests(HubTestMixin, SynchronousTestCase):
         broker.release()
         self.assertEqual(alice.take(), [])
         self.assertEqual(self.successResultOf(broker.members("r", None)), ((), 0))
+
+    def test_leaveAndJoinAgainWhileJoining(self) -> None:
+        """A member that leaves while joining and joins again is counted once: the first
+        join undoes its presence when its snapshot arrives, the second one completes."""
+        broker = DelayedBroker()
+        self.makeHub(broker=broker)
+        _watcher, w = self.connect()
+        self.hub.received(w, Join(room="r", nick="watcher"))
+        broker.release()
+        alice, a = self.connect()
+        self.hub.received(a, Join(room="r", nick="alice", ref=1))
+        self.hub.received(a, Leave(room="r", ref="l"))
+        self.hub.received(a, Join(room="r", nick="alice", ref=2))
+        broker.release()
+        self.assertEqual(
+            [(e["type"], e.get("ref")) for e in alice.take()], [("left", "l"), ("joined", 2)]
+        )
+        members = self.successResultOf(broker.members("r", None))
+        self.assertEqual(members, (("alice", "watcher"), 2))
+        self.hub.disconnected(a)
+        self.assertEqual(self.successResultOf(broker.members("r", None)), (("watcher",), 1))
+
+    def test_failureUndoesTheNickEntered(self) -> None:
+        """A join whose snapshot fails after its presence was counted exits the nick it
+        entered, even if the member renamed meanwhile, and is refused unavailable."""
+        broker = DelayedBroker()
+        self.makeHub(broker=broker)
+        alice, a = self.connect()
+        self.hub.received(a, Join(room="r", nick="alice", ref=1))
+        self.hub.received(a, Nick(nick="alicia"))
+        broker.fail()
+        [error] = alice.take()
+        self.assertEqual((error["code"], error["ref"]), ("unavailable", 1))
+        self.assertEqual(self.successResultOf(broker.members("r", None)), ((), 0))
+        self.assertEqual(self.hub._rooms, {})
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_failureAfterLeavingUndoesPresence(self) -> None:
+        """A member that left while its snapshot was in flight, which then failed, leaves
+        no presence behind."""
+        broker = DelayedBroker()
+        self.makeHub(broker=broker)
+        alice, a = self.connect()
+        self.hub.received(a, Join(room="r", nick="alice", ref=1))
+        self.hub.received(a, Leave(room="r"))
+        broker.fail()
+        self.assertEqual(self.successResultOf(broker.members("r", None)), ((), 0))
+        self.assertEqual([e["type"] for e in alice.take()], ["left", "error"])
+        self.flushLoggedErrors(RuntimeError)
 
 
 class FailingBroker(MemoryBroker):
@@ -594,8 +646,8 @@ class PresenceBatchTests(HubTestMixin, SynchronousTestCase):
         for nick in ("alice", "bob", "carol", "dave"):
             self.assertEqual(self.take(nick), [expected], nick)
         self.assertEqual(self.metrics.messagesOut._value.get() - before, 4)
-        prepared = {id(m.prepared[-1]) for m, _ in self.people.values()}
-        self.assertEqual(len(prepared), 1, "one frame prepared for all members")
+        framed = {id(m.framed[-1]) for m, _ in self.people.values()}
+        self.assertEqual(len(framed), 1, "one frame prepared for all members")
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_oneBatchPerInterval(self) -> None:

@@ -19,8 +19,18 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.limits import Limits
-from portshare.sse import KEEP_ALIVE, formatId, parseId
+from portshare.sse import EVENT_NAMES, KEEP_ALIVE, eventBlock, formatId, parseId
 from portshare.testing import MemoryConnection, startedService
+from portshare.wire import (
+    Ack,
+    Error,
+    Joined,
+    Left,
+    Message,
+    Outgoing,
+    Presence,
+    PresenceBatch,
+)
 
 
 def sseRequest(query: str, lastEventId: str | None = None) -> bytes:
@@ -70,6 +80,29 @@ class IdTests(SynchronousTestCase):
         """Unreadable parts and rooms not asked for are left out."""
         self.assertEqual(parseId("e1:x,b=:3,z=e:1,a=e:2", ["a", "b"]), {"a": ("e", 2)})
         self.assertEqual(parseId("e1:5", ["a", "b"]), {})
+
+
+class EventBlockTests(SynchronousTestCase):
+    def test_everyEventNamedByItsType(self) -> None:
+        """Each kind of event has its SSE name, the type its JSON says; the block is that
+        name and the JSON, from the typed event, with no parsing of the JSON."""
+        events = [
+            Message(room="r", offset=1, ts=2, nick="n", text="t"),
+            Joined(room="r", offset=0, epoch="e", members=(), count=0, recovered=True),
+            Left(room="r"),
+            Ack(ref=1, offset=2),
+            Presence(room="r", event="join", nick="n"),
+            PresenceBatch(room="r", count=1, joined=(), left=(), truncated=False),
+            Error(code="bad_request", reason="no"),
+        ]
+        self.assertEqual(set(EVENT_NAMES), {type(e) for e in events})
+        for event in events:
+            outgoing = Outgoing(event)
+            kind = event.toDict()["type"]
+            self.assertEqual(EVENT_NAMES[type(event)], kind.encode())
+            self.assertEqual(
+                eventBlock(outgoing), b"event: %s\ndata: %s\n\n" % (kind.encode(), outgoing.payload)
+            )
 
 
 class SseTests(SynchronousTestCase):

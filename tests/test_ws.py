@@ -31,6 +31,7 @@ from portshare.testing import (
     splitResponse,
     startedService,
 )
+from portshare.wire import Error, Outgoing, Presence
 from portshare.ws import SMALL_FRAME, originAllowed, unmaskSmall
 
 
@@ -82,8 +83,8 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
         c.handshake()
         chat = c.protocol.wrappedProtocol
         chat.sendClose(1000)
-        chat.sendPayload(b'{"type":"error","code":"unavailable","reason":"late"}')
-        chat.sendPrepared(chat.factory.prepareMessage(b"{}"))
+        chat.send(Outgoing(Error(code="unavailable", reason="late")))
+        chat.frontEnd.deliver(Outgoing(Presence(room="r", event="join", nick="n")), [chat])
         self.assertEqual([op for op, _ in c.frames()], [CLOSE])
 
     def test_binaryFrameRefused(self) -> None:
@@ -474,7 +475,7 @@ class SlowConsumerTests(ServiceMixin, SynchronousTestCase):
         self.assertEqual(closes, [1013])
         self.assertEqual(len([m for m in fast.messages() if m["type"] == "message"]), 10)
         self.assertEqual(service.hub.metrics.slowConsumers._value.get(), 1)
-        self.assertEqual([len(f.members) for f in service.hub._rooms.values()], [1])
+        self.assertEqual([len(f) for f in service.hub._rooms.values()], [1])
 
     def test_fullTooLongClosed(self) -> None:
         """A socket full for longer than --slow-consumer-seconds is cut too."""
