@@ -5,6 +5,9 @@ every order the broker's answers and the member's leave can come in (no Deferred
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.chat import Replay
@@ -176,3 +179,20 @@ class NewToJoinerTests(SynchronousTestCase):
         self.assertTrue(newToJoiner(Presence(room="r", event="join", nick="bob"), 5, "ann"))
         self.assertTrue(newToJoiner(Presence(room="r", event="leave", nick="ann"), 5, "ann"))
         self.assertTrue(newToJoiner(batch, 5, "ann"))
+
+
+class SansIOTests(SynchronousTestCase):
+    def test_importsNoTwisted(self) -> None:
+        """The join machine is sans-IO: importing it imports nothing of Twisted."""
+        found = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, portshare.joining; "
+                "print(sorted(m for m in sys.modules if m.split('.')[0] == 'twisted'))",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        self.assertEqual(found.strip(), "[]")

@@ -1,15 +1,23 @@
 """
-Tests for L{portshare.lines}' parsing: lines to the typed commands of L{portshare.wire}.
-The protocol over the shared port is tested in C{tests/test_upgrade.py}.
+Tests for L{portshare.lines}: lines to the typed commands of L{portshare.wire}, and the
+protocol's parts as the hub sees them.  The protocol over the shared port is tested in
+C{tests/test_upgrade.py}.
 """
 
 from __future__ import annotations
 
 import orjson
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
+from portshare.broker.memory import MemoryBroker
 from portshare.errors import RemoteError
-from portshare.lines import parseLine, shortForm
+from portshare.hub import Hub, IFrontEnd, IMember
+from portshare.limits import Limits
+from portshare.lines import LinesFactory, parseLine, shortForm
+from portshare.metrics import Metrics
 from portshare.wire import Join, Leave, Nick, Say, parseCommand
 
 
@@ -76,3 +84,14 @@ class ParseLineTests(SynchronousTestCase):
             with self.assertRaises(RemoteError) as refused:
                 parseLine(line)
             self.assertEqual(refused.exception.reason, "since must be a whole number >= 0")
+
+
+class LinesFactoryTests(SynchronousTestCase):
+    def test_membersAndTheirFrontEnd(self) -> None:
+        """Each line connection is a hub member, and the factory their front end."""
+        clock = Clock()
+        factory = LinesFactory(Hub(MemoryBroker(5, 5), clock, Limits(), Metrics()), clock)
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 4000))
+        self.assertTrue(verifyObject(IMember, protocol))
+        self.assertTrue(verifyObject(IFrontEnd, factory))
+        self.assertIs(protocol.frontEnd, factory)

@@ -17,7 +17,9 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
+from portshare.hub import IFrontEnd, IMember
 from portshare.limits import Limits
 from portshare.sse import EVENT_NAMES, KEEP_ALIVE, eventBlock, formatId, parseId
 from portshare.testing import MemoryConnection, startedService
@@ -120,6 +122,14 @@ class SseTests(SynchronousTestCase):
     def events(self, c: MemoryConnection) -> list[dict[str, Any]]:
         data, self.buffer = self.buffer + c.read(), b""
         return [e for e in parseEvents(dechunk(data)) if "event" in e]
+
+    def test_membersAndTheirFrontEnd(self) -> None:
+        """Each stream is a hub member, and the SSE resource their front end."""
+        self.open("room=lobby")
+        [stream] = self.service.sse.streams
+        self.assertTrue(verifyObject(IMember, stream))
+        self.assertTrue(verifyObject(IFrontEnd, self.service.sse))
+        self.assertIs(stream.frontEnd, self.service.sse)
 
     def test_streamOfOneRoom(self) -> None:
         """The stream is text/event-stream; joined, presence and messages carry EPOCH:OFFSET."""

@@ -17,7 +17,9 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
+from portshare.hub import IFrontEnd, IMember
 from portshare.limits import Limits
 from portshare.service import PortshareService
 from portshare.testing import (
@@ -52,6 +54,15 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
         head = c.handshake(protocols="other, portshare.chat.v1")
         self.assertTrue(head.startswith(b"HTTP/1.1 101 Switching Protocols"), head)
         self.assertIn(b"Sec-WebSocket-Protocol: portshare.chat.v1", head)
+
+    def test_membersAndTheirFrontEnd(self) -> None:
+        """Each chat connection is a hub member, and the chat factory their front end."""
+        c = MemoryConnection(self.service)
+        c.handshake(protocols="portshare.chat.v1")
+        chat = c.protocol.wrappedProtocol
+        self.assertTrue(verifyObject(IMember, chat))
+        self.assertTrue(verifyObject(IFrontEnd, self.service.chatFactory))
+        self.assertIs(chat.frontEnd, self.service.chatFactory)
 
     def test_noSubprotocolOffered(self) -> None:
         """A client offering no subprotocol is accepted without one."""
