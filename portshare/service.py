@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
@@ -40,7 +39,7 @@ from portshare.site import buildSite
 from portshare.sse import SseResource
 from portshare.upgrade import UpgradeDispatcher
 from portshare.web import buildTree
-from portshare.ws import buildChatFactory, closeWithCode
+from portshare.ws import buildChatFactory, closeWithCode, isWebSocket
 
 
 def formatAddress(address: IAddress, secure: bool = False) -> str:
@@ -150,19 +149,17 @@ class PortshareService(MultiService):
         self.broker: IBroker = broker or buildBroker(
             settings.broker, reactor, limits.history, limits.maxRooms
         )
-        self.chatFactory = buildChatFactory(limits, reactor, settings.allowedOrigins)
-        self.echoFactory = (
-            buildEchoFactory(limits, reactor, settings.allowedOrigins) if settings.echo else None
-        )
         self.hub = Hub(
             self.broker,
             reactor,
             limits,
             self.metrics,
-            prepare=self.chatFactory.prepareMessage,
             joinTokens=JoinTokens(settings.joinSecret) if settings.joinSecret else None,
         )
-        self.chatFactory.hub = self.hub
+        self.chatFactory = buildChatFactory(limits, reactor, settings.allowedOrigins, hub=self.hub)
+        self.echoFactory = (
+            buildEchoFactory(limits, reactor, settings.allowedOrigins) if settings.echo else None
+        )
         self.chatFactory.slowPolicy = settings.slowConsumerPolicy
         self.stopping = False
         self.listening: list[str] = []
@@ -266,7 +263,7 @@ class PortshareService(MultiService):
         waits = []
         for tracked in self.tracker.connections():
             protocol = tracked.wrappedProtocol
-            if isinstance(protocol, WebSocketProtocol):
+            if isWebSocket(protocol):
                 waits.append(tracked.notifyLost())
                 closeWithCode(protocol, code, reason)
             elif tracked.upgradedTo is not None and IMember.providedBy(protocol):
@@ -278,7 +275,7 @@ class PortshareService(MultiService):
 
         def abortStragglers(result: Any) -> Any:
             for tracked in self.tracker.connections():
-                if isinstance(tracked.wrappedProtocol, WebSocketProtocol) or tracked.upgradedTo:
+                if isWebSocket(tracked.wrappedProtocol) or tracked.upgradedTo:
                     tracked.transport.abortConnection()  # type: ignore[union-attr]
             return result
 

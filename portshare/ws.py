@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar, cast
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
@@ -23,10 +23,11 @@ from zope.interface import implementer
 
 from portshare import errors
 from portshare.backpressure import CLOSE, DROP, Backpressure
-from portshare.hub import Hub, IMember
+from portshare.errors import RemoteError
+from portshare.hub import Hub, IFrontEnd, IMember
 from portshare.limits import Limits
 from portshare.origins import originAllowed
-from portshare.wire import SUBPROTOCOL
+from portshare.wire import SUBPROTOCOL, Outgoing, binaryFrameError, parseCommand
 
 #: frames shorter than this are unmasked in Python; longer ones by Autobahn's masker (NVX)
 SMALL_FRAME = 128
@@ -215,9 +216,14 @@ class ChatProtocol(OriginCheckingProtocol):
         hub: Hub = self.factory.hub
         try:
             if isBinary:
-                hub.receivedBinary(self.session, payload)
+                hub.receivedInvalid(self.session, binaryFrameError(payload))
+                return
+            try:
+                command = parseCommand(payload, hub.limits.maxText)
+            except RemoteError as e:
+                hub.receivedInvalid(self.session, e)
             else:
-                hub.received(self.session, payload)
+                hub.received(self.session, command)
         except Exception:
             self.events.failure("chat message from {peer} failed", peer=self.peer)
             closeWithCode(self, errors.CLOSE_SERVER_ERROR, "internal error")
@@ -233,15 +239,21 @@ class ChatProtocol(OriginCheckingProtocol):
 
     # IMember
 
-    def sendPayload(self, payload: bytes) -> None:
+    @property
+    def frontEnd(self) -> ChatFactory:
+        return self.factory  # type: ignore[no-any-return]
+
+    def send(self, outgoing: Outgoing) -> None:
         if self.state != WebSocketProtocol.STATE_OPEN:
             return  # closing: a late reply (the broker answered after the close) has no reader
+        payload = outgoing.payload
         self.sendMessage(payload)
         backpressure = self.backpressure
         if backpressure is not None and backpressure.paused:
             backpressure.wrote(len(payload))
 
     def sendPrepared(self, prepared: Any) -> None:
+        """Write a room event, prepared once for all members (L{ChatFactory.deliver})."""
         if self.cut or self.state != WebSocketProtocol.STATE_OPEN:
             return
         backpressure = self.backpressure
@@ -279,6 +291,11 @@ class ChatProtocol(OriginCheckingProtocol):
 
     def closeWith(self, code: int, reason: str) -> None:
         closeWithCode(self, code, reason)
+
+
+def isWebSocket(protocol: object) -> TypeGuard[WebSocketProtocol]:
+    """Whether C{protocol} is a WebSocket connection, of any endpoint."""
+    return isinstance(protocol, WebSocketProtocol)
 
 
 def closedWith(protocol: WebSocketProtocol, code: int | None) -> int:
@@ -326,13 +343,27 @@ class PortshareFactory(WebSocketServerFactory):
         super().setProtocolOptions(allowNullOrigin=allowNullOrigin, **options)
 
 
+@implementer(IFrontEnd)
 class ChatFactory(PortshareFactory):
-    """The factory of C{/ws}; its protocols reach the chat through C{hub}."""
+    """
+    The factory of C{/ws}; its protocols reach the chat through C{hub}, and it is their
+    L{IFrontEnd}: a room event is framed once for all of them.
+    """
 
     protocol = ChatProtocol
     hub: Hub
     #: what happens to a client too slow to keep up: L{CLOSE} (1013) or L{DROP}
     slowPolicy: str = CLOSE
+
+    def deliver(self, outgoing: Outgoing, members: Sequence[IMember]) -> None:
+        prepared = outgoing.framed(self, self._prepare)
+        # the function, not each member's bound method: a lookup less per member
+        send = self.protocol.sendPrepared
+        for member in cast("Sequence[ChatProtocol]", members):
+            send(member, prepared)
+
+    def _prepare(self, outgoing: Outgoing) -> Any:
+        return self.prepareMessage(outgoing.payload)
 
 
 def _refuseCompression(offers: list[Any]) -> None:
@@ -374,13 +405,18 @@ def configureFactory(
 
 
 def buildChatFactory(
-    limits: Limits, reactor: IReactorTime, originPatterns: Sequence[str] = ()
+    limits: Limits,
+    reactor: IReactorTime,
+    originPatterns: Sequence[str] = (),
+    hub: Hub | None = None,
 ) -> ChatFactory:
     """
-    The factory of C{/ws}: chat-sized limits, no compression.  Set its C{hub} before use
-    (the hub needs the factory's C{prepareMessage}, so they are made in two steps).
+    The factory of C{/ws}: chat-sized limits, no compression, its protocols members of
+    C{hub} (or set its C{hub} before use).
     """
     factory = ChatFactory(reactor=reactor, protocols=[SUBPROTOCOL], server="portshare")
+    if hub is not None:
+        factory.hub = hub
     return configureFactory(
         factory,
         limits,
