@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from portshare import errors
+from portshare._autobahn import MIRRORS_AUTOBAHN, FastPaths
 from portshare.api import ApiPolicy, ConnectionsResource, buildApi
 from portshare.auth import JoinTokens
 from portshare.backpressure import CLOSE
@@ -34,6 +35,7 @@ from portshare.limits import Limits
 from portshare.lines import TOKEN as LINES
 from portshare.lines import LinesFactory
 from portshare.metrics import Metrics, autobahnNvx
+from portshare.origins import OriginPolicy
 from portshare.proxies import Network
 from portshare.site import buildSite
 from portshare.sse import SseResource
@@ -156,9 +158,11 @@ class PortshareService(MultiService):
             self.metrics,
             joinTokens=JoinTokens(settings.joinSecret) if settings.joinSecret else None,
         )
-        self.chatFactory = buildChatFactory(limits, reactor, settings.allowedOrigins, hub=self.hub)
+        #: the browser origins trusted by every WebSocket endpoint and the API's writes
+        self.origins = OriginPolicy(tuple(settings.allowedOrigins))
+        self.chatFactory = buildChatFactory(limits, reactor, self.origins, hub=self.hub)
         self.echoFactory = (
-            buildEchoFactory(limits, reactor, settings.allowedOrigins) if settings.echo else None
+            buildEchoFactory(limits, reactor, self.origins) if settings.echo else None
         )
         self.chatFactory.slowPolicy = settings.slowConsumerPolicy
         self.stopping = False
@@ -169,7 +173,7 @@ class PortshareService(MultiService):
             publishRate=KeyedBuckets(limits.apiRate, limits.apiBurst),
             clock=reactor,
             trustedProxies=settings.trustedProxies,
-            originPatterns=settings.allowedOrigins,
+            origins=self.origins,
         )
         connections = ConnectionsResource(
             lambda: self.tracker.rows(), lambda: list(self.listening), guard
@@ -232,6 +236,12 @@ class PortshareService(MultiService):
                 "Autobahn's native accelerator (NVX) is not active: WebSocket framing is "
                 "slower (see docs/performance.md)",
                 nvx=False,
+            )
+        if not issubclass(self.chatFactory.protocol, FastPaths):
+            self.log.warn(
+                "the installed Autobahn lacks what portshare's WebSocket fast paths read "
+                "(they mirror Autobahn {mirrors}): using Autobahn's own frame handling, slower",
+                mirrors=MIRRORS_AUTOBAHN,
             )
         super().startService()
 

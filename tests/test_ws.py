@@ -19,8 +19,10 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from portshare._autobahn import SMALL_FRAME, unmaskSmall
 from portshare.hub import IFrontEnd, IMember
 from portshare.limits import Limits
+from portshare.origins import originAllowed
 from portshare.service import PortshareService
 from portshare.testing import (
     BINARY,
@@ -34,7 +36,6 @@ from portshare.testing import (
     startedService,
 )
 from portshare.wire import Error, Outgoing, Presence
-from portshare.ws import SMALL_FRAME, originAllowed, unmaskSmall
 
 
 class ServiceMixin:
