@@ -17,7 +17,6 @@ from twisted.web.server import Request
 from portshare import errors
 from portshare.auth import sameSecret
 from portshare.chat import KeyedBuckets
-from portshare.connections import describeAddress
 from portshare.errors import BadRequest, PortshareError
 from portshare.httpjson import (
     ErrorResource,
@@ -30,7 +29,7 @@ from portshare.httpjson import (
 )
 from portshare.hub import Hub
 from portshare.origins import OriginPolicy
-from portshare.proxies import Network, clientHost
+from portshare.proxies import Network, clientHost, describeAddress
 from portshare.wire import validNick, validRoom, validText
 
 #: methods that change nothing, which a cross-site page may send (CORS lets it read nothing)

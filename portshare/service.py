@@ -28,7 +28,7 @@ from portshare.auth import JoinTokens
 from portshare.backpressure import CLOSE
 from portshare.broker import IBroker, buildBroker
 from portshare.chat import KeyedBuckets
-from portshare.connections import TrackingFactory, describeAddress
+from portshare.connections import TrackingFactory
 from portshare.echo import buildEchoFactory
 from portshare.hub import Hub, IMember
 from portshare.limits import Limits
@@ -36,7 +36,7 @@ from portshare.lines import TOKEN as LINES
 from portshare.lines import LinesFactory
 from portshare.metrics import Metrics, autobahnNvx
 from portshare.origins import OriginPolicy
-from portshare.proxies import Network
+from portshare.proxies import Network, describeAddress
 from portshare.site import buildSite
 from portshare.sse import SseResource
 from portshare.upgrade import UpgradeDispatcher
