@@ -17,7 +17,6 @@ from twisted.web.server import Request
 from portshare import errors
 from portshare.auth import sameSecret
 from portshare.chat import KeyedBuckets
-from portshare.connections import describeAddress
 from portshare.errors import BadRequest, PortshareError
 from portshare.httpjson import (
     ErrorResource,
@@ -29,8 +28,8 @@ from portshare.httpjson import (
     writeJson,
 )
 from portshare.hub import Hub
-from portshare.origins import crossSiteWrite
-from portshare.proxies import Network, clientHost
+from portshare.origins import OriginPolicy
+from portshare.proxies import Network, clientHost, describeAddress
 from portshare.wire import validNick, validRoom, validText
 
 #: methods that change nothing, which a cross-site page may send (CORS lets it read nothing)
@@ -72,11 +71,11 @@ class ApiPolicy:
         publishRate: KeyedBuckets | None = None,
         clock: IReactorTime | None = None,
         trustedProxies: Sequence[Network] = (),
-        originPatterns: Sequence[str] = (),
+        origins: OriginPolicy | None = None,
     ) -> None:
         self.trustedProxies = tuple(trustedProxies)
-        #: browser origins allowed beyond the page's own (C{--allowed-origin})
-        self.originPatterns = tuple(originPatterns)
+        #: the browser origins allowed to write (the page's own, and C{--allowed-origin})
+        self.origins = origins or OriginPolicy()
         self.token = token
         self.privateReads = privateReads
         self.publishRate = publishRate
@@ -114,11 +113,10 @@ class ApiPolicy:
             header(b"sec-fetch-site"),
             header(b"host"),
         )
-        refused = crossSiteWrite(
+        refused = self.origins.refusesWrite(
             None if origin is None else origin.decode("latin-1"),
             None if fetchSite is None else fetchSite.decode("latin-1"),
             None if host is None else host.decode("latin-1"),
-            self.originPatterns,
         )
         if refused is not None:
             raise errors.Forbidden(refused)

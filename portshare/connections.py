@@ -30,23 +30,12 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
+from portshare.proxies import describeAddress
 from portshare.sendnow import ImmediateWriter, Turns, immediateWriter
 
 HTTP = "http/1.1"
 H2 = "h2"
 WEBSOCKET = "websocket"
-
-
-def describeAddress(address: IAddress) -> tuple[str, int | None]:
-    """A (host, port) pair for any address type; UNIX sockets have no port."""
-    host = getattr(address, "host", None)
-    if host is not None:
-        return str(host), getattr(address, "port", None)
-    name = getattr(address, "name", None)
-    return (
-        name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or "unix"),
-        None,
-    )
 
 
 class TrackingProtocol(ProtocolWrapper):

@@ -27,7 +27,6 @@ Theory of operation (see compliance/FINDINGS.md for the measurements):
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
 from typing import Any
 
 from autobahn.websocket.compress import (
@@ -37,8 +36,10 @@ from autobahn.websocket.compress import (
 )
 from twisted.internet.interfaces import IReactorTime
 
+from portshare._autobahn import FastPaths, mirrored
 from portshare.limits import Limits
-from portshare.ws import OriginCheckingProtocol, PortshareFactory, configureFactory
+from portshare.origins import OriginPolicy
+from portshare.ws import EndpointProtocol, PortshareFactory, configureFactory
 
 #: Upper bound of both LZ77 windows, in bits (permessage-deflate allows 9..15).
 DEFLATE_WINDOW_BITS = 15
@@ -88,8 +89,8 @@ class LevelledPerMessageDeflate(PerMessageDeflate):
             )
 
 
-class EchoProtocol(OriginCheckingProtocol):
-    """Sends every message back as it came."""
+class PlainEchoProtocol(EndpointProtocol):
+    """Sends every message back as it came (Autobahn's own frame handling)."""
 
     def onOpen(self) -> None:
         super().onOpen()
@@ -100,6 +101,10 @@ class EchoProtocol(OriginCheckingProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.sendMessage(payload, isBinary)
+
+
+class EchoProtocol(FastPaths, PlainEchoProtocol):  # type: ignore[misc]
+    """The echo with Autobahn's hot paths done faster (L{portshare._autobahn})."""
 
 
 def acceptDeflate(
@@ -142,15 +147,25 @@ class EchoFactory(PortshareFactory):
     @ivar compressLevel: the zlib level of permessage-deflate compression.
     """
 
-    protocol = EchoProtocol
+    protocol: type[PlainEchoProtocol] = EchoProtocol
     compressLevel: int = DEFLATE_LEVEL
 
 
 def buildEchoFactory(
-    limits: Limits, reactor: IReactorTime, originPatterns: Sequence[str] = ()
+    limits: Limits,
+    reactor: IReactorTime,
+    origins: OriginPolicy | None = None,
+    fastPaths: bool | None = None,
 ) -> EchoFactory:
-    """The factory of C{/ws/echo}."""
+    """
+    The factory of C{/ws/echo}.
+
+    @param fastPaths: use L{portshare._autobahn}'s fast paths (default: when the installed
+        Autobahn has what they read).
+    """
     factory = EchoFactory(reactor=reactor, server="portshare")
+    if not (mirrored() if fastPaths is None else fastPaths):
+        factory.protocol = PlainEchoProtocol
     maxMessageSize = limits.echoMaxMessageSize
 
     def accept(offers: list[Any]) -> PerMessageDeflateOfferAccept | None:
@@ -160,7 +175,7 @@ def buildEchoFactory(
         factory,
         limits,
         maxMessageSize,
-        originPatterns,
+        origins or OriginPolicy(),
         perMessageCompressionAccept=accept,
     )
     factory.setProtocolOptions(

@@ -24,7 +24,8 @@ connection, and the same slow-consumer policy.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import orjson
 from twisted.internet.interfaces import IReactorTime
@@ -36,22 +37,34 @@ from zope.interface import implementer
 
 from portshare import errors
 from portshare.backpressure import CLOSE, DROP, Backpressure
-from portshare.hub import Hub, IMember
+from portshare.errors import RemoteError
+from portshare.hub import Hub, IFrontEnd, IMember
+from portshare.wire import Command, Outgoing, commandFrom, parseCommand
 
 TOKEN = "portshare-lines"
 
 
-def parseLine(line: bytes) -> bytes:
+def parseLine(line: bytes, maxText: int = 4096) -> Command:
     """
-    One client line as the JSON payload the hub reads (validation happens there).
+    One client line as a command: the line is a frame's JSON object, or a short form,
+    validated as that JSON object would be (L{portshare.wire.commandFrom}).
 
-    @return: the line itself when it is JSON, else the short form translated to JSON; an
-        incomplete short form gives a command the hub refuses with a clear reason.
+    @param maxText: the longest C{text} accepted in a C{say}.
+    @raise RemoteError: as for a frame: an incomplete short form or an unknown verb is
+        refused with a clear reason.
     """
     stripped = line.strip()
     if stripped.startswith(b"{"):
-        return stripped
-    text = stripped.decode("utf-8", "replace")
+        return parseCommand(stripped, maxText)
+    return commandFrom(shortForm(stripped), maxText)
+
+
+def shortForm(line: bytes) -> dict[str, Any]:
+    """
+    The fields of the JSON command a short form stands for (see the module docstring),
+    missing ones left out.
+    """
+    text = line.strip().decode("utf-8", "replace")
     verb, _, rest = text.partition(" ")
     verb = verb.lower()
     command: dict[str, Any] = {"type": verb}
@@ -64,10 +77,18 @@ def parseLine(line: bytes) -> bytes:
         args = rest.split()
         command["room"] = args[0] if args else None
         if verb == "join" and len(args) > 1:
-            command["since"] = int(args[1]) if args[1].isdigit() else args[1]
+            command["since"] = _offset(args[1])
             if len(args) > 2:
                 command["epoch"] = args[2]
-    return orjson.dumps({k: v for k, v in command.items() if v is not None})
+    return {k: v for k, v in command.items() if v is not None}
+
+
+def _offset(text: str) -> int | str:
+    """An offset's digits as the number; anything else as is, which validation refuses."""
+    try:
+        return int(text) if text.isdigit() else text
+    except ValueError:  # digits int() does not read, such as superscripts
+        return text
 
 
 @implementer(IMember)
@@ -101,8 +122,14 @@ class LinesProtocol(LineOnlyReceiver):
         if line.strip().lower() == b"quit":
             self.closeWith(1000, "bye")
             return
+        hub = self.factory.hub
         try:
-            self.factory.hub.received(self.session, parseLine(line))
+            try:
+                command = parseLine(line, hub.limits.maxText)
+            except RemoteError as e:
+                hub.receivedInvalid(self.session, e)
+            else:
+                hub.received(self.session, command)
         except Exception:
             self.log.failure("line from {peer} failed", peer=self.peer)
             self.closeWith(errors.CLOSE_SERVER_ERROR, "internal error")
@@ -120,26 +147,31 @@ class LinesProtocol(LineOnlyReceiver):
 
     # IMember
 
-    def sendPayload(self, payload: bytes) -> None:
+    @property
+    def frontEnd(self) -> LinesFactory:
+        return self.factory
+
+    def send(self, outgoing: Outgoing) -> None:
         if self.closing:
             return
+        payload = outgoing.payload
         self.transport.writeSequence([payload, b"\n"])  # type: ignore[union-attr]
         backpressure = self.backpressure
         if backpressure is not None and backpressure.paused:
             backpressure.wrote(len(payload) + 1)
 
-    def sendPrepared(self, prepared: Any) -> None:
+    def writeEvent(self, line: bytes) -> None:
+        """Write a room event's line, made once for all connections (L{LinesFactory})."""
         if self.closing:
             return
-        payload = getattr(prepared, "payload", prepared)
         backpressure = self.backpressure
         if backpressure is None or not backpressure.paused:
-            self.transport.writeSequence([payload, b"\n"])  # type: ignore[union-attr]
+            self.transport.write(line)  # type: ignore[union-attr]
         elif backpressure.slow:
             self.factory.hub.metrics.drops.inc()
         else:
-            self.transport.writeSequence([payload, b"\n"])  # type: ignore[union-attr]
-            backpressure.wrote(len(payload) + 1)
+            self.transport.write(line)  # type: ignore[union-attr]
+            backpressure.wrote(len(line))
 
     def closeWith(self, code: int, reason: str) -> None:
         """Say why in a C{close} line, then close the connection once it is written."""
@@ -167,9 +199,11 @@ class LinesProtocol(LineOnlyReceiver):
         self.transport.abortConnection()  # type: ignore[union-attr]
 
 
+@implementer(IFrontEnd)
 class LinesFactory(Factory):
     """
-    Builds L{LinesProtocol}s for L{portshare.upgrade.UpgradeDispatcher}.
+    Builds L{LinesProtocol}s for L{portshare.upgrade.UpgradeDispatcher}, and is their
+    L{IFrontEnd}: a room event's line is made once for all of them.
 
     @param hub: the chat.
     @param clock: for the slow-consumer timer.
@@ -181,7 +215,17 @@ class LinesFactory(Factory):
         self.clock = clock
         self.slowPolicy = slowPolicy
 
+    def deliver(self, outgoing: Outgoing, members: Sequence[IMember]) -> None:
+        line = outgoing.framed(self, _line)
+        write = LinesProtocol.writeEvent  # a lookup less per connection than the bound method
+        for protocol in cast("Sequence[LinesProtocol]", members):
+            write(protocol, line)
+
     def buildProtocol(self, addr: Any) -> LinesProtocol:
         host = getattr(addr, "host", None)
         peer = f"{host}:{getattr(addr, 'port', '')}" if host else str(addr)
         return LinesProtocol(self, peer)
+
+
+def _line(outgoing: Outgoing) -> bytes:
+    return outgoing.payload + b"\n"

@@ -11,6 +11,7 @@ configured) is what stops them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
@@ -55,6 +56,27 @@ def originAllowed(origin: str | None, host: str | None, patterns: Sequence[str])
         return False
     default = _DEFAULT_PORTS.get(parts.scheme)
     return originHost == hostName and (originPort or default) == (hostPort or default)
+
+
+@dataclass(frozen=True)
+class OriginPolicy:
+    """
+    The browser origins the service trusts: the page's own, and C{patterns} (from
+    C{--allowed-origin}).  One object serves every WebSocket endpoint's handshake and the
+    HTTP API's writes, so the two can never disagree.
+    """
+
+    patterns: tuple[str, ...] = ()
+
+    def allowsHandshake(self, origin: str | None, host: str | None) -> bool:
+        """Whether a WebSocket handshake with this C{Origin} and C{Host} may go on."""
+        return originAllowed(origin, host, self.patterns)
+
+    def refusesWrite(
+        self, origin: str | None, fetchSite: str | None, host: str | None
+    ) -> str | None:
+        """Why a state-changing request is refused (L{crossSiteWrite}), or C{None}."""
+        return crossSiteWrite(origin, fetchSite, host, self.patterns)
 
 
 def crossSiteWrite(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 
+from twisted.internet.interfaces import IAddress
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -45,3 +47,15 @@ def clientHost(peer: str, forwardedFor: Sequence[str], trusted: Sequence[Network
         if not isTrusted(hop, trusted):
             return hop
     return hops[0] if hops else peer
+
+
+def describeAddress(address: IAddress) -> tuple[str, int | None]:
+    """A (host, port) pair for any address type; UNIX sockets have no port."""
+    host = getattr(address, "host", None)
+    if host is not None:
+        return str(host), getattr(address, "port", None)
+    name = getattr(address, "name", None)
+    return (
+        name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or "unix"),
+        None,
+    )

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.endpoints import serverFromString
@@ -23,25 +22,27 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from portshare import errors
+from portshare._autobahn import MIRRORS_AUTOBAHN, FastPaths
 from portshare.api import ApiPolicy, ConnectionsResource, buildApi
 from portshare.apps import AppSpec, MountedApp, mountApp
 from portshare.auth import JoinTokens
 from portshare.backpressure import CLOSE
 from portshare.broker import IBroker, buildBroker
 from portshare.chat import KeyedBuckets
-from portshare.connections import TrackingFactory, describeAddress
+from portshare.connections import TrackingFactory
 from portshare.echo import buildEchoFactory
 from portshare.hub import Hub, IMember
 from portshare.limits import Limits
 from portshare.lines import TOKEN as LINES
 from portshare.lines import LinesFactory
 from portshare.metrics import Metrics, autobahnNvx
-from portshare.proxies import Network
+from portshare.origins import OriginPolicy
+from portshare.proxies import Network, describeAddress
 from portshare.site import buildSite
 from portshare.sse import SseResource
 from portshare.upgrade import UpgradeDispatcher
 from portshare.web import buildTree
-from portshare.ws import buildChatFactory, closeWithCode
+from portshare.ws import buildChatFactory, closeWithCode, isWebSocket
 
 
 def formatAddress(address: IAddress, secure: bool = False) -> str:
@@ -158,19 +159,19 @@ class PortshareService(MultiService):
         self.broker: IBroker = broker or buildBroker(
             settings.broker, reactor, limits.history, limits.maxRooms
         )
-        self.chatFactory = buildChatFactory(limits, reactor, settings.allowedOrigins)
-        self.echoFactory = (
-            buildEchoFactory(limits, reactor, settings.allowedOrigins) if settings.echo else None
-        )
         self.hub = Hub(
             self.broker,
             reactor,
             limits,
             self.metrics,
-            prepare=self.chatFactory.prepareMessage,
             joinTokens=JoinTokens(settings.joinSecret) if settings.joinSecret else None,
         )
-        self.chatFactory.hub = self.hub
+        #: the browser origins trusted by every WebSocket endpoint and the API's writes
+        self.origins = OriginPolicy(tuple(settings.allowedOrigins))
+        self.chatFactory = buildChatFactory(limits, reactor, self.origins, hub=self.hub)
+        self.echoFactory = (
+            buildEchoFactory(limits, reactor, self.origins) if settings.echo else None
+        )
         self.chatFactory.slowPolicy = settings.slowConsumerPolicy
         self.stopping = False
         self.listening: list[str] = []
@@ -180,7 +181,7 @@ class PortshareService(MultiService):
             publishRate=KeyedBuckets(limits.apiRate, limits.apiBurst),
             clock=reactor,
             trustedProxies=settings.trustedProxies,
-            originPatterns=settings.allowedOrigins,
+            origins=self.origins,
         )
         connections = ConnectionsResource(
             lambda: self.tracker.rows(), lambda: list(self.listening), guard
@@ -255,6 +256,12 @@ class PortshareService(MultiService):
                 "slower (see docs/performance.md)",
                 nvx=False,
             )
+        if not issubclass(self.chatFactory.protocol, FastPaths):
+            self.log.warn(
+                "the installed Autobahn lacks what portshare's WebSocket fast paths read "
+                "(they mirror Autobahn {mirrors}): using Autobahn's own frame handling, slower",
+                mirrors=MIRRORS_AUTOBAHN,
+            )
         if self.app is not None:
             self.app.service.startService()  # before the listeners accept anything
         super().startService()
@@ -292,7 +299,7 @@ class PortshareService(MultiService):
         waits = []
         for tracked in self.tracker.connections():
             protocol = tracked.wrappedProtocol
-            if isinstance(protocol, WebSocketProtocol):
+            if isWebSocket(protocol):
                 waits.append(tracked.notifyLost())
                 closeWithCode(protocol, code, reason)
             elif tracked.upgradedTo is not None and IMember.providedBy(protocol):
@@ -304,7 +311,7 @@ class PortshareService(MultiService):
 
         def abortStragglers(result: Any) -> Any:
             for tracked in self.tracker.connections():
-                if isinstance(tracked.wrappedProtocol, WebSocketProtocol) or tracked.upgradedTo:
+                if isWebSocket(tracked.wrappedProtocol) or tracked.upgradedTo:
                     tracked.transport.abortConnection()  # type: ignore[union-attr]
             return result
 

@@ -1,14 +1,16 @@
 """
 Fakes and helpers for testing portshare and code built on it.
 
-L{RecordingMember} stands in for a chat connection in hub tests; L{ChatClient} is a real
-WebSocket client (Autobahn) that queues what it receives, for end-to-end tests over loopback.
+L{RecordingMember} (with its L{RecordingFrontEnd}) stands in for a chat connection in hub
+tests; L{ChatClient} is a real WebSocket client (Autobahn) that queues what it receives, for
+end-to-end tests over loopback.
 L{SynchronousThreads} runs a mounted WSGI application at once, in the test's thread.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import orjson
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
@@ -18,30 +20,53 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.testing import StringTransport
 from zope.interface import implementer
 
-from portshare.hub import IMember
+from portshare.hub import IFrontEnd, IMember
+from portshare.wire import Outgoing
 from portshare.wsgi import IWsgiThreads
+
+
+@implementer(IFrontEnd)
+class RecordingFrontEnd:
+    """
+    The L{IFrontEnd} of L{RecordingMember}s: frames each room event once (C{framings}
+    counts how many times it did) and hands every member the same framed object.
+    """
+
+    def __init__(self) -> None:
+        self.framings = 0
+
+    def deliver(self, outgoing: Outgoing, members: Sequence[IMember]) -> None:
+        framed = outgoing.framed(self, self._frame)
+        for member in cast("Sequence[RecordingMember]", members):
+            member.delivered(outgoing, framed)
+
+    def _frame(self, outgoing: Outgoing) -> tuple[Any, bytes]:
+        self.framings += 1
+        return (outgoing.event, outgoing.payload)
 
 
 @implementer(IMember)
 class RecordingMember:
     """
-    An L{IMember} that keeps what it is sent: C{events} in order as dicts, whether sent
-    directly or as prepared frames, and C{closed} as (code, reason) once closed.
+    An L{IMember} that keeps what it is sent: C{events} in order as dicts, whether sent to
+    it alone or delivered to a room through its C{frontEnd} (then C{framed} keeps the framed
+    objects), and C{closed} as (code, reason) once closed.
     """
 
-    def __init__(self, peer: str = "test") -> None:
+    def __init__(self, peer: str = "test", frontEnd: RecordingFrontEnd | None = None) -> None:
         self.peer = peer
+        self.frontEnd = frontEnd if frontEnd is not None else _RECORDING
         self.events: list[dict[str, Any]] = []
-        self.prepared: list[Any] = []
+        self.framed: list[Any] = []
         self.closed: tuple[int, str] | None = None
 
-    def sendPayload(self, payload: bytes) -> None:
-        self.events.append(orjson.loads(payload))
+    def send(self, outgoing: Outgoing) -> None:
+        self.events.append(orjson.loads(outgoing.payload))
 
-    def sendPrepared(self, prepared: Any) -> None:
-        self.prepared.append(prepared)
-        # Autobahn's PreparedMessage keeps the payload; plain tests prepare bytes themselves
-        self.events.append(orjson.loads(getattr(prepared, "payload", prepared)))
+    def delivered(self, outgoing: Outgoing, framed: Any) -> None:
+        """A room event, framed by C{frontEnd} (see L{RecordingFrontEnd})."""
+        self.framed.append(framed)
+        self.events.append(orjson.loads(outgoing.payload))
 
     def closeWith(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
@@ -53,6 +78,10 @@ class RecordingMember:
 
     def ofType(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("type") == kind]
+
+
+#: the front end of RecordingMembers made without one
+_RECORDING = RecordingFrontEnd()
 
 
 class ChatClientProtocol(WebSocketClientProtocol):

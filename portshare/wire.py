@@ -3,9 +3,12 @@ The chat wire format, sans I/O: bytes in, typed commands out; typed events in, b
 
 Nothing here touches a socket or a clock.  L{parseCommand} turns one text frame into one of
 the frozen command classes or raises a L{RemoteError} (carrying the client's C{ref} when it
-could be read); L{binaryFrameError} is the refusal of a binary frame, with its C{ref} too;
-L{encode} turns an event into the bytes of one text frame.  Encoding happens once per event,
-whatever the number of recipients.
+could be read); L{commandFrom} does the same for the fields of a command that a front end
+read in another syntax (the line protocol's short forms, SSE's query); L{binaryFrameError}
+is the refusal of a binary frame, with its C{ref} too; L{encode} turns an event into the
+bytes of one text frame.  Encoding happens once per event, whatever the number of
+recipients: an L{Outgoing} carries an event with its encoding, and the framings transports
+make of it, once each.
 
 Theory of operation (reading a frame): orjson reads every frame first.  It refuses a few
 frames that are JSON by RFC 8259 (a lone surrogate escape such as C{"\\ud800"}, a number
@@ -262,6 +265,40 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
+_Framed = TypeVar("_Framed")
+
+
+class Outgoing:
+    """
+    One event on its way to members: the typed event, its JSON encoding (made here, once),
+    and the framings transports make of it, each made once however many members it goes to
+    (a prepared WebSocket frame, an SSE block, a line).
+
+    @ivar event: the event.
+    @ivar payload: C{encode(event)}.
+    """
+
+    __slots__ = ("_framed", "event", "payload")
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+        self.payload = orjson.dumps(event.toDict())  # encode(event), a call less
+        self._framed: dict[object, Any] | None = None
+
+    def framed(self, key: object, build: Callable[[Outgoing], _Framed]) -> _Framed:
+        """
+        The framing of this event that C{key} (a transport) makes with C{build}: built on
+        the first call for C{key}, the same object on every later one.
+        """
+        framings = self._framed
+        if framings is None:
+            framings = self._framed = {}
+        elif key in framings:
+            return framings[key]  # type: ignore[no-any-return]
+        framing = framings[key] = build(self)
+        return framing
+
+
 # -- validation -----------------------------------------------------------------------------
 
 
@@ -388,6 +425,19 @@ def parseCommand(payload: bytes | str, maxText: int = 4096) -> Command:
         raise _withRefOf(BadRequest(fault), obj)
     if not isinstance(obj, dict):
         raise BadRequest("frame must be a JSON object")
+    return commandFrom(obj, maxText)
+
+
+def commandFrom(obj: dict[str, Any], maxText: int = 4096) -> Command:
+    """
+    The command that a frame's JSON object holds, or that a front end reading another
+    syntax built in the same shape (C{{"type": "join", "room": ..., ...}}): the same
+    validation and the same refusals as a frame's.
+
+    @param maxText: the longest C{text} accepted in a C{say}.
+    @return: the typed command.
+    @raise RemoteError: with C{.ref} set to the object's C{ref} when it is valid.
+    """
     ref: Ref | None = None
     try:
         if "ref" in obj:

@@ -1,5 +1,5 @@
 """
-Thin Autobahn protocols over the chat hub, the origin policy, and each endpoint's limits.
+Thin Autobahn protocols over the chat hub, and each endpoint's limits.
 
 Every Autobahn callback maps one-to-one onto a L{portshare.hub.Hub} call; nothing here knows
 what a room is.  The factories set every limit deliberately (Autobahn's defaults accept
@@ -9,63 +9,40 @@ on the chat endpoint, whose frames are prepared once for all members.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar, cast
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
-from autobahn.websocket.xormasker import create_xor_masker
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from portshare import errors
+from portshare._autobahn import FastPaths, mirrored
 from portshare.backpressure import CLOSE, DROP, Backpressure
-from portshare.hub import Hub, IMember
+from portshare.errors import RemoteError
+from portshare.hub import Hub, IFrontEnd, IMember
 from portshare.limits import Limits
-from portshare.origins import originAllowed
-from portshare.wire import SUBPROTOCOL
-
-#: frames shorter than this are unmasked in Python; longer ones by Autobahn's masker (NVX)
-SMALL_FRAME = 128
+from portshare.origins import OriginPolicy
+from portshare.wire import SUBPROTOCOL, Outgoing, binaryFrameError, parseCommand
 
 
-def unmaskSmall(mask: bytes, offset: int, data: bytes) -> bytes:
+class EndpointProtocol(WebSocketServerProtocol):
     """
-    RFC 6455 unmasking of C{data}, which starts C{offset} bytes into its frame's payload, as
-    one integer XOR.  For small frames this is several times cheaper than setting up
-    Autobahn's native masker (two CFFI allocations and a C object per frame).
-    """
-    n = len(data)
-    r = offset & 3
-    key = (mask[r:] + mask[:r]) * ((n >> 2) + 1)
-    return (int.from_bytes(data, "little") ^ int.from_bytes(key[:n], "little")).to_bytes(
-        n, "little"
-    )
-
-
-class OriginCheckingProtocol(WebSocketServerProtocol):
-    """
-    Refuses handshakes from origins the factory does not allow, with HTTP 403; and the
-    per-frame fast paths every portshare WebSocket shares (docs/performance.md): unmasking
-    small frames in Python, framing whole unfragmented messages in one step, writing
-    without Autobahn's per-write debug-log formatting.
+    The base of every portshare WebSocket endpoint's protocol: the factory's origin policy
+    decides the handshake (a refused origin gets HTTP 403), and once open every write is a
+    whole frame, sent at once (L{portshare.sendnow}).  The per-frame fast paths are a mixin
+    of their own (L{portshare._autobahn.FastPaths}), put in front of each endpoint's protocol.
     """
 
     # not `log`: Autobahn's own `log` is a txaio logger that drops its debug chatter
     events = Logger()
 
-    # Autobahn copies applyMask from the factory unless the protocol has it: incoming frames
-    # are unmasked here, in onFrameData (a server never masks what it sends)
-    applyMask = False
-    _unmasker: Any = None
-    _unmaskedSoFar = 0
-
     def onConnect(self, request: ConnectionRequest) -> Any:
         origin = request.headers.get("origin")
-        if not originAllowed(origin, request.headers.get("host"), self.factory.originPatterns):
+        if not self.factory.origins.allowsHandshake(origin, request.headers.get("host")):
             self.events.info(
                 "{peer} refused: origin {origin} not allowed", peer=request.peer, origin=origin
             )
@@ -81,110 +58,17 @@ class OriginCheckingProtocol(WebSocketServerProtocol):
         if sendImmediately is not None:
             sendImmediately()
 
-    def onFrameBegin(self) -> None:
-        frame = self.current_frame
-        if frame.mask is not None and frame.length >= SMALL_FRAME:
-            self._unmasker = create_xor_masker(frame.mask, frame.length)
-        else:
-            self._unmasker = None
-        self._unmaskedSoFar = 0
-        super().onFrameBegin()
-
-    def onFrameData(self, payload: bytes) -> bool | None:
-        mask: Any = self.current_frame.mask  # bytes (typed str in Autobahn)
-        if mask is not None and payload:
-            unmasker = self._unmasker
-            if unmasker is not None:
-                payload = unmasker.process(payload)
-            else:
-                payload = unmaskSmall(mask, self._unmaskedSoFar, payload)
-                self._unmaskedSoFar += len(payload)
-        return super().onFrameData(payload)
-
-    def sendMessage(
-        self,
-        payload: bytes,
-        isBinary: bool = False,
-        fragmentSize: int | None = None,
-        sync: bool = False,
-        doNotCompress: bool = False,
-    ) -> None:
-        """
-        Autobahn's C{sendMessage}, with the common case (open, uncompressed, unfragmented,
-        within the size limit) framed here in one step; everything else is Autobahn's.
-        """
-        n = len(payload)
-        options: Any = self  # Autobahn sets these from the factory (CONFIG_ATTRS)
-        if (
-            fragmentSize is not None
-            or sync
-            or type(payload) is not bytes
-            or self.state != WebSocketProtocol.STATE_OPEN
-            or (self._perMessageCompress is not None and not doNotCompress)
-            or options.autoFragmentSize
-            or self.trackedTimings
-            or options.logFrames
-            or options.maskServerFrames
-            or 0 < options.maxMessagePayloadSize < n
-        ):
-            super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
-            return
-        stats = self.trafficStats
-        stats.outgoingWebSocketMessages += 1
-        stats.outgoingOctetsAppLevel += n
-        stats.outgoingOctetsWebSocketLevel += n
-        stats.outgoingWebSocketFrames += 1
-        first = 0x82 if isBinary else 0x81
-        if n <= 125:
-            self.sendData(bytes((first, n)) + payload)
-        elif n <= 0xFFFF:
-            self.sendData(struct.pack("!BBH", first, 126, n) + payload)
-        else:
-            self.sendData(struct.pack("!BBQ", first, 127, n) + payload)
-
-    def onMessageEnd(self) -> None:
-        """
-        Autobahn's C{onMessageEnd}, minus firing its C{"message"} signal when nobody listens
-        to it (nothing here does): that made a Deferred and a gather per message, about a
-        tenth of an echo's CPU time (docs/performance.md).
-        """
-        listeners: Any = self._listeners
-        if listeners and listeners.get("message"):
-            super().onMessageEnd()
-            return
-        if not self.failedByMe:
-            payload = b"".join(self.message_data)
-            if self.trackedTimings:
-                self.trackedTimings.track("onMessage")
-            self._onMessage(payload, self.message_is_binary)
-        self.message_data = None  # type: ignore[assignment]
-
-    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
-        """
-        Autobahn's C{sendData} without its per-write C{log.debug}: that call's arguments
-        (C{hltype(...)}, C{hlval(...)}) are formatted on every write even when debug logging
-        is off, which was over half of a fan-out's CPU time (docs/performance.md).
-        """
-        transport: Any = self.transport
-        if chopsize or sync or self.send_queue or transport is None:
-            super().sendData(data, sync, chopsize)
-            return
-        transport.write(data)
-        state = self.state
-        if state == WebSocketProtocol.STATE_OPEN:
-            self.trafficStats.outgoingOctetsWireLevel += len(data)
-        elif state in (
-            WebSocketProtocol.STATE_CONNECTING,
-            WebSocketProtocol.STATE_PROXY_CONNECTING,
-        ):
-            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
-        if self.logOctets:  # type: ignore[attr-defined]
-            self.logTxOctets(data, False)
+    def writePrepared(self, prepared: Any) -> None:
+        """Write a frame prepared once for all members (L{FastPaths} does it faster)."""
+        self.sendPreparedMessage(prepared)
 
 
 @implementer(IMember)
-class ChatProtocol(OriginCheckingProtocol):
-    """One chat connection on C{/ws}: frames in and out, everything else in the hub."""
+class PlainChatProtocol(EndpointProtocol):
+    """
+    One chat connection on C{/ws}: frames in and out, everything else in the hub.  Autobahn's
+    own frame handling: L{ChatProtocol} is the same with the fast paths in front.
+    """
 
     session: Any = None
     backpressure: Backpressure | None = None
@@ -215,9 +99,14 @@ class ChatProtocol(OriginCheckingProtocol):
         hub: Hub = self.factory.hub
         try:
             if isBinary:
-                hub.receivedBinary(self.session, payload)
+                hub.receivedInvalid(self.session, binaryFrameError(payload))
+                return
+            try:
+                command = parseCommand(payload, hub.limits.maxText)
+            except RemoteError as e:
+                hub.receivedInvalid(self.session, e)
             else:
-                hub.received(self.session, payload)
+                hub.received(self.session, command)
         except Exception:
             self.events.failure("chat message from {peer} failed", peer=self.peer)
             closeWithCode(self, errors.CLOSE_SERVER_ERROR, "internal error")
@@ -233,27 +122,26 @@ class ChatProtocol(OriginCheckingProtocol):
 
     # IMember
 
-    def sendPayload(self, payload: bytes) -> None:
+    @property
+    def frontEnd(self) -> ChatFactory:
+        return self.factory  # type: ignore[no-any-return]
+
+    def send(self, outgoing: Outgoing) -> None:
         if self.state != WebSocketProtocol.STATE_OPEN:
             return  # closing: a late reply (the broker answered after the close) has no reader
+        payload = outgoing.payload
         self.sendMessage(payload)
         backpressure = self.backpressure
         if backpressure is not None and backpressure.paused:
             backpressure.wrote(len(payload))
 
     def sendPrepared(self, prepared: Any) -> None:
+        """Write a room event, prepared once for all members (L{ChatFactory.deliver})."""
         if self.cut or self.state != WebSocketProtocol.STATE_OPEN:
             return
         backpressure = self.backpressure
         if backpressure is None or not backpressure.paused:
-            if not self.send_queue and self._perMessageCompress is None:
-                # what sendPreparedMessage -> sendData come to, in one call per member
-                data = prepared.payloadHybi
-                transport: Any = self.transport
-                transport.write(data)
-                self.trafficStats.outgoingOctetsWireLevel += len(data)
-            else:
-                self.sendPreparedMessage(prepared)
+            self.writePrepared(prepared)
         elif backpressure.slow:
             self.factory.hub.metrics.drops.inc()
         else:
@@ -279,6 +167,16 @@ class ChatProtocol(OriginCheckingProtocol):
 
     def closeWith(self, code: int, reason: str) -> None:
         closeWithCode(self, code, reason)
+
+
+# (mypy sees two routes to Autobahn's protocol and trips on Autobahn's own annotations)
+class ChatProtocol(FastPaths, PlainChatProtocol):  # type: ignore[misc]
+    """A chat connection with Autobahn's hot paths done faster (L{portshare._autobahn})."""
+
+
+def isWebSocket(protocol: object) -> TypeGuard[WebSocketProtocol]:
+    """Whether C{protocol} is a WebSocket connection, of any endpoint."""
+    return isinstance(protocol, WebSocketProtocol)
 
 
 def closedWith(protocol: WebSocketProtocol, code: int | None) -> int:
@@ -308,7 +206,7 @@ def closeWithCode(protocol: WebSocketProtocol, code: int, reason: str) -> None:
 class PortshareFactory(WebSocketServerFactory):
     """A WebSocket endpoint's factory: Autobahn's, plus the origins it allows."""
 
-    originPatterns: tuple[str, ...] = ()
+    origins: OriginPolicy = OriginPolicy()
 
     # keyword-only (every caller names its options), hence narrower than Autobahn's signature
     def setProtocolOptions(  # type: ignore[override]
@@ -320,19 +218,33 @@ class PortshareFactory(WebSocketServerFactory):
         C{"*"}, but every call of its C{setProtocolOptions} resets C{allowNullOrigin} to
         C{False} unless told otherwise, and then it refuses C{Origin: null} (and C{file:}
         origins, which it reads as C{null}) itself, with a C{400}.  Let through, they reach
-        L{OriginCheckingProtocol.onConnect}, where L{originAllowed} refuses them as it
-        refuses every foreign origin (C{403}): the origin policy is portshare's alone.
+        L{EndpointProtocol.onConnect}, where the L{OriginPolicy} refuses them as it refuses
+        every foreign origin (C{403}): the origin policy is portshare's alone.
         """
         super().setProtocolOptions(allowNullOrigin=allowNullOrigin, **options)
 
 
+@implementer(IFrontEnd)
 class ChatFactory(PortshareFactory):
-    """The factory of C{/ws}; its protocols reach the chat through C{hub}."""
+    """
+    The factory of C{/ws}; its protocols reach the chat through C{hub}, and it is their
+    L{IFrontEnd}: a room event is framed once for all of them.
+    """
 
-    protocol = ChatProtocol
+    protocol: type[PlainChatProtocol] = ChatProtocol
     hub: Hub
     #: what happens to a client too slow to keep up: L{CLOSE} (1013) or L{DROP}
     slowPolicy: str = CLOSE
+
+    def deliver(self, outgoing: Outgoing, members: Sequence[IMember]) -> None:
+        prepared = outgoing.framed(self, self._prepare)
+        # the function, not each member's bound method: a lookup less per member
+        send = self.protocol.sendPrepared
+        for member in cast("Sequence[ChatProtocol]", members):
+            send(member, prepared)
+
+    def _prepare(self, outgoing: Outgoing) -> Any:
+        return self.prepareMessage(outgoing.payload)
 
 
 def _refuseCompression(offers: list[Any]) -> None:
@@ -346,11 +258,11 @@ def configureFactory(
     factory: _F,
     limits: Limits,
     maxMessageSize: int,
-    originPatterns: Sequence[str],
+    origins: OriginPolicy,
     **options: Any,
 ) -> _F:
     """Set the limits every portshare WebSocket endpoint shares, plus C{options}."""
-    factory.originPatterns = tuple(originPatterns)
+    factory.origins = origins
     factory.setProtocolOptions(
         maxFramePayloadSize=maxMessageSize,
         maxMessagePayloadSize=maxMessageSize,
@@ -374,17 +286,28 @@ def configureFactory(
 
 
 def buildChatFactory(
-    limits: Limits, reactor: IReactorTime, originPatterns: Sequence[str] = ()
+    limits: Limits,
+    reactor: IReactorTime,
+    origins: OriginPolicy | None = None,
+    hub: Hub | None = None,
+    fastPaths: bool | None = None,
 ) -> ChatFactory:
     """
-    The factory of C{/ws}: chat-sized limits, no compression.  Set its C{hub} before use
-    (the hub needs the factory's C{prepareMessage}, so they are made in two steps).
+    The factory of C{/ws}: chat-sized limits, no compression, its protocols members of
+    C{hub} (or set its C{hub} before use).
+
+    @param fastPaths: use L{portshare._autobahn}'s fast paths (default: when the installed
+        Autobahn has what they read).
     """
     factory = ChatFactory(reactor=reactor, protocols=[SUBPROTOCOL], server="portshare")
+    if not (mirrored() if fastPaths is None else fastPaths):
+        factory.protocol = PlainChatProtocol
+    if hub is not None:
+        factory.hub = hub
     return configureFactory(
         factory,
         limits,
         limits.maxMessageSize,
-        originPatterns,
+        origins or OriginPolicy(),
         perMessageCompressionAccept=_refuseCompression,
     )

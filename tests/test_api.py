@@ -10,6 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.limits import Limits
 from portshare.testing import RecordingMember, startedService
+from portshare.wire import Join
 
 TOKEN = "t" * 24
 
@@ -81,7 +82,7 @@ class RoomsApiTests(ApiMixin, SynchronousTestCase):
         """A message POSTed over HTTP reaches the room's WebSocket members."""
         member = RecordingMember()
         session = self.service.hub.connected(member)
-        self.service.hub.received(session, b'{"type":"join","room":"lobby"}')
+        self.service.hub.received(session, Join(room="lobby"))
         self.request("POST", "/api/rooms/lobby/messages", {"nick": "web", "text": "hi"})
         self.assertEqual(member.events[-1]["text"], "hi")
         self.assertEqual(member.events[-1]["nick"], "web")
@@ -91,7 +92,7 @@ class RoomsApiTests(ApiMixin, SynchronousTestCase):
         self.request("POST", "/api/rooms/b/messages", {"nick": "n", "text": "x"})
         member = RecordingMember()
         session = self.service.hub.connected(member)
-        self.service.hub.received(session, b'{"type":"join","room":"a","nick":"z"}')
+        self.service.hub.received(session, Join(room="a", nick="z"))
         self.assertEqual(
             self.request("GET", "/api/rooms"),
             (
@@ -182,7 +183,7 @@ class CrossSiteWriteTests(ApiMixin, SynchronousTestCase):
         self.setUpService(allowedOrigins=("https://*.trusted.example",))
         self.member = RecordingMember()
         session = self.service.hub.connected(self.member)
-        self.service.hub.received(session, b'{"type":"join","room":"lobby"}')
+        self.service.hub.received(session, Join(room="lobby"))
 
     def assertNothingPublished(self) -> None:
         self.assertEqual(self.request("GET", "/api/rooms/lobby/messages")[1]["messages"], [])

@@ -13,10 +13,12 @@ from zope.interface.verify import verifyObject
 from portshare import errors
 from portshare.auth import JoinTokens
 from portshare.broker.memory import MemoryBroker
-from portshare.hub import Hub, IMember, both
+from portshare.errors import RemoteError
+from portshare.hub import Hub, IFrontEnd, IMember
 from portshare.limits import Limits
 from portshare.metrics import Metrics
-from portshare.testing import RecordingMember
+from portshare.testing import RecordingFrontEnd, RecordingMember
+from portshare.wire import Join, Leave, Nick, Say, binaryFrameError, parseCommand
 
 
 def frame(**message: Any) -> bytes:
@@ -26,6 +28,19 @@ def frame(**message: Any) -> bytes:
 class HubTestMixin:
     limits = Limits(history=5)
 
+    def receiveFrame(self, session: Any, payload: bytes) -> None:
+        """What the WebSocket front end does with a text frame: parse it, hand it over."""
+        try:
+            command = parseCommand(payload, self.hub.limits.maxText)
+        except RemoteError as e:
+            self.hub.receivedInvalid(session, e)
+        else:
+            self.hub.received(session, command)
+
+    def receiveBinary(self, session: Any, payload: bytes = b"") -> None:
+        """What the WebSocket front end does with a binary frame."""
+        self.hub.receivedInvalid(session, binaryFrameError(payload))
+
     def makeHub(self, broker: Any = None, **kwargs: Any) -> Hub:
         self.clock = Clock()
         self.clock.advance(1_000_000)
@@ -33,13 +48,14 @@ class HubTestMixin:
             self.limits.history, self.limits.maxRooms, newEpoch=lambda: "e1"
         )
         self.metrics = Metrics()
+        self.frontEnd = RecordingFrontEnd()
         self.hub = Hub(
             self.broker, self.clock, kwargs.pop("limits", self.limits), self.metrics, **kwargs
         )
         return self.hub
 
     def connect(self) -> tuple[RecordingMember, Any]:
-        member = RecordingMember()
+        member = RecordingMember(frontEnd=self.frontEnd)
         return member, self.hub.connected(member)
 
 
@@ -48,13 +64,14 @@ class JoinTests(HubTestMixin, SynchronousTestCase):
         self.makeHub()
 
     def test_memberIsAnIMember(self) -> None:
-        """The recording fake provides the interface the hub relies on."""
+        """The recording fakes provide the interfaces the hub relies on."""
         self.assertTrue(verifyObject(IMember, RecordingMember()))
+        self.assertTrue(verifyObject(IFrontEnd, RecordingFrontEnd()))
 
     def test_joinReply(self) -> None:
         """A join is answered with joined: room, last offset, epoch, members, count, ref."""
         alice, session = self.connect()
-        self.hub.received(session, frame(type="join", room="lobby", nick="alice", ref=7))
+        self.hub.received(session, Join(room="lobby", nick="alice", ref=7))
         self.assertEqual(
             alice.take()[0],
             {
@@ -73,13 +90,13 @@ class JoinTests(HubTestMixin, SynchronousTestCase):
         """Members see others join and leave; a leave is answered with left."""
         alice, a = self.connect()
         bob, b = self.connect()
-        self.hub.received(a, frame(type="join", room="r", nick="alice"))
-        self.hub.received(b, frame(type="join", room="r", nick="bob"))
+        self.hub.received(a, Join(room="r", nick="alice"))
+        self.hub.received(b, Join(room="r", nick="bob"))
         self.assertIn(
             {"type": "presence", "room": "r", "event": "join", "nick": "bob"}, alice.take()
         )
         self.assertEqual(bob.take()[0]["members"], ["alice", "bob"])
-        self.hub.received(b, frame(type="leave", room="r", ref="x"))
+        self.hub.received(b, Leave(room="r", ref="x"))
         self.assertEqual(bob.take(), [{"type": "left", "room": "r", "ref": "x"}])
         self.assertEqual(
             alice.take(), [{"type": "presence", "room": "r", "event": "leave", "nick": "bob"}]
@@ -88,17 +105,17 @@ class JoinTests(HubTestMixin, SynchronousTestCase):
     def test_guestNick(self) -> None:
         """A connection that never chose a nick is listed under a guest nick."""
         alice, a = self.connect()
-        self.hub.received(a, frame(type="join", room="r"))
+        self.hub.received(a, Join(room="r"))
         self.assertEqual(alice.take()[0]["members"], ["guest-1"])
 
     def test_nickChangeAnnounced(self) -> None:
         """Changing nick while in a room is seen by others as a leave and a join."""
         alice, a = self.connect()
         _bob, b = self.connect()
-        self.hub.received(a, frame(type="join", room="r", nick="alice"))
-        self.hub.received(b, frame(type="join", room="r", nick="bob"))
+        self.hub.received(a, Join(room="r", nick="alice"))
+        self.hub.received(b, Join(room="r", nick="bob"))
         alice.take()
-        self.hub.received(b, frame(type="nick", nick="robert"))
+        self.hub.received(b, Nick(nick="robert"))
         self.assertEqual(
             alice.take(),
             [
@@ -112,8 +129,8 @@ class JoinTests(HubTestMixin, SynchronousTestCase):
         alice, a = self.connect()
         _bob, b = self.connect()
         for room in ("r1", "r2"):
-            self.hub.received(a, frame(type="join", room=room, nick="alice"))
-        self.hub.received(b, frame(type="join", room="r1", nick="bob"))
+            self.hub.received(a, Join(room=room, nick="alice"))
+        self.hub.received(b, Join(room="r1", nick="bob"))
         alice.take()
         self.hub.disconnected(b)
         self.assertEqual(
@@ -128,7 +145,7 @@ class JoinTests(HubTestMixin, SynchronousTestCase):
         self.makeHub(limits=Limits(roomsPerConnection=2))
         alice, a = self.connect()
         for i, room in enumerate(["a", "b", "c"]):
-            self.hub.received(a, frame(type="join", room=room, ref=i))
+            self.hub.received(a, Join(room=room, ref=i))
         last = alice.take()[-1]
         self.assertEqual((last["type"], last["code"], last["ref"]), ("error", "too_large", 2))
 
@@ -136,8 +153,8 @@ class JoinTests(HubTestMixin, SynchronousTestCase):
         """Joining the rooms . and .. is refused with bad_request and the ref, and creates
         no room (HTTP clients could not read it: they normalise . and .. out of paths)."""
         alice, a = self.connect()
-        self.hub.received(a, frame(type="join", room=".", ref=1))
-        self.hub.received(a, frame(type="join", room="..", ref=2))
+        self.receiveFrame(a, frame(type="join", room=".", ref=1))
+        self.receiveFrame(a, frame(type="join", room="..", ref=2))
         self.assertEqual(
             [(e["type"], e["code"], e["ref"]) for e in alice.take()],
             [("error", "bad_request", 1), ("error", "bad_request", 2)],
@@ -147,9 +164,9 @@ class JoinTests(HubTestMixin, SynchronousTestCase):
     def test_badFrameKeepsConnection(self) -> None:
         """A malformed message gets an error with its ref and the connection stays open."""
         alice, a = self.connect()
-        self.hub.received(a, frame(type="join", room="no spaces", ref="j"))
-        self.hub.received(a, frame(type="dance", ref=3))
-        self.hub.received(a, b"{nope")
+        self.receiveFrame(a, frame(type="join", room="no spaces", ref="j"))
+        self.receiveFrame(a, frame(type="dance", ref=3))
+        self.receiveFrame(a, b"{nope")
         self.assertEqual(
             [(e["code"], e.get("ref")) for e in alice.take()],
             [("bad_request", "j"), ("unknown_type", 3), ("bad_request", None)],
@@ -162,14 +179,14 @@ class SayTests(HubTestMixin, SynchronousTestCase):
         self.makeHub()
         self.alice, self.a = self.connect()
         self.bob, self.b = self.connect()
-        self.hub.received(self.a, frame(type="join", room="r", nick="alice"))
-        self.hub.received(self.b, frame(type="join", room="r", nick="bob"))
+        self.hub.received(self.a, Join(room="r", nick="alice"))
+        self.hub.received(self.b, Join(room="r", nick="bob"))
         self.alice.take()
         self.bob.take()
 
     def test_sayReachesEveryMemberAndAcks(self) -> None:
         """A message said in a room reaches every member, the sender included, plus an ack."""
-        self.hub.received(self.a, frame(type="say", room="r", text="hi", ref="m1"))
+        self.hub.received(self.a, Say(room="r", text="hi", ref="m1"))
         message = {
             "type": "message",
             "room": "r",
@@ -184,28 +201,23 @@ class SayTests(HubTestMixin, SynchronousTestCase):
         )
 
     def test_preparedOnce(self) -> None:
-        """Fan-out prepares one frame per event and hands the same object to every member."""
-        prepared: list[bytes] = []
-
-        def prepare(payload: bytes) -> bytes:
-            prepared.append(payload)
-            return payload
-
-        self.hub.prepare = prepare
-        self.hub.received(self.a, frame(type="say", room="r", text="once"))
-        self.assertEqual(len(prepared), 1)
-        self.assertIs(self.alice.prepared[-1], self.bob.prepared[-1])
+        """Fan-out frames one event once for the members of a front end and hands the same
+        object to every member."""
+        before = self.frontEnd.framings
+        self.hub.received(self.a, Say(room="r", text="once"))
+        self.assertEqual(self.frontEnd.framings - before, 1)
+        self.assertIs(self.alice.framed[-1], self.bob.framed[-1])
 
     def test_notJoined(self) -> None:
         """Saying in a room the sender has not joined is refused with not_joined."""
-        self.hub.received(self.a, frame(type="say", room="other", text="hi", ref=1))
+        self.hub.received(self.a, Say(room="other", text="hi", ref=1))
         self.assertEqual(self.alice.take()[0]["code"], "not_joined")
-        self.hub.received(self.a, frame(type="leave", room="other", ref=2))
+        self.hub.received(self.a, Leave(room="other", ref=2))
         self.assertEqual(self.alice.take()[0]["code"], "not_joined")
 
     def test_textTooLong(self) -> None:
         """A text longer than the limit is refused with too_large, not delivered."""
-        self.hub.received(self.a, frame(type="say", room="r", text="x" * 4097, ref=1))
+        self.receiveFrame(self.a, frame(type="say", room="r", text="x" * 4097, ref=1))
         self.assertEqual(self.alice.take()[0]["code"], "too_large")
         self.assertEqual(self.bob.take(), [])
 
@@ -213,7 +225,7 @@ class SayTests(HubTestMixin, SynchronousTestCase):
         """Offsets increase by one and the metrics count messages in and deliveries out."""
         deliveredBefore = self.metrics.messagesOut._value.get()
         for text in "abc":
-            self.hub.received(self.a, frame(type="say", room="r", text=text))
+            self.hub.received(self.a, Say(room="r", text=text))
         self.assertEqual([e["offset"] for e in self.bob.take()], [1, 2, 3])
         self.assertEqual(self.metrics.messagesIn._value.get(), 3)
         self.assertEqual(self.metrics.messagesOut._value.get() - deliveredBefore, 6)
@@ -222,25 +234,25 @@ class SayTests(HubTestMixin, SynchronousTestCase):
         """Past the burst, messages get rate_limited; a persistent flood is closed with 1008."""
         hub = self.makeHub(limits=Limits(rate=1, burst=2, floodStrikes=3))
         alice, a = self.connect()
-        hub.received(a, frame(type="join", room="r"))
+        hub.received(a, Join(room="r"))
         for i in range(4):
-            hub.received(a, frame(type="say", room="r", text="x", ref=i))
+            hub.received(a, Say(room="r", text="x", ref=i))
         codes = [e.get("code") for e in alice.take() if e["type"] == "error"]
         self.assertEqual(codes, ["rate_limited", "rate_limited", "rate_limited"])
         self.assertIsNone(alice.closed)
-        hub.received(a, frame(type="say", room="r", text="x"))
+        hub.received(a, Say(room="r", text="x"))
         self.assertEqual(alice.closed, (1008, "message rate limit exceeded"))
 
     def test_binaryFramesRateLimited(self) -> None:
         """Binary frames are refused with bad_request and count against the rate limit."""
-        hub = self.makeHub(limits=Limits(rate=1, burst=2, floodStrikes=1))
+        self.makeHub(limits=Limits(rate=1, burst=2, floodStrikes=1))
         alice, a = self.connect()
         for _ in range(3):
-            hub.receivedBinary(a)
+            self.receiveBinary(a)
         self.assertEqual(
             [e["code"] for e in alice.take()], ["bad_request", "bad_request", "rate_limited"]
         )
-        hub.receivedBinary(a)
+        self.receiveBinary(a)
         self.assertEqual(alice.closed, (1008, "message rate limit exceeded"))
 
     def test_binaryFrameRef(self) -> None:
@@ -248,10 +260,10 @@ class SayTests(HubTestMixin, SynchronousTestCase):
         command is not carried out; a rate-limited one keeps its ref too."""
         hub = self.makeHub(limits=Limits(rate=1, burst=2))
         alice, a = self.connect()
-        hub.received(a, frame(type="join", room="r"))
+        hub.received(a, Join(room="r"))
         alice.take()
-        hub.receivedBinary(a, frame(type="say", room="r", text="hi", ref="b1"))
-        hub.receivedBinary(a, frame(type="say", room="r", text="hi", ref="b2"))
+        self.receiveBinary(a, frame(type="say", room="r", text="hi", ref="b1"))
+        self.receiveBinary(a, frame(type="say", room="r", text="hi", ref="b2"))
         self.assertEqual(
             [(e["type"], e["code"], e["reason"], e["ref"]) for e in alice.take()],
             [
@@ -266,7 +278,7 @@ class SayTests(HubTestMixin, SynchronousTestCase):
         as a bad nick with the ref, and the nick is unchanged."""
         alice, a = self.connect()
         before = a.nick
-        self.hub.received(a, b'{"type":"nick","nick":"\\ud800","ref":5}')
+        self.receiveFrame(a, b'{"type":"nick","nick":"\\ud800","ref":5}')
         self.assertEqual(
             alice.take(),
             [
@@ -284,9 +296,9 @@ class SayTests(HubTestMixin, SynchronousTestCase):
         """A say whose text holds a lone surrogate is refused with its ref and reaches
         nobody (it could not be encoded for them)."""
         alice, a = self.connect()
-        self.hub.received(a, frame(type="join", room="r"))
+        self.hub.received(a, Join(room="r"))
         alice.take()
-        self.hub.received(a, b'{"type":"say","room":"r","text":"a\\udc00","ref":"t"}')
+        self.receiveFrame(a, b'{"type":"say","room":"r","text":"a\\udc00","ref":"t"}')
         [error] = alice.take()
         self.assertEqual((error["code"], error["ref"]), ("bad_request", "t"))
         self.assertEqual(self.metrics.messagesIn._value.get(), 0)
@@ -295,8 +307,8 @@ class SayTests(HubTestMixin, SynchronousTestCase):
         """A frame with NaN in it is refused as not JSON, with its ref; one with a
         10,000-digit number in a field no command reads is carried out."""
         alice, a = self.connect()
-        self.hub.received(a, b'{"type":"join","room":"r","ref":1,"since":NaN}')
-        self.hub.received(a, b'{"type":"join","room":"r","ref":2,"x":%s}' % (b"9" * 10_000))
+        self.receiveFrame(a, b'{"type":"join","room":"r","ref":1,"since":NaN}')
+        self.receiveFrame(a, b'{"type":"join","room":"r","ref":2,"x":%s}' % (b"9" * 10_000))
         events = alice.take()
         self.assertEqual(
             (events[0]["code"], events[0]["reason"], events[0]["ref"]),
@@ -308,11 +320,11 @@ class SayTests(HubTestMixin, SynchronousTestCase):
         """After a pause the bucket refills and messages are accepted again."""
         hub = self.makeHub(limits=Limits(rate=1, burst=1))
         alice, a = self.connect()
-        hub.received(a, frame(type="join", room="r"))
-        hub.received(a, frame(type="say", room="r", text="x"))
+        hub.received(a, Join(room="r"))
+        hub.received(a, Say(room="r", text="x"))
         self.assertEqual(alice.take()[-1]["code"], "rate_limited")
         self.clock.advance(1)
-        hub.received(a, frame(type="say", room="r", text="y"))
+        hub.received(a, Say(room="r", text="y"))
         self.assertEqual(alice.take()[-1]["text"], "y")
 
 
@@ -320,15 +332,15 @@ class RecoveryTests(HubTestMixin, SynchronousTestCase):
     def setUp(self) -> None:
         self.makeHub()
         self.alice, self.a = self.connect()
-        self.hub.received(self.a, frame(type="join", room="r", nick="alice"))
+        self.hub.received(self.a, Join(room="r", nick="alice"))
         for i in range(1, 8):
-            self.hub.received(self.a, frame(type="say", room="r", text=f"m{i}"))
+            self.hub.received(self.a, Say(room="r", text=f"m{i}"))
         self.alice.take()
 
     def test_sinceWithinHistory(self) -> None:
         """A join with since replays the later messages after joined, recovered true."""
         bob, b = self.connect()
-        self.hub.received(b, frame(type="join", room="r", since=5, ref=1))
+        self.hub.received(b, Join(room="r", since=5, ref=1))
         events = bob.take()
         self.assertEqual(
             (events[0]["type"], events[0]["offset"], events[0]["recovered"]), ("joined", 7, True)
@@ -338,7 +350,7 @@ class RecoveryTests(HubTestMixin, SynchronousTestCase):
     def test_sinceBeyondHistory(self) -> None:
         """When history no longer reaches back, what is held is sent and recovered is false."""
         bob, b = self.connect()
-        self.hub.received(b, frame(type="join", room="r", since=0))
+        self.hub.received(b, Join(room="r", since=0))
         events = bob.take()
         self.assertFalse(events[0]["recovered"])
         self.assertEqual(
@@ -348,12 +360,12 @@ class RecoveryTests(HubTestMixin, SynchronousTestCase):
     def test_epochChanged(self) -> None:
         """A client resuming from another epoch is told recovery was incomplete."""
         bob, b = self.connect()
-        self.hub.received(b, frame(type="join", room="r", since=6, epoch="old"))
+        self.hub.received(b, Join(room="r", since=6, epoch="old"))
         self.assertFalse(bob.take()[0]["recovered"])
 
     def test_rejoinReplays(self) -> None:
         """Joining a room again replays from since without a second presence event."""
-        self.hub.received(self.a, frame(type="join", room="r", since=6, ref=2))
+        self.hub.received(self.a, Join(room="r", since=6, ref=2))
         events = self.alice.take()
         self.assertEqual([e["type"] for e in events], ["joined", "message"])
         self.assertEqual(events[0]["count"], 1)
@@ -383,6 +395,12 @@ class DelayedBroker(MemoryBroker):
         for d, result in held:
             d.callback(result)
 
+    def fail(self) -> None:
+        """The held replies fail, as when the broker's connection drops."""
+        held, self.held = self.held, []
+        for d, _ in held:
+            d.errback(RuntimeError("connection lost"))
+
 
 class AsyncJoinTests(HubTestMixin, SynchronousTestCase):
     def test_liveMessagesBufferedDuringJoin(self) -> None:
@@ -391,11 +409,11 @@ class AsyncJoinTests(HubTestMixin, SynchronousTestCase):
         self.makeHub(broker=broker)
         _alice, a = self.connect()
         bob, b = self.connect()
-        self.hub.received(a, frame(type="join", room="r", nick="alice"))
+        self.hub.received(a, Join(room="r", nick="alice"))
         broker.release()
-        self.hub.received(a, frame(type="say", room="r", text="before"))
-        self.hub.received(b, frame(type="join", room="r", nick="bob", since=0))
-        self.hub.received(a, frame(type="say", room="r", text="during"))
+        self.hub.received(a, Say(room="r", text="before"))
+        self.hub.received(b, Join(room="r", nick="bob", since=0))
+        self.hub.received(a, Say(room="r", text="during"))
         self.assertEqual(bob.take(), [])
         broker.release()
         events = bob.take()
@@ -409,11 +427,60 @@ class AsyncJoinTests(HubTestMixin, SynchronousTestCase):
         broker = DelayedBroker()
         self.makeHub(broker=broker)
         alice, a = self.connect()
-        self.hub.received(a, frame(type="join", room="r", nick="alice"))
+        self.hub.received(a, Join(room="r", nick="alice"))
         self.hub.disconnected(a)
         broker.release()
         self.assertEqual(alice.take(), [])
         self.assertEqual(self.successResultOf(broker.members("r", None)), ((), 0))
+
+    def test_leaveAndJoinAgainWhileJoining(self) -> None:
+        """A member that leaves while joining and joins again is counted once: the first
+        join undoes its presence when its snapshot arrives, the second one completes."""
+        broker = DelayedBroker()
+        self.makeHub(broker=broker)
+        _watcher, w = self.connect()
+        self.hub.received(w, Join(room="r", nick="watcher"))
+        broker.release()
+        alice, a = self.connect()
+        self.hub.received(a, Join(room="r", nick="alice", ref=1))
+        self.hub.received(a, Leave(room="r", ref="l"))
+        self.hub.received(a, Join(room="r", nick="alice", ref=2))
+        broker.release()
+        self.assertEqual(
+            [(e["type"], e.get("ref")) for e in alice.take()], [("left", "l"), ("joined", 2)]
+        )
+        members = self.successResultOf(broker.members("r", None))
+        self.assertEqual(members, (("alice", "watcher"), 2))
+        self.hub.disconnected(a)
+        self.assertEqual(self.successResultOf(broker.members("r", None)), (("watcher",), 1))
+
+    def test_failureUndoesTheNickEntered(self) -> None:
+        """A join whose snapshot fails after its presence was counted exits the nick it
+        entered, even if the member renamed meanwhile, and is refused unavailable."""
+        broker = DelayedBroker()
+        self.makeHub(broker=broker)
+        alice, a = self.connect()
+        self.hub.received(a, Join(room="r", nick="alice", ref=1))
+        self.hub.received(a, Nick(nick="alicia"))
+        broker.fail()
+        [error] = alice.take()
+        self.assertEqual((error["code"], error["ref"]), ("unavailable", 1))
+        self.assertEqual(self.successResultOf(broker.members("r", None)), ((), 0))
+        self.assertEqual(self.hub._rooms, {})
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_failureAfterLeavingUndoesPresence(self) -> None:
+        """A member that left while its snapshot was in flight, which then failed, leaves
+        no presence behind."""
+        broker = DelayedBroker()
+        self.makeHub(broker=broker)
+        alice, a = self.connect()
+        self.hub.received(a, Join(room="r", nick="alice", ref=1))
+        self.hub.received(a, Leave(room="r"))
+        broker.fail()
+        self.assertEqual(self.successResultOf(broker.members("r", None)), ((), 0))
+        self.assertEqual([e["type"] for e in alice.take()], ["left", "error"])
+        self.flushLoggedErrors(RuntimeError)
 
 
 class FailingBroker(MemoryBroker):
@@ -426,8 +493,8 @@ class UnavailableTests(HubTestMixin, SynchronousTestCase):
         """When the broker cannot take a message, the sender gets unavailable, not a crash."""
         self.makeHub(broker=FailingBroker(10, 10))
         alice, a = self.connect()
-        self.hub.received(a, frame(type="join", room="r"))
-        self.hub.received(a, frame(type="say", room="r", text="x", ref=9))
+        self.hub.received(a, Join(room="r"))
+        self.hub.received(a, Say(room="r", text="x", ref=9))
         error = alice.take()[-1]
         self.assertEqual((error["code"], error["ref"]), ("unavailable", 9))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
@@ -436,8 +503,8 @@ class UnavailableTests(HubTestMixin, SynchronousTestCase):
         """A new room beyond the server's room limit, all rooms in use, is unavailable."""
         self.makeHub(broker=MemoryBroker(5, 1))
         alice, a = self.connect()
-        self.hub.received(a, frame(type="join", room="one"))
-        self.hub.received(a, frame(type="join", room="two", ref="t"))
+        self.hub.received(a, Join(room="one"))
+        self.hub.received(a, Join(room="two", ref="t"))
         error = alice.take()[-1]
         self.assertEqual(
             (error["type"], error["code"], error["ref"]), ("error", "unavailable", "t")
@@ -453,7 +520,7 @@ class JoinTokenTests(HubTestMixin, SynchronousTestCase):
     def test_noTokenForbidden(self) -> None:
         """With join tokens required, a join without one is forbidden."""
         alice, a = self.connect()
-        self.hub.received(a, frame(type="join", room="r", ref=1))
+        self.hub.received(a, Join(room="r", ref=1))
         self.assertEqual(alice.take()[0]["code"], errors.FORBIDDEN)
 
     def test_tokenLimitsRoomsAndSaying(self) -> None:
@@ -461,11 +528,11 @@ class JoinTokenTests(HubTestMixin, SynchronousTestCase):
         alice, a = self.connect()
         expires = self.clock.seconds() + 60
         token = self.tokens.mint(join=["pub-*"], say=["pub-talk"], expires=expires)
-        self.hub.received(a, frame(type="join", room="pub-talk", token=token))
-        self.hub.received(a, frame(type="join", room="pub-news", token=token))
-        self.hub.received(a, frame(type="join", room="private", token=token, ref="p"))
-        self.hub.received(a, frame(type="say", room="pub-news", text="x", ref="n"))
-        self.hub.received(a, frame(type="say", room="pub-talk", text="y", ref="t"))
+        self.hub.received(a, Join(room="pub-talk", token=token))
+        self.hub.received(a, Join(room="pub-news", token=token))
+        self.hub.received(a, Join(room="private", token=token, ref="p"))
+        self.hub.received(a, Say(room="pub-news", text="x", ref="n"))
+        self.hub.received(a, Say(room="pub-talk", text="y", ref="t"))
         events = alice.take()
         self.assertEqual(
             [e["type"] for e in events], ["joined", "joined", "error", "error", "message", "ack"]
@@ -479,7 +546,7 @@ class JoinTokenTests(HubTestMixin, SynchronousTestCase):
         """An expired token is forbidden."""
         alice, a = self.connect()
         token = self.tokens.mint(join=["*"], say=["*"], expires=self.clock.seconds() - 1)
-        self.hub.received(a, frame(type="join", room="r", token=token))
+        self.hub.received(a, Join(room="r", token=token))
         self.assertEqual(alice.take()[0]["reason"], "join token has expired")
 
 
@@ -541,7 +608,7 @@ class PresenceBatchTests(HubTestMixin, SynchronousTestCase):
     def join(self, *nicks: str) -> None:
         for nick in nicks:
             self.people[nick] = self.connect()
-            self.hub.received(self.people[nick][1], frame(type="join", room="r", nick=nick))
+            self.hub.received(self.people[nick][1], Join(room="r", nick=nick))
 
     def gone(self, *nicks: str) -> None:
         for nick in nicks:
@@ -579,8 +646,8 @@ class PresenceBatchTests(HubTestMixin, SynchronousTestCase):
         for nick in ("alice", "bob", "carol", "dave"):
             self.assertEqual(self.take(nick), [expected], nick)
         self.assertEqual(self.metrics.messagesOut._value.get() - before, 4)
-        prepared = {id(m.prepared[-1]) for m, _ in self.people.values()}
-        self.assertEqual(len(prepared), 1, "one frame prepared for all members")
+        framed = {id(m.framed[-1]) for m, _ in self.people.values()}
+        self.assertEqual(len(framed), 1, "one frame prepared for all members")
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_oneBatchPerInterval(self) -> None:
@@ -723,34 +790,3 @@ class PresenceBatchTests(HubTestMixin, SynchronousTestCase):
         broker.release()
         self.assertEqual([m.events for m in people], [[], [], []])
         self.assertEqual(self.clock.getDelayedCalls(), [])
-
-
-class BothTests(SynchronousTestCase):
-    def test_resultsInOrderWhicheverComesFirst(self) -> None:
-        """The results come as [first, second], whichever Deferred fires first."""
-        first: Deferred[str] = Deferred()
-        second: Deferred[str] = Deferred()
-        d = both(first, second)
-        second.callback("b")
-        self.assertNoResult(d)
-        first.callback("a")
-        self.assertEqual(self.successResultOf(d), ["a", "b"])
-
-    def test_firstFailureWinsAndTheLaterOneIsConsumed(self) -> None:
-        """The first failure fails the pair; a later failure is not left unhandled."""
-        first: Deferred[str] = Deferred()
-        second: Deferred[str] = Deferred()
-        d = both(first, second)
-        second.errback(ValueError("second"))
-        first.errback(KeyError("first"))
-        self.assertIsInstance(self.failureResultOf(d).value, ValueError)
-        self.assertEqual(self.flushLoggedErrors(), [])
-
-    def test_failureAfterASuccess(self) -> None:
-        """One success and one failure fail the pair with that failure."""
-        d = both(Deferred.fromCoroutine(_value("a")), fail(RuntimeError("down")))
-        self.assertIsInstance(self.failureResultOf(d).value, RuntimeError)
-
-
-async def _value(value: str) -> str:
-    return value

@@ -17,10 +17,22 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
+from portshare.hub import IFrontEnd, IMember
 from portshare.limits import Limits
-from portshare.sse import KEEP_ALIVE, formatId, parseId
+from portshare.sse import EVENT_NAMES, KEEP_ALIVE, eventBlock, formatId, parseId
 from portshare.testing import MemoryConnection, startedService
+from portshare.wire import (
+    Ack,
+    Error,
+    Joined,
+    Left,
+    Message,
+    Outgoing,
+    Presence,
+    PresenceBatch,
+)
 
 
 def sseRequest(query: str, lastEventId: str | None = None) -> bytes:
@@ -72,6 +84,29 @@ class IdTests(SynchronousTestCase):
         self.assertEqual(parseId("e1:5", ["a", "b"]), {})
 
 
+class EventBlockTests(SynchronousTestCase):
+    def test_everyEventNamedByItsType(self) -> None:
+        """Each kind of event has its SSE name, the type its JSON says; the block is that
+        name and the JSON, from the typed event, with no parsing of the JSON."""
+        events = [
+            Message(room="r", offset=1, ts=2, nick="n", text="t"),
+            Joined(room="r", offset=0, epoch="e", members=(), count=0, recovered=True),
+            Left(room="r"),
+            Ack(ref=1, offset=2),
+            Presence(room="r", event="join", nick="n"),
+            PresenceBatch(room="r", count=1, joined=(), left=(), truncated=False),
+            Error(code="bad_request", reason="no"),
+        ]
+        self.assertEqual(set(EVENT_NAMES), {type(e) for e in events})
+        for event in events:
+            outgoing = Outgoing(event)
+            kind = event.toDict()["type"]
+            self.assertEqual(EVENT_NAMES[type(event)], kind.encode())
+            self.assertEqual(
+                eventBlock(outgoing), b"event: %s\ndata: %s\n\n" % (kind.encode(), outgoing.payload)
+            )
+
+
 class SseTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.service = startedService(self, limits=Limits(roomsPerConnection=3))
@@ -87,6 +122,14 @@ class SseTests(SynchronousTestCase):
     def events(self, c: MemoryConnection) -> list[dict[str, Any]]:
         data, self.buffer = self.buffer + c.read(), b""
         return [e for e in parseEvents(dechunk(data)) if "event" in e]
+
+    def test_membersAndTheirFrontEnd(self) -> None:
+        """Each stream is a hub member, and the SSE resource their front end."""
+        self.open("room=lobby")
+        [stream] = self.service.sse.streams
+        self.assertTrue(verifyObject(IMember, stream))
+        self.assertTrue(verifyObject(IFrontEnd, self.service.sse))
+        self.assertIs(stream.frontEnd, self.service.sse)
 
     def test_streamOfOneRoom(self) -> None:
         """The stream is text/event-stream; joined, presence and messages carry EPOCH:OFFSET."""
@@ -174,6 +217,17 @@ class SseTests(SynchronousTestCase):
         _, c = self.open("room=a&since=1")
         texts = [e["data"]["text"] for e in self.events(c) if e["event"] == "message"]
         self.assertEqual(texts, ["m1", "m2"])
+
+    def test_sinceBeyondJsonRefused(self) -> None:
+        """?since= with more digits than JSON numbers hold is refused in an error event, as
+        a join's bad since is on the WebSocket, and the stream goes on."""
+        _, c = self.open("room=a&since=99999999999999999999999")
+        [error] = self.events(c)
+        self.assertEqual(
+            (error["event"], error["data"]["reason"], error["data"]["ref"]),
+            ("error", "since must be a whole number >= 0", "a"),
+        )
+        self.assertFalse(c.transport.disconnecting)
 
     def test_keepAlive(self) -> None:
         """A keep-alive comment goes out every KEEP_ALIVE seconds of the injected clock."""

@@ -19,7 +19,6 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.limits import Limits
-from portshare.lines import parseLine
 from portshare.testing import MemoryConnection, startedService
 from portshare.upgrade import UpgradeDispatcher, upgradeTokens
 
@@ -131,23 +130,6 @@ class DispatchTests(SynchronousTestCase):
         self.assertTrue(c.read().startswith(b"HTTP/1.1 426"))
         c.send(b"GET /ws/nothing HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertTrue(c.read().startswith(b"HTTP/1.1 404"))
-
-
-class ParseLineTests(SynchronousTestCase):
-    def test_shortForms(self) -> None:
-        """The short forms become the WebSocket's JSON commands."""
-        cases = {
-            b"JOIN lobby": {"type": "join", "room": "lobby"},
-            b"join lobby 5 e1\r": {"type": "join", "room": "lobby", "since": 5, "epoch": "e1"},
-            b"SAY lobby hello  world": {"type": "say", "room": "lobby", "text": "hello  world"},
-            b"LEAVE lobby": {"type": "leave", "room": "lobby"},
-            b"NICK Ann Lee": {"type": "nick", "nick": "Ann Lee"},
-            b"SAY": {"type": "say"},
-            b"WAT x": {"type": "wat"},
-            b' {"type":"nick","nick":"x"}': {"type": "nick", "nick": "x"},
-        }
-        for line, command in cases.items():
-            self.assertEqual(orjson.loads(parseLine(line)), command, line)
 
 
 class LinesTests(SynchronousTestCase):

@@ -28,11 +28,13 @@ from portshare.wire import (
     Left,
     Message,
     Nick,
+    Outgoing,
     Presence,
     PresenceBatch,
     Say,
     UnknownEvent,
     binaryFrameError,
+    commandFrom,
     commandToDict,
     dumps,
     encode,
@@ -392,6 +394,67 @@ class RefFallbackTests(SynchronousTestCase):
             payload = head + b"x" * (size - len(head) - 2) + b'"}'
             self.assertEqual(len(payload), size)
             self.assertEqual(self.assertRaises(BadRequest, parseCommand, payload).ref, ref)
+
+
+class CommandFromTests(SynchronousTestCase):
+    """commandFrom validates a command's fields exactly as parseCommand validates a frame."""
+
+    def test_sameCommands(self) -> None:
+        """The fields of a valid frame make the command the frame makes."""
+        for fields in (
+            {"type": "join", "room": "r", "nick": "ann", "since": 3, "epoch": "e", "ref": 1},
+            {"type": "say", "room": "r", "text": "hi", "ref": "x"},
+            {"type": "leave", "room": "r"},
+            {"type": "nick", "nick": "bob"},
+        ):
+            self.assertEqual(commandFrom(fields), parseCommand(frame(**fields)), fields)
+
+    def test_sameRefusals(self) -> None:
+        """Invalid fields are refused with the frame's code, reason and ref."""
+        for fields in (
+            {"type": "say", "ref": 4},
+            {"type": "say", "room": "r", "text": "x" * 11, "ref": 5},
+            {"type": "wat"},
+            {"type": 3, "ref": "t"},
+            {"type": "join", "room": "r", "since": -1, "ref": 6},
+            {"type": "nick", "nick": "n", "ref": True},
+        ):
+            fromFields = self.assertRaises(RemoteError, commandFrom, fields, 10)
+            fromFrame = self.assertRaises(RemoteError, parseCommand, frame(**fields), 10)
+            self.assertEqual(
+                (fromFields.code, fromFields.reason, fromFields.ref),
+                (fromFrame.code, fromFrame.reason, fromFrame.ref),
+                fields,
+            )
+
+
+class OutgoingTests(SynchronousTestCase):
+    """An Outgoing is an event with its encoding, and each transport's framing of it."""
+
+    def test_payloadIsTheEncoding(self) -> None:
+        """The payload is encode(event), made once."""
+        event = Message(room="r", offset=1, ts=2, nick="n", text="h\u00e9")
+        outgoing = Outgoing(event)
+        self.assertIs(outgoing.event, event)
+        self.assertEqual(outgoing.payload, encode(event))
+
+    def test_framedOncePerKey(self) -> None:
+        """framed builds a key's framing on the first call and returns the same object on
+        later ones; another key gets its own."""
+        outgoing = Outgoing(Left(room="r"))
+        built: list[str] = []
+
+        def build(name: str) -> Any:
+            def framing(o: Outgoing) -> bytes:
+                built.append(name)
+                return name.encode() + o.payload
+
+            return framing
+
+        first = outgoing.framed("ws", build("ws"))
+        self.assertIs(outgoing.framed("ws", build("ws")), first)
+        self.assertEqual(outgoing.framed("sse", build("sse")), b"sse" + outgoing.payload)
+        self.assertEqual(built, ["ws", "sse"])
 
 
 class BinaryFrameTests(SynchronousTestCase):

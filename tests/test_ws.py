@@ -17,8 +17,12 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
+from portshare._autobahn import SMALL_FRAME, unmaskSmall
+from portshare.hub import IFrontEnd, IMember
 from portshare.limits import Limits
+from portshare.origins import originAllowed
 from portshare.service import PortshareService
 from portshare.testing import (
     BINARY,
@@ -31,7 +35,7 @@ from portshare.testing import (
     splitResponse,
     startedService,
 )
-from portshare.ws import SMALL_FRAME, originAllowed, unmaskSmall
+from portshare.wire import Error, Outgoing, Presence
 
 
 class ServiceMixin:
@@ -51,6 +55,15 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
         head = c.handshake(protocols="other, portshare.chat.v1")
         self.assertTrue(head.startswith(b"HTTP/1.1 101 Switching Protocols"), head)
         self.assertIn(b"Sec-WebSocket-Protocol: portshare.chat.v1", head)
+
+    def test_membersAndTheirFrontEnd(self) -> None:
+        """Each chat connection is a hub member, and the chat factory their front end."""
+        c = MemoryConnection(self.service)
+        c.handshake(protocols="portshare.chat.v1")
+        chat = c.protocol.wrappedProtocol
+        self.assertTrue(verifyObject(IMember, chat))
+        self.assertTrue(verifyObject(IFrontEnd, self.service.chatFactory))
+        self.assertIs(chat.frontEnd, self.service.chatFactory)
 
     def test_noSubprotocolOffered(self) -> None:
         """A client offering no subprotocol is accepted without one."""
@@ -82,8 +95,8 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
         c.handshake()
         chat = c.protocol.wrappedProtocol
         chat.sendClose(1000)
-        chat.sendPayload(b'{"type":"error","code":"unavailable","reason":"late"}')
-        chat.sendPrepared(chat.factory.prepareMessage(b"{}"))
+        chat.send(Outgoing(Error(code="unavailable", reason="late")))
+        chat.frontEnd.deliver(Outgoing(Presence(room="r", event="join", nick="n")), [chat])
         self.assertEqual([op for op, _ in c.frames()], [CLOSE])
 
     def test_binaryFrameRefused(self) -> None:
@@ -474,7 +487,7 @@ class SlowConsumerTests(ServiceMixin, SynchronousTestCase):
         self.assertEqual(closes, [1013])
         self.assertEqual(len([m for m in fast.messages() if m["type"] == "message"]), 10)
         self.assertEqual(service.hub.metrics.slowConsumers._value.get(), 1)
-        self.assertEqual([len(f.members) for f in service.hub._rooms.values()], [1])
+        self.assertEqual([len(f) for f in service.hub._rooms.values()], [1])
 
     def test_fullTooLongClosed(self) -> None:
         """A socket full for longer than --slow-consumer-seconds is cut too."""

@@ -1,0 +1,218 @@
+"""
+Autobahn's per-frame hot paths, rewritten for portshare's WebSockets: the one module that
+overrides Autobahn methods and reads its private fields.
+
+Mirrors Autobahn 26.11.1 (C{autobahn.websocket.protocol.WebSocketProtocol}: C{onFrameBegin},
+C{onFrameData}, C{sendMessage}, C{onMessageEnd}, C{sendData}, C{sendPreparedMessage}, and the
+fields they read, L{MIRRORED}).  L{FastPaths} is a mixin put in front of an Autobahn server
+protocol; each method does the common case in fewer steps (docs/performance.md) and hands
+every other case to Autobahn's own method:
+
+ - small incoming frames (below L{SMALL_FRAME}) are unmasked with one integer XOR instead of
+   setting up Autobahn's native masker per frame;
+ - a whole unfragmented, uncompressed message is framed in one step;
+ - Autobahn's C{"message"} signal (a Deferred and a gather per message) fires only when
+   somebody listens to it;
+ - writes skip Autobahn's per-write debug-log formatting;
+ - a frame prepared once for all members is written in one call per member.
+
+Fallback: L{mirrored} is false when the installed Autobahn lacks any name read here; then
+L{portshare.ws} and L{portshare.echo} use their plain protocols (Autobahn's own paths, only
+slower), and the service logs which.  tests/test_autobahn.py checks every name against the
+real installed classes and runs the chat and the echo on both paths.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Any
+
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.xormasker import create_xor_masker
+
+#: the Autobahn version whose internals this module mirrors
+MIRRORS_AUTOBAHN = "26.11.1"
+
+#: what the fast paths read of an open Autobahn protocol (methods and fields)
+MIRRORED = (
+    "current_frame",
+    "state",
+    "send_queue",
+    "trafficStats",
+    "trackedTimings",
+    "_perMessageCompress",
+    "_listeners",
+    "failedByMe",
+    "message_data",
+    "message_is_binary",
+    "_onMessage",
+    "logOctets",
+    "logTxOctets",
+    "autoFragmentSize",
+    "logFrames",
+    "maskServerFrames",
+    "maxMessagePayloadSize",
+    "sendPreparedMessage",
+)
+#: what an Autobahn C{PreparedMessage} carries that L{FastPaths.writePrepared} writes
+PREPARED_MIRRORED = ("payload", "payloadHybi")
+
+
+def mirrored(protocol: type = WebSocketServerProtocol) -> bool:
+    """Whether the installed Autobahn has what the fast paths read (class-level names)."""
+    return all(
+        hasattr(protocol, name)
+        for name in ("_onMessage", "sendPreparedMessage", "logTxOctets", "onFrameBegin")
+    ) and hasattr(WebSocketProtocol, "STATE_OPEN")
+
+
+#: frames shorter than this are unmasked in Python; longer ones by Autobahn's masker (NVX)
+SMALL_FRAME = 128
+
+
+def unmaskSmall(mask: bytes, offset: int, data: bytes) -> bytes:
+    """
+    RFC 6455 unmasking of C{data}, which starts C{offset} bytes into its frame's payload, as
+    one integer XOR.  For small frames this is several times cheaper than setting up
+    Autobahn's native masker (two CFFI allocations and a C object per frame).
+    """
+    n = len(data)
+    r = offset & 3
+    key = (mask[r:] + mask[:r]) * ((n >> 2) + 1)
+    return (int.from_bytes(data, "little") ^ int.from_bytes(key[:n], "little")).to_bytes(
+        n, "little"
+    )
+
+
+if TYPE_CHECKING:  # what the mixin is put in front of
+    _Protocol = WebSocketServerProtocol
+else:
+    _Protocol = object
+
+
+class FastPaths(_Protocol):
+    """
+    The fast paths, as a mixin in front of an Autobahn C{WebSocketServerProtocol} subclass
+    (C{class P(FastPaths, MyProtocol)}).
+    """
+
+    # Autobahn copies applyMask from the factory unless the protocol has it: incoming frames
+    # are unmasked here, in onFrameData (a server never masks what it sends)
+    applyMask = False
+    _unmasker: Any = None
+    _unmaskedSoFar = 0
+
+    def onFrameBegin(self) -> None:
+        frame = self.current_frame
+        if frame.mask is not None and frame.length >= SMALL_FRAME:
+            self._unmasker = create_xor_masker(frame.mask, frame.length)
+        else:
+            self._unmasker = None
+        self._unmaskedSoFar = 0
+        super().onFrameBegin()
+
+    def onFrameData(self, payload: bytes) -> bool | None:
+        mask: Any = self.current_frame.mask  # bytes (typed str in Autobahn)
+        if mask is not None and payload:
+            unmasker = self._unmasker
+            if unmasker is not None:
+                payload = unmasker.process(payload)
+            else:
+                payload = unmaskSmall(mask, self._unmaskedSoFar, payload)
+                self._unmaskedSoFar += len(payload)
+        return super().onFrameData(payload)
+
+    def sendMessage(
+        self,
+        payload: bytes,
+        isBinary: bool = False,
+        fragmentSize: int | None = None,
+        sync: bool = False,
+        doNotCompress: bool = False,
+    ) -> None:
+        """
+        Autobahn's C{sendMessage}, with the common case (open, uncompressed, unfragmented,
+        within the size limit) framed here in one step; everything else is Autobahn's.
+        """
+        n = len(payload)
+        options: Any = self  # Autobahn sets these from the factory (CONFIG_ATTRS)
+        if (
+            fragmentSize is not None
+            or sync
+            or type(payload) is not bytes
+            or self.state != WebSocketProtocol.STATE_OPEN
+            or (self._perMessageCompress is not None and not doNotCompress)
+            or options.autoFragmentSize
+            or self.trackedTimings
+            or options.logFrames
+            or options.maskServerFrames
+            or 0 < options.maxMessagePayloadSize < n
+        ):
+            super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
+            return
+        stats = self.trafficStats
+        stats.outgoingWebSocketMessages += 1
+        stats.outgoingOctetsAppLevel += n
+        stats.outgoingOctetsWebSocketLevel += n
+        stats.outgoingWebSocketFrames += 1
+        first = 0x82 if isBinary else 0x81
+        if n <= 125:
+            self.sendData(bytes((first, n)) + payload)
+        elif n <= 0xFFFF:
+            self.sendData(struct.pack("!BBH", first, 126, n) + payload)
+        else:
+            self.sendData(struct.pack("!BBQ", first, 127, n) + payload)
+
+    def onMessageEnd(self) -> None:
+        """
+        Autobahn's C{onMessageEnd}, minus firing its C{"message"} signal when nobody listens
+        to it (nothing here does): that made a Deferred and a gather per message, about a
+        tenth of an echo's CPU time (docs/performance.md).
+        """
+        listeners: Any = self._listeners
+        if listeners and listeners.get("message"):
+            super().onMessageEnd()
+            return
+        if not self.failedByMe:
+            payload = b"".join(self.message_data)
+            if self.trackedTimings:
+                self.trackedTimings.track("onMessage")
+            self._onMessage(payload, self.message_is_binary)
+        self.message_data = None  # type: ignore[assignment]
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """
+        Autobahn's C{sendData} without its per-write C{log.debug}: that call's arguments
+        (C{hltype(...)}, C{hlval(...)}) are formatted on every write even when debug logging
+        is off, which was over half of a fan-out's CPU time (docs/performance.md).
+        """
+        transport: Any = self.transport
+        if chopsize or sync or self.send_queue or transport is None:
+            super().sendData(data, sync, chopsize)
+            return
+        transport.write(data)
+        state = self.state
+        if state == WebSocketProtocol.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        elif state in (
+            WebSocketProtocol.STATE_CONNECTING,
+            WebSocketProtocol.STATE_PROXY_CONNECTING,
+        ):
+            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
+        if self.logOctets:  # type: ignore[attr-defined]
+            self.logTxOctets(data, False)
+
+    def writePrepared(self, prepared: Any) -> None:
+        """
+        Write a frame prepared once for all members (Autobahn's C{PreparedMessage}): what
+        C{sendPreparedMessage} then C{sendData} come to, in one call per member.
+        """
+        protocol: Any = self
+        if protocol.send_queue or protocol._perMessageCompress is not None:
+            protocol.sendPreparedMessage(prepared)
+            return
+        data = prepared.payloadHybi
+        transport: Any = self.transport
+        transport.write(data)
+        protocol.trafficStats.outgoingOctetsWireLevel += len(data)
