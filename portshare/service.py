@@ -22,7 +22,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from portshare import errors
-from portshare._autobahn import MIRRORS_AUTOBAHN, FastPaths
 from portshare.api import ApiPolicy, ConnectionsResource, buildApi
 from portshare.apps import AppSpec, MountedApp, mountApp
 from portshare.auth import JoinTokens
@@ -42,7 +41,7 @@ from portshare.site import buildSite
 from portshare.sse import SseResource
 from portshare.upgrade import UpgradeDispatcher
 from portshare.web import buildTree
-from portshare.ws import buildChatFactory, closeWithCode, isWebSocket
+from portshare.ws import buildChatFactory, closeWithCode, isWebSocket, plainFramesWarning
 
 
 def formatAddress(address: IAddress, secure: bool = False) -> str:
@@ -256,12 +255,9 @@ class PortshareService(MultiService):
                 "slower (see docs/performance.md)",
                 nvx=False,
             )
-        if not issubclass(self.chatFactory.protocol, FastPaths):
-            self.log.warn(
-                "the installed Autobahn lacks what portshare's WebSocket fast paths read "
-                "(they mirror Autobahn {mirrors}): using Autobahn's own frame handling, slower",
-                mirrors=MIRRORS_AUTOBAHN,
-            )
+        plain = plainFramesWarning(self.chatFactory)
+        if plain is not None:
+            self.log.warn("{fence}", fence=plain)
         if self.app is not None:
             self.app.service.startService()  # before the listeners accept anything
         super().startService()

@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from portshare import errors
-from portshare._autobahn import FastPaths, mirrored
+from portshare._autobahn import MIRRORS_AUTOBAHN, FastPaths, mirrored
 from portshare.backpressure import CLOSE, DROP, Backpressure
 from portshare.errors import RemoteError
 from portshare.hub import Hub, IFrontEnd, IMember
@@ -172,6 +172,17 @@ class PlainChatProtocol(EndpointProtocol):
 # (mypy sees two routes to Autobahn's protocol and trips on Autobahn's own annotations)
 class ChatProtocol(FastPaths, PlainChatProtocol):  # type: ignore[misc]
     """A chat connection with Autobahn's hot paths done faster (L{portshare._autobahn})."""
+
+
+def plainFramesWarning(factory: ChatFactory) -> str | None:
+    """What to warn about when C{factory}'s protocols run on Autobahn's own frame handling
+    (an Autobahn that L{portshare._autobahn} does not mirror), or C{None}."""
+    if issubclass(factory.protocol, FastPaths):
+        return None
+    return (
+        "the installed Autobahn lacks what portshare's WebSocket fast paths read (they "
+        f"mirror Autobahn {MIRRORS_AUTOBAHN}): using Autobahn's own frame handling, slower"
+    )
 
 
 def isWebSocket(protocol: object) -> TypeGuard[WebSocketProtocol]:
