@@ -34,3 +34,15 @@ def exchange(port: int, request: bytes) -> tuple[bytes, bool]:
         except OSError:
             pass
         return data, True
+
+
+def dechunk(body: bytes) -> bytes:
+    """The payload of a chunked HTTP body (what a client reads once it decodes it)."""
+    out = b""
+    while body:
+        size, _, body = body.partition(b"\r\n")
+        n = int(size, 16)
+        if n == 0:
+            break
+        out, body = out + body[:n], body[n + 2 :]
+    return out

@@ -24,6 +24,7 @@ from portshare.limits import Limits
 from portshare.proxies import parseNetworks
 from portshare.proxy import Backend, forwardingHeaders, parseBackend
 from portshare.testing import MemoryConnection, startedService
+from tests.httpresponses import dechunk
 
 BACKEND = "http://127.0.0.1:8000"
 
@@ -68,17 +69,6 @@ def head(data: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
 
 def values(fields: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
     return [v for n, v in fields if n == name]
-
-
-def dechunk(body: bytes) -> bytes:
-    out = b""
-    while body:
-        size, _, body = body.partition(b"\r\n")
-        n = int(size, 16)
-        if n == 0:
-            break
-        out, body = out + body[:n], body[n + 2 :]
-    return out
 
 
 class ProxyCase(SynchronousTestCase):

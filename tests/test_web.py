@@ -23,6 +23,7 @@ from portshare.testing import MemoryConnection, SynchronousThreads, startedServi
 from portshare.upgrade import UpgradeDispatcher
 from portshare.web import AppFallback, ChatRoot, chatPrefixSegments
 from tests.apps import djangoapp, flaskapp, kleinapp, resourceapp
+from tests.httpresponses import dechunk
 
 
 def get(
@@ -43,14 +44,7 @@ def parse(raw: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
             fields[name.lower()] + b", " + value if name.lower() in fields else value
         )
     if fields.get(b"transfer-encoding") == b"chunked":
-        out = b""
-        while body:
-            size, _, body = body.partition(b"\r\n")
-            n = int(size, 16)
-            if n == 0:
-                break
-            out, body = out + body[:n], body[n + 2 :]
-        body = out
+        body = dechunk(body)
     return int(lines[0].split()[1]), fields, body
 
 
