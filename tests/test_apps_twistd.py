@@ -105,7 +105,7 @@ async def chatAndApi(app: Portshare) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_flaskBesideTheChat(twistd: Callable[..., Any]) -> None:
+async def test_flaskBesideTheChat(twistd: Callable[..., Any], tmp_path: Path) -> None:
     """twistd portshare --wsgi: Flask's page, form POST, redirect and cookie, its own /api,
     and the chat over /chat/ws and /chat/api, all on one port; the connections view shows
     the app's HTTP connection and the chat's WebSocket side by side; SIGTERM lets a request
@@ -140,7 +140,11 @@ async def test_flaskBesideTheChat(twistd: Callable[..., Any]) -> None:
     await pool.closeCachedConnections()
 
     slow = treq.get(app.base + "/sleep?seconds=1.5")
-    await _sleep(0.3)  # the request is in the application's thread now
+    for _ in range(200):  # until the request is in the application's thread (10 s at most)
+        if (tmp_path / "sleeping").exists():
+            break
+        await _sleep(0.05)
+    assert (tmp_path / "sleeping").exists(), "the request never reached the application"
     app.process.transport.signalProcess("TERM")
     response = await slow
     assert (response.code, await response.content()) == (200, b"slept")

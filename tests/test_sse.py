@@ -33,23 +33,12 @@ from portshare.wire import (
     Presence,
     PresenceBatch,
 )
+from tests.httpresponses import dechunk
 
 
 def sseRequest(query: str, lastEventId: str | None = None) -> bytes:
     extra = f"Last-Event-ID: {lastEventId}\r\n" if lastEventId else ""
     return f"GET /sse?{query} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode()
-
-
-def dechunk(data: bytes) -> bytes:
-    """The body bytes of chunked transfer coding (complete chunks only)."""
-    body = b""
-    while data:
-        size, _, rest = data.partition(b"\r\n")
-        n = int(size, 16)
-        if n == 0:
-            break
-        body, data = body + rest[:n], rest[n + 2 :]
-    return body
 
 
 def parseEvents(body: bytes) -> list[dict[str, Any]]:

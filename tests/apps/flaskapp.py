@@ -9,6 +9,7 @@ a page that says what WSGI told it.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from flask import Flask, jsonify, make_response, redirect, request
 
@@ -69,6 +70,10 @@ def environ():  # type: ignore[no-untyped-def]
 
 @app.get("/sleep")
 def sleep() -> str:
-    """Answers after ?seconds=S (for the graceful shutdown test)."""
+    """
+    Answers after ?seconds=S (for the graceful shutdown test); a file C{sleeping} in the
+    working directory says the request has reached the application.
+    """
+    Path("sleeping").write_text("")
     time.sleep(float(request.args.get("seconds", "0.5")))
     return "slept"
