@@ -31,7 +31,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import GEN_CORE, ROOT, Server, parseResult, pinned  # noqa: E402
+from run import GEN_CORE, PROFILES, ROOT, Server, parseResult, pinned, wrk  # noqa: E402
 
 
 class WrappedServer(Server):
@@ -231,9 +231,73 @@ def pyspy(args: argparse.Namespace) -> dict[str, Any]:
     return {"label": args.label, "fanout": result, **aggregate(raw, args.top)}
 
 
+def pyspyScenario(args: argparse.Namespace) -> dict[str, Any]:
+    """
+    py-spy over one of the benchmark's own scenarios (its C{quick} parameters): echo, idle
+    (handshakes, then joins), publishers, or http (wrk C{GET /} alone).  Sampling starts with
+    the load and lasts C{--seconds}; frames from the server's idle loop are included.
+    """
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    server = WrappedServer([], [], args.python, args.src, Path(tempfile.mkdtemp()))
+    server.start()
+    raw = args.out / f"pyspy.{args.label}.txt"
+    spy = subprocess.Popen(
+        pinned(
+            GEN_CORE,
+            [
+                exe,
+                "record",
+                "--pid",
+                str(server.pid),
+                "--duration",
+                str(int(args.seconds)),
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--output",
+                str(raw),
+            ],
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        if args.scenario == "http":
+            result = wrk(server.port, args.seconds, 32)
+        else:
+            gen = loadgen(
+                args.python,
+                args.scenario,
+                server.port,
+                server.pid,
+                dict(PROFILES["quick"][args.scenario]),
+            )
+            stdout, stderr = gen.communicate(timeout=300)
+            result = parseResult(stdout, stderr)
+        spy.wait(timeout=args.seconds + 60)
+    finally:
+        if spy.poll() is None:
+            spy.kill()
+        server.stop()
+    return {
+        "label": args.label,
+        "scenario": args.scenario,
+        "result": result,
+        **aggregate(raw, args.top),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("tool", choices=["callgrind", "pyspy"])
+    parser.add_argument("tool", choices=["callgrind", "pyspy", "scenario"])
+    parser.add_argument(
+        "--scenario",
+        choices=["echo", "idle", "publishers", "http"],
+        default="echo",
+        help="the benchmark scenario to sample (tool scenario)",
+    )
     parser.add_argument("--size", type=int, default=1000)
     parser.add_argument("--count", type=int, default=40, help="messages (callgrind)")
     parser.add_argument("--rate", type=float, default=4, help="msgs/s (callgrind), deliveries/s")
@@ -245,7 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "profile")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    result = callgrind(args) if args.tool == "callgrind" else pyspy(args)
+    if args.tool == "scenario":
+        result = pyspyScenario(args)
+    else:
+        result = callgrind(args) if args.tool == "callgrind" else pyspy(args)
     (args.out / f"{args.tool}.{args.label}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     return 0
