@@ -14,7 +14,10 @@ every other case to Autobahn's own method:
  - Autobahn's C{"message"} signal (a Deferred and a gather per message) fires only when
    somebody listens to it;
  - writes skip Autobahn's per-write debug-log formatting;
- - a frame prepared once for all members is written in one call per member.
+ - a frame prepared once for all members is written in one call per member;
+ - a new connection copies the factory's options without Autobahn's
+   C{log.debug(pformat(...))} of all of them, which is formatted with debug logging off
+   too and was a fifth of a handshake's CPU time.
 
 Fallback: L{mirrored} is false when the installed Autobahn lacks any name read here; then
 L{portshare.ws} and L{portshare.echo} use their plain protocols (Autobahn's own paths, only
@@ -54,6 +57,8 @@ MIRRORED = (
     "maskServerFrames",
     "maxMessagePayloadSize",
     "sendPreparedMessage",
+    "CONFIG_ATTRS",
+    "_connectionMade",
 )
 #: what an Autobahn C{PreparedMessage} carries that L{FastPaths.writePrepared} writes
 PREPARED_MIRRORED = ("payload", "payloadHybi")
@@ -61,11 +66,24 @@ PREPARED_MIRRORED = ("payload", "payloadHybi")
 
 def mirrored(protocol: type = WebSocketServerProtocol) -> bool:
     """Whether the installed Autobahn has what the fast paths read (class-level names)."""
-    return all(
-        hasattr(protocol, name)
-        for name in ("_onMessage", "sendPreparedMessage", "logTxOctets", "onFrameBegin")
-    ) and hasattr(WebSocketProtocol, "STATE_OPEN")
+    return (
+        all(
+            hasattr(protocol, name)
+            for name in (
+                "_onMessage",
+                "sendPreparedMessage",
+                "logTxOctets",
+                "onFrameBegin",
+                "_connectionMade",
+            )
+        )
+        and bool(getattr(protocol, "CONFIG_ATTRS", None))
+        and hasattr(WebSocketProtocol, "STATE_OPEN")
+    )
 
+
+#: the options Autobahn copies from the factory onto each new server protocol
+_SERVER_CONFIG_ATTRS: tuple[str, ...] = tuple(getattr(WebSocketServerProtocol, "CONFIG_ATTRS", ()))
 
 #: frames shorter than this are unmasked in Python; longer ones by Autobahn's masker (NVX)
 SMALL_FRAME = 128
@@ -102,6 +120,18 @@ class FastPaths(_Protocol):
     applyMask = False
     _unmasker: Any = None
     _unmaskedSoFar = 0
+    # Autobahn's _connectionMade copies these options from the factory, then formats all of
+    # them with pprint for a debug line (done with debug logging off too): the copy is done
+    # here instead (the same rule: an option the protocol has already is kept), and the
+    # pprint gets an empty list
+    CONFIG_ATTRS: Any = ()
+
+    def _connectionMade(self) -> None:
+        factory = self.factory
+        for name in _SERVER_CONFIG_ATTRS:
+            if not hasattr(self, name):
+                setattr(self, name, getattr(factory, name))
+        super()._connectionMade()
 
     def onFrameBegin(self) -> None:
         frame = self.current_frame

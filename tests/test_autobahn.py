@@ -63,6 +63,56 @@ class ContractTests(SynchronousTestCase):
         self.assertLessEqual(mirroredVersion, installed)
 
 
+class OptionsTests(SynchronousTestCase):
+    def test_optionsCopiedAsAutobahnDoes(self) -> None:
+        """A connection on the fast paths (which copy the factory's options without
+        Autobahn's per-connection pprint of them) ends up with exactly the options a
+        connection on Autobahn's own path has: every one of Autobahn's server options."""
+        fast = startedService(self)
+        self.patch(ws, "mirrored", lambda: False)
+        plain = startedService(self)
+        names = list(WebSocketServerProtocol.CONFIG_ATTRS)
+        self.assertGreater(len(names), 20)
+        got = []
+        # (applyMask is False on the fast paths by design: they unmask in onFrameData)
+        names = [n for n in names if n != "applyMask"]
+        for service in (fast, plain):
+            c = MemoryConnection(service)
+            c.handshake(protocols="portshare.chat.v1")
+            protocol = c.protocol.wrappedProtocol
+            values = {}
+            for name in names:
+                value = getattr(protocol, name)
+                values[name] = value if not callable(value) else getattr(value, "__name__", "")
+            got.append(values)
+            self.assertEqual(
+                values["maxMessagePayloadSize"], service.chatFactory.maxMessagePayloadSize
+            )
+        self.assertEqual(got[0], got[1])
+
+    def test_noPrettyPrintPerConnection(self) -> None:
+        """Opening a connection on the fast paths does not pretty-print Autobahn's options
+        (the cost this override removes); Autobahn's own path does."""
+        import pprint
+
+        from autobahn.websocket import protocol as upstream
+
+        calls: list[object] = []
+
+        def counting(obj: object, *args: Any, **kwargs: Any) -> str:
+            calls.append(obj)
+            return pprint.pformat(obj, *args, **kwargs)
+
+        self.patch(upstream, "pformat", counting)
+        service = startedService(self)
+        MemoryConnection(service).handshake(protocols="portshare.chat.v1")
+        self.assertEqual([c for c in calls if c], [])
+        self.patch(ws, "mirrored", lambda: False)
+        plain = startedService(self)
+        MemoryConnection(plain).handshake(protocols="portshare.chat.v1")
+        self.assertTrue([c for c in calls if c])
+
+
 class FallbackTests(SynchronousTestCase):
     def test_plainAndFastSendTheSame(self) -> None:
         """With the fast paths off (an Autobahn they do not mirror), the chat runs on
