@@ -58,6 +58,32 @@ class RequestLimitTests(SynchronousTestCase):
             self.assertEqual(response(c)[0], 200)
         self.assertEqual(self.service.tracker.rows()[0]["requests"], 3)
 
+    def test_localAddressAskedOnce(self) -> None:
+        """Requests on one connection ask the socket for its local address once (it was a
+        getsockname() per request), and each request still gets it."""
+        c = MemoryConnection(self.service)
+        asked: list[object] = []
+        getHost = c.transport.getHost
+
+        def counting() -> Any:
+            asked.append(None)
+            return getHost()
+
+        c.transport.getHost = counting  # type: ignore[method-assign]
+        hosts = []
+        original = self.service.site.requestFactory.process
+
+        def process(request: Any) -> None:
+            hosts.append(request.getHost())
+            original(request)
+
+        self.patch(self.service.site.requestFactory, "process", process)
+        for _ in range(3):
+            c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual(response(c)[0], 200)
+        self.assertEqual(len(asked), 1)
+        self.assertEqual(hosts, [getHost()] * 3)
+
 
 class RequestHeadRefusalTests(SynchronousTestCase):
     """
