@@ -54,8 +54,13 @@ class TrackingProtocol(ProtocolWrapper):
         self.upgradedTo: str | None = None
         self._requestDeadline: IDelayedCall | None = None
         self._lostWaiters: list[Deferred[None]] = []
-        #: set by sendImmediately(): this connection's writes go through it
-        self._immediate: ImmediateWriter | None = None
+        #: Twisted's plain TCP transport only (L{portshare.sendnow}): the writer that sends
+        #: to the socket itself
+        self._writer: ImmediateWriter | None = None
+        #: set by sendImmediately(): every write goes through the writer
+        self._immediate = False
+        #: while a read is handled: its writes are held and sent together when it is done
+        self._reading = False
 
     def makeConnection(self, transport: Any) -> None:
         # Provide what the transport provides, except ISSLTransport: Autobahn takes any
@@ -65,6 +70,7 @@ class TrackingProtocol(ProtocolWrapper):
         provided = providedBy(transport).flattened()
         directlyProvides(self, *[i for i in provided if not i.isOrExtends(ISSLTransport)])
         Protocol.makeConnection(self, transport)
+        self._writer = immediateWriter(transport, self.factory.turns)
         self.factory.registerProtocol(self)
         self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]
         timeout = self.factory.requestTimeout
@@ -97,14 +103,30 @@ class TrackingProtocol(ProtocolWrapper):
             d.callback(None)
 
     def dataReceived(self, data: bytes) -> None:
+        """
+        Pass C{data} on; what the protocol writes while it handles it (an HTTP response,
+        the replies to a read's frames) is held and sent in one C{send()} when it is done,
+        instead of one C{send()} per frame or a trip through Twisted's buffer (one
+        C{epoll_ctl} to register the socket for writing, a poll, another to unregister it).
+        """
         self.bytesIn += len(data)
-        self.wrappedProtocol.dataReceived(data)
+        writer = self._writer
+        if writer is None or self._reading:
+            self.wrappedProtocol.dataReceived(data)
+            return
+        self._reading = True
+        writer.hold()
+        try:
+            self.wrappedProtocol.dataReceived(data)
+        finally:
+            self._reading = False
+            writer.flush()
 
     def write(self, data: bytes) -> None:
         self.bytesOut += len(data)
-        immediate = self._immediate
-        if immediate is not None:
-            immediate(data)
+        writer = self._writer
+        if writer is not None and (self._immediate or self._reading):
+            writer(data)
         else:
             self.transport.write(data)  # type: ignore[union-attr]
 
@@ -114,19 +136,19 @@ class TrackingProtocol(ProtocolWrapper):
         (L{portshare.sendnow}): the protocol above writes whole frames, not pieces of a
         response that are better merged into one C{send()}.
         """
-        self._immediate = immediateWriter(self.transport, self.factory.turns)
+        self._immediate = True
 
     def writeSequence(self, data: Any) -> None:
         data = list(data)
-        if self._immediate is not None:
+        if self._writer is not None and (self._immediate or self._reading):
             self.write(b"".join(data))  # behind any corked frames
             return
         self.bytesOut += sum(map(len, data))
         self.transport.writeSequence(data)  # type: ignore[union-attr]
 
     def loseConnection(self) -> None:
-        if self._immediate is not None:
-            self._immediate.flush()  # corked frames first: a close frame may be among them
+        if self._writer is not None:
+            self._writer.flush()  # held or corked frames first: a close frame may be among them
         super().loseConnection()
 
     @property
