@@ -8,6 +8,11 @@ fields they read, L{MIRRORED}).  L{FastPaths} is a mixin put in front of an Auto
 protocol; each method does the common case in fewer steps (docs/performance.md) and hands
 every other case to Autobahn's own method:
 
+ - an incoming frame that is a whole message (FIN, no RSV bit, text or binary, masked,
+   payload under 64 KiB and within the limits, all of it read) is parsed, unmasked,
+   validated and handed to C{onMessage} in one step, without Autobahn's C{FrameHeader} and
+   its chain of C{onFrame*} / C{onMessage*} callbacks (L{FastPaths.processData}); any other
+   frame, and any frame whose text is not valid UTF-8, goes through Autobahn's parser;
  - small incoming frames (below L{SMALL_FRAME}) are unmasked with one integer XOR instead of
    setting up Autobahn's native masker per frame;
  - a whole unfragmented, uncompressed message is framed in one step;
@@ -59,6 +64,14 @@ MIRRORED = (
     "sendPreparedMessage",
     "CONFIG_ATTRS",
     "_connectionMade",
+    "data",
+    "inside_message",
+    "processData",
+    "maxFramePayloadSize",
+    "utf8validateIncoming",
+    "autoPingTimeoutCall",
+    "autoPingRestartOnAnyTraffic",
+    "_cancelAutoPingTimeoutCall",
 )
 #: what an Autobahn C{PreparedMessage} carries that L{FastPaths.writePrepared} writes
 PREPARED_MIRRORED = ("payload", "payloadHybi")
@@ -132,6 +145,70 @@ class FastPaths(_Protocol):
             if not hasattr(self, name):
                 setattr(self, name, getattr(factory, name))
         super()._connectionMade()
+
+    def processData(self) -> bool:
+        """
+        Autobahn's C{processData} for a frame that is a whole message, in one step; Autobahn's
+        own for everything else (and for any frame this refuses to judge: it then finds the
+        fault and answers it exactly as it always did).
+        """
+        data = self.data
+        options: Any = self
+        if (
+            self.current_frame is not None
+            or self.inside_message
+            or self.state != WebSocketProtocol.STATE_OPEN
+            or len(data) < 6
+        ):
+            return super().processData()
+        first = data[0]
+        n = data[1] ^ 0x80  # the MASK bit must be set: then this is the length
+        if (first != 0x81 and first != 0x82) or n > 126:
+            return super().processData()
+        if n < 126:
+            start = 6
+        else:
+            if len(data) < 8:
+                return super().processData()
+            n = (data[2] << 8) | data[3]
+            if n < 126:  # not the minimal length encoding: Autobahn's protocol error
+                return super().processData()
+            start = 8
+        end = start + n
+        if (
+            len(data) < end
+            or self.failedByMe
+            or 0 < options.maxFramePayloadSize < n
+            or 0 < options.maxMessagePayloadSize < n
+            or options.logFrames
+            or self.trackedTimings
+        ):
+            return super().processData()
+        listeners: Any = self._listeners
+        if listeners and listeners.get("message"):
+            return super().processData()
+        mask = data[start - 4 : start]
+        payload = data[start:end]
+        if n < SMALL_FRAME:
+            payload = unmaskSmall(mask, 0, payload)
+        elif n:
+            payload = create_xor_masker(mask, n).process(payload)
+        isBinary = first == 0x82
+        if not isBinary and options.utf8validateIncoming and not payload.isascii():
+            try:
+                payload.decode("utf-8")  # strict: what RFC 3629 (and Autobahn's validator) allows
+            except UnicodeDecodeError:
+                return super().processData()  # Autobahn fails it with 1007, as before
+        self.data = data[end:]
+        stats = self.trafficStats
+        stats.incomingOctetsWebSocketLevel += n
+        stats.incomingOctetsAppLevel += n
+        stats.incomingWebSocketFrames += 1
+        stats.incomingWebSocketMessages += 1
+        if options.autoPingTimeoutCall and options.autoPingRestartOnAnyTraffic:
+            self._cancelAutoPingTimeoutCall()  # type: ignore[no-untyped-call]
+        self._onMessage(payload, isBinary)
+        return len(self.data) > 0
 
     def onFrameBegin(self) -> None:
         frame = self.current_frame

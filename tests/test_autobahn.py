@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from portshare import _autobahn, echo, ws
 from portshare._autobahn import MIRRORED, PREPARED_MIRRORED, mirrored
-from portshare.testing import MemoryConnection, startedService
+from portshare.testing import BINARY, TEXT, MemoryConnection, clientFrame, startedService
 from portshare.wire import Outgoing, Presence
 
 
@@ -35,7 +35,10 @@ class ContractTests(SynchronousTestCase):
         service = startedService(self)
         c = MemoryConnection(service)
         c.handshake(protocols="portshare.chat.v1")
-        c.say(type="join", room="r", ref=1)  # a frame read: current_frame exists
+        c.say(type="join", room="r", ref=1)  # a whole frame: the one-step parser
+        # a fragmented message: Autobahn's own parser, whose fields the fallbacks read
+        c.send(clientFrame(b'{"type":"join",', fin=False) + clientFrame(b'"room":"s"}', opcode=0))
+        self.assertEqual([m["type"] for m in c.messages()], ["joined", "joined"])
         protocol = c.protocol.wrappedProtocol
         self.assertIsInstance(protocol, WebSocketServerProtocol)
         for name in MIRRORED:
@@ -61,6 +64,83 @@ class ContractTests(SynchronousTestCase):
         mirroredVersion = tuple(int(p) for p in _autobahn.MIRRORS_AUTOBAHN.split(".")[:2])
         installed = tuple(int(p) for p in autobahn.__version__.split(".")[:2])
         self.assertLessEqual(mirroredVersion, installed)
+
+
+def echoed(testCase: SynchronousTestCase, service: Any, data: bytes, step: int) -> bytes:
+    """What /ws/echo sends back for C{data} (client bytes), fed C{step} bytes at a time."""
+    c = MemoryConnection(service)
+    c.handshake(path="/ws/echo")
+    for start in range(0, len(data), step):
+        c.send(data[start : start + step])
+    return c.read()
+
+
+class WholeFrameTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        from autobahn.websocket.protocol import WebSocketProtocol
+
+        self.fast = startedService(self, echo=True)
+        self.assertTrue(issubclass(self.fast.echoFactory.protocol, _autobahn.FastPaths))
+        self.parsed: list[object] = []
+        upstream = WebSocketProtocol.processData
+
+        def counting(protocol: Any) -> bool:
+            self.parsed.append(protocol)
+            return upstream(protocol)
+
+        self.patch(WebSocketProtocol, "processData", counting)
+
+    def plain(self) -> Any:
+        self.patch(ws, "mirrored", lambda: False)
+        self.patch(echo, "mirrored", lambda: False)
+        service = startedService(self, echo=True)
+        self.assertFalse(issubclass(service.echoFactory.protocol, _autobahn.FastPaths))
+        return service
+
+    def test_wholeFramesSkipAutobahnsParser(self) -> None:
+        """A frame that is a whole message (small or not, text or binary) is parsed in
+        one step: Autobahn's parser never runs for it; the echo is right."""
+        data = clientFrame("héllo".encode()) + clientFrame(b"\x00" * 300, opcode=BINARY)
+        got = echoed(self, self.fast, data, len(data))
+        self.assertEqual(self.parsed, [])
+        self.assertIn("héllo".encode(), got)
+
+    def test_otherFramesGoToAutobahn(self) -> None:
+        """A fragmented message, a frame split across reads and invalid UTF-8 go through
+        Autobahn's parser, on the fast paths too."""
+        for data, step in (
+            (clientFrame(b"a", fin=False) + clientFrame(b"b", opcode=0), 100),
+            (clientFrame(b"split me"), 3),
+            (clientFrame(b"\xed\xa0\x80"), 100),
+        ):
+            self.parsed.clear()
+            echoed(self, self.fast, data, step)
+            self.assertNotEqual(self.parsed, [], data)
+
+    def test_sameBytesAsAutobahnsParser(self) -> None:
+        """For whole, fragmented, split, oversized, unmasked, reserved-bit, non-minimal and
+        invalid-UTF-8 frames, the fast paths answer byte for byte what Autobahn's own path
+        answers (echoes, and the close frames with their codes)."""
+        plain = self.plain()
+        cases = [
+            clientFrame(b"hi") + clientFrame(b"x" * 200) + clientFrame(b"", opcode=BINARY),
+            clientFrame("wörld".encode() * 40),
+            clientFrame(b"\xed\xa0\x80"),  # a surrogate: invalid UTF-8, 1007
+            clientFrame(b"\xc3"),  # text ending inside a code point, 1007
+            clientFrame(b"a", fin=False) + clientFrame(b"b", opcode=0),
+            clientFrame(b"x", rsv=2),  # reserved bit, 1002
+            bytes([0x81, 0x05]) + b"hello",  # unmasked, 1002
+            bytes([0x81, 0xFE, 0x00, 0x05]) + b"\x00" * 4 + b"hello",  # non-minimal, 1002
+            clientFrame(b"y" * 70_000),  # over the echo's limit? (the same either way)
+            clientFrame(b"", opcode=TEXT),
+        ]
+        for data in cases:
+            for step in (len(data), 1, 5):
+                self.assertEqual(
+                    echoed(self, self.fast, data, step),
+                    echoed(self, plain, data, step),
+                    (data[:20], step),
+                )
 
 
 class OptionsTests(SynchronousTestCase):
