@@ -26,6 +26,8 @@ _PUBLIC = {
     "PortshareError": "portshare.errors",
     "Presence": "portshare.wire",
     "PresenceBatch": "portshare.wire",
+    "RemoteError": "portshare.errors",
+    "TooLarge": "portshare.errors",
     "ProxyApp": "portshare.apps",
     "ResourceApp": "portshare.apps",
     "RoomEvent": "portshare.rooms",
@@ -44,10 +46,12 @@ __all__ = [
     "Presence",
     "PresenceBatch",
     "ProxyApp",
+    "RemoteError",
     "ResourceApp",
     "RoomEvent",
     "Settings",
     "Subscription",
+    "TooLarge",
     "Unavailable",
     "WsgiApp",
     "__version__",
@@ -56,7 +60,7 @@ __all__ = [
 if TYPE_CHECKING:
     from portshare.apps import ProxyApp, ResourceApp, WsgiApp
     from portshare.embedding import Chat
-    from portshare.errors import BadRequest, PortshareError, Unavailable
+    from portshare.errors import BadRequest, PortshareError, RemoteError, TooLarge, Unavailable
     from portshare.hub import Subscription
     from portshare.limits import Limits
     from portshare.rooms import RoomEvent

@@ -20,7 +20,7 @@ from twisted.web.resource import IResource
 
 from portshare.broker import IBroker
 from portshare.chat import RoomInfo
-from portshare.errors import BadRequest
+from portshare.errors import RemoteError
 from portshare.hub import Subscription
 from portshare.proxies import parseNetworks
 from portshare.rooms import RoomEvent
@@ -88,14 +88,15 @@ class Chat:
         room's history like any other.
 
         @return: a Deferred firing with the message's offset once the broker has it, or
-            failing with L{BadRequest} (an invalid room, nick or text: checked as the wire
-            checks a client's) or L{portshare.errors.Unavailable} (the broker is down).
+            failing with a L{RemoteError} (L{BadRequest}, L{portshare.errors.TooLarge}: an
+            invalid room, nick or text, checked as the wire checks a client's) or
+            L{portshare.errors.Unavailable} (the broker cannot take it).
         """
         try:
             room = validRoom(room)
             nick = validNick(nick)
             text = validText(text, self.settings.limits.maxText)
-        except BadRequest as e:
+        except RemoteError as e:
             return fail(e)
         return self._service.hub.publish(room, nick, text).addCallback(lambda m: m.offset)
 

@@ -432,7 +432,9 @@ class Hub:
         @raise BadRequest: C{room} is not a valid room name.
         """
         room = validRoom(room)
-        fanout = self._rooms.get(room) or self._open(room)
+        fanout = self._rooms.get(room)
+        if fanout is None:  # (not "or": an empty fanout is falsy, it has a __len__)
+            fanout = self._open(room)
         fanout.watch(onEvent)
         subscription = Subscription(room, self, fanout, onEvent)
         subscription.ready.addErrback(subscription._failed)

@@ -249,15 +249,22 @@ class MemoryConnection:
     """
     One client connection to a service's shared port, in memory: bytes go through the real
     tracker, site and Autobahn protocols on a L{StringTransport}.
+
+    @param service: a L{portshare.service.PortshareService} (its tracker builds the
+        connection), or any protocol factory: the C{Site} of an application that mounted
+        L{portshare.Chat.resource} in its own tree.
     """
 
     def __init__(self, service: Any, port: int = 40000) -> None:
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", port))
-        self.protocol = service.tracker.buildProtocol(self.transport.getPeer())
+        factory = getattr(service, "tracker", service)
+        self.protocol = factory.buildProtocol(self.transport.getPeer())
+        # as a reactor's transport does: its protocol may be replaced after a protocol switch
+        self.transport.protocol = self.protocol  # type: ignore[attr-defined]
         self.protocol.makeConnection(self.transport)
 
     def send(self, data: bytes) -> None:
-        self.protocol.dataReceived(data)
+        self.transport.protocol.dataReceived(data)  # type: ignore[attr-defined]
 
     def read(self) -> bytes:
         data = self.transport.value()
