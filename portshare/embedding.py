@@ -16,6 +16,7 @@ from typing import Any
 
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IProtocolFactory
 from twisted.web.resource import IResource
 
 from portshare.broker import IBroker
@@ -116,6 +117,18 @@ class Chat:
     def rooms(self) -> Deferred[list[RoomInfo]]:
         """The rooms with a history, as C{GET /api/rooms} lists them."""
         return self._service.hub.rooms()
+
+    def registerUpgrade(self, token: str, factory: IProtocolFactory) -> None:
+        """
+        Share the chat's port with another protocol: a request for C{ws} (under the chat's
+        resource) with C{Upgrade: token} is answered C{101 Switching Protocols}, and its
+        socket is given to a protocol C{factory} builds (C{factory.buildProtocol} gets the
+        client's address, and may return C{None} to refuse with a JSON 503).
+
+        @raise ValueError: a token that is not an HTTP token, is C{websocket}, or is taken
+            (C{portshare-lines} is the chat's line protocol).
+        """
+        self._service.upgrades.registerUpgrade(token, factory)
 
     @property
     def listening(self) -> list[str]:

@@ -236,3 +236,27 @@ async def test_myappTac(tmp_path: Path) -> None:
     finally:
         await stopped(program)
     assert b"Server Shut Down." in program.output, program.output.decode(errors="replace")
+
+
+class TestTransportsPage:
+    def test_yourOwnProtocolBlock(self) -> None:
+        """docs/transports.md's "your own protocol" block, run on a MemoryReactorClock:
+        C{Upgrade: amp} on /ws is switched to AMP on the chat's port."""
+        from twisted.protocols.amp import AMP
+
+        from portshare.testing import MemoryConnection
+
+        page = DOC.with_name("transports.md").read_text()
+        (block,) = [b for lang, b in _BLOCK.findall(page) if lang == "python"]
+        namespace: dict[str, Any] = {"reactor": MemoryReactorClock()}
+        exec(compile(block, "docs/transports.md", "exec"), namespace)
+        chat = namespace["chat"]
+        c = MemoryConnection(chat._service)
+        c.send(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: amp\r\nConnection: Upgrade\r\n\r\n")
+        self.assertSwitched(c.read())
+        assert isinstance(c.protocol.wrappedProtocol, AMP)
+
+    @staticmethod
+    def assertSwitched(head: bytes) -> None:
+        assert head.startswith(b"HTTP/1.1 101 Switching Protocols"), head
+        assert b"Upgrade: amp" in head, head
