@@ -154,7 +154,7 @@ class Hub:
 
     def whenNoSessions(self) -> Deferred[None]:
         """A Deferred that fires once no chat connection is open (at once if none is)."""
-        d: Deferred[None] = Deferred()
+        d: Deferred[None] = Deferred(lambda cancelled: self._noSessions.remove(cancelled))
         if not self.sessions:
             d.callback(None)
         else:

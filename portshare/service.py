@@ -353,7 +353,7 @@ class PortshareService(MultiService):
                     tracked.transport.abortConnection()  # type: ignore[union-attr]
             return result
 
-        d = DeferredList(waits)
+        d = DeferredList(waits, consumeErrors=True)  # cancelled at the timeout: no error
         d.addTimeout(timeout, self.reactor, onTimeoutCancel=lambda r, t: None)
         d.addBoth(abortStragglers)
         return d

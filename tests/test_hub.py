@@ -900,3 +900,13 @@ class NoSessionsTests(HubTestMixin, SynchronousTestCase):
         self.assertNoResult(d)
         self.hub.disconnected(two)
         self.successResultOf(d)
+
+    def test_whenNoSessionsCancelled(self) -> None:
+        """A cancelled wait is forgotten: the last close later fires nothing twice."""
+        self.makeHub()
+        _, one = self.connect()
+        d = self.hub.whenNoSessions()
+        d.cancel()
+        self.failureResultOf(d)
+        self.hub.disconnected(one)  # no AlreadyCalledError
+        self.assertEqual(self.hub._noSessions, [])
