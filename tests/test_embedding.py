@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import txaio.testutil
-from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -90,7 +88,7 @@ class ChatInYourTreeTests(SynchronousTestCase):
         frames = ann.frames()
         self.assertEqual([(op, closeCode(p)) for op, p in frames], [(CLOSE, 1001)])
         self.assertNoResult(stopping)
-        ann.transport.protocol.connectionLost(Failure(ConnectionDone()))  # the client went
+        ann.lose()  # the client went
         self.successResultOf(stopping)
 
     def test_gracefulStopGivesUpAtTheTimeout(self) -> None:
