@@ -41,7 +41,7 @@ from portshare.proxies import Network, describeAddress
 from portshare.site import buildSite
 from portshare.sse import SseResource
 from portshare.upgrade import UpgradeDispatcher
-from portshare.web import buildTree, chatPrefixSegments, placeChat
+from portshare.web import buildAdminTree, buildTree, chatPrefixSegments, placeChat
 from portshare.ws import buildChatFactory, closeWithCode, isWebSocket, plainFramesWarning
 
 
@@ -70,9 +70,15 @@ class ListeningService(Service):
     log = Logger()
 
     def __init__(
-        self, description: str, endpoint: IStreamServerEndpoint, factory: Any, listening: list[str]
+        self,
+        description: str,
+        endpoint: IStreamServerEndpoint,
+        factory: Any,
+        listening: list[str],
+        admin: bool = False,
     ) -> None:
         self.description = description
+        self.admin = admin
         self.endpoint = endpoint
         self.factory = factory
         self.port: IListeningPort | None = None
@@ -93,7 +99,10 @@ class ListeningService(Service):
         self.port = port
         self.address = address = formatAddress(port.getHost(), self.secure)
         self._listening.append(address)
-        self.log.info("listening on {address}", address=address, endpoint=self.description)
+        if self.admin:
+            self.log.info("admin endpoint on {address}", address=address, endpoint=self.description)
+        else:
+            self.log.info("listening on {address}", address=address, endpoint=self.description)
 
     def startService(self) -> None:
         super().startService()
@@ -143,13 +152,24 @@ class Settings:
     #: where the chat's own paths go (--chat-prefix); None: the root without an app, /chat
     #: with one (see portshare.web.chatPrefixSegments)
     chatPrefix: str | None = None
+    # -- operators (issue 15) --
+    #: endpoint strings of the admin listener (--admin-port): /healthz, /metrics and
+    #: /api/connections on their own connection cap (Limits.adminMaxConnections)
+    adminPorts: Sequence[str] = ()
+    #: with adminPorts, keep those paths on the public ports too (--admin-paths-public)
+    adminPathsPublic: bool = False
 
     def __post_init__(self) -> None:
-        for description in self.ports:
-            try:
-                serverFromString(None, description)
-            except Exception as e:
-                raise ValueError(f"ports: {description!r} is not a valid endpoint: {e}") from None
+        for name, descriptions in (("ports", self.ports), ("adminPorts", self.adminPorts)):
+            for description in descriptions:
+                try:
+                    serverFromString(None, description)
+                except Exception as e:
+                    raise ValueError(
+                        f"{name}: {description!r} is not a valid endpoint: {e}"
+                    ) from None
+        if self.adminPathsPublic and not self.adminPorts:
+            raise ValueError("adminPathsPublic needs adminPorts")
         if self.shutdownTimeout < 0:
             raise ValueError("shutdownTimeout must be 0 or more")
         if self.slowConsumerPolicy not in POLICIES:
@@ -213,6 +233,8 @@ class PortshareService(MultiService):
         connections = ConnectionsResource(
             lambda: self.tracker.rows(), lambda: list(self.listening), guard
         )
+        #: whether /healthz, /metrics and /api/connections are on the public ports
+        operatorsPublic = not settings.adminPorts or settings.adminPathsPublic
         #: C{/ws}'s protocol switch: register more C{Upgrade} tokens here
         self.upgrades = UpgradeDispatcher()
         self.upgrades.registerUpgrade(
@@ -230,7 +252,8 @@ class PortshareService(MultiService):
             )
         #: the chat's own tree (web client, /api, /sse, /ws, /healthz, /metrics), whole
         self.chatTree = buildTree(
-            api=buildApi(self.hub, guard, connections),
+            api=buildApi(self.hub, guard, connections if operatorsPublic else None),
+            operatorPaths=operatorsPublic,
             chatFactory=self.chatFactory,
             echoFactory=self.echoFactory,
             metrics=self.metrics,
@@ -261,6 +284,25 @@ class PortshareService(MultiService):
             ListeningService(description, endpoint, self.tracker, self.listening).setServiceParent(
                 self
             )
+        #: the admin endpoints' addresses, their tree and their own tracker (--admin-port)
+        self.adminListening: list[str] = []
+        self.adminRoot = buildAdminTree(
+            api=buildApi(self.hub, guard, connections, public=False),
+            metrics=self.metrics,
+            unavailableReason=self.unavailableReason,
+        )
+        self.adminTracker = TrackingFactory(
+            buildSite(self.adminRoot, reactor, limits, self.metrics),
+            reactor,
+            maxConnections=limits.adminMaxConnections,
+            requestTimeout=limits.requestTimeout,
+            refused=lambda reason: self.metrics.refusedConnections.labels("admin_" + reason).inc(),
+        )
+        for description in settings.adminPorts:
+            endpoint = serverFromString(reactor, description)
+            ListeningService(
+                description, endpoint, self.adminTracker, self.adminListening, admin=True
+            ).setServiceParent(self)
 
     def unavailableReason(self) -> str | None:
         """Why the service does not accept work now, or C{None} (for C{/healthz})."""

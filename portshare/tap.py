@@ -118,6 +118,12 @@ _LIMIT_OPTIONS: list[tuple[str, str, type, str]] = [
         "Open connections from one client address.",
     ),
     (
+        "admin-max-connections",
+        "adminMaxConnections",
+        int,
+        "Open connections on the --admin-port endpoints together (their own cap).",
+    ),
+    (
         "request-timeout",
         "requestTimeout",
         float,
@@ -202,6 +208,12 @@ class Options(usage.Options):
     )
     optFlags = [
         ["echo", None, "Enable the /ws/echo endpoint (for Autobahn testsuite runs)."],
+        [
+            "admin-paths-public",
+            None,
+            "With --admin-port, keep /healthz, /metrics and /api/connections on the public "
+            "ports too.",
+        ],
     ]
     optParameters = [
         [name, None, getattr(_DEFAULTS, field), text, kind]
@@ -322,6 +334,7 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["ports"] = []
+        self["admin-ports"] = []
         self["allowed-origins"] = []
         self["trusted-proxies"] = []
 
@@ -334,6 +347,15 @@ class Options(usage.Options):
         self["ports"].append(description)
 
     opt_p = opt_port
+
+    def opt_admin_port(self, description: str) -> None:
+        """
+        An endpoint string for the operators' paths (/healthz, /metrics, /api/connections),
+        served on their own listener outside the public connection caps, and no longer on
+        the public ports (see --admin-paths-public). Repeatable, e.g.
+        tcp:9090:interface=127.0.0.1 or unix:/run/portshare-admin.sock. [default: none]
+        """
+        self["admin-ports"].append(description)
 
     def opt_allowed_origin(self, origin: str) -> None:
         """
@@ -368,17 +390,24 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["ports"]:
             self["ports"] = [DEFAULT_PORT]
-        for description in self["ports"]:
-            try:
-                serverFromString(None, description)
-            except Exception as e:
-                escaped = escapeIPv6(description)
-                if escaped is not None:
-                    raise usage.UsageError(
-                        f"--port {description!r} is not valid: the colons of an IPv6 address "
-                        f"in an endpoint string must be escaped, type --port {escaped!r}"
-                    ) from None
-                raise usage.UsageError(f"--port {description!r} is not valid: {e}") from None
+        for option, descriptions in (
+            ("--port", self["ports"]),
+            ("--admin-port", self["admin-ports"]),
+        ):
+            for description in descriptions:
+                try:
+                    serverFromString(None, description)
+                except Exception as e:
+                    escaped = escapeIPv6(description)
+                    if escaped is not None:
+                        raise usage.UsageError(
+                            f"{option} {description!r} is not valid: the colons of an IPv6 "
+                            f"address in an endpoint string must be escaped, type {option} "
+                            f"{escaped!r}"
+                        ) from None
+                    raise usage.UsageError(f"{option} {description!r} is not valid: {e}") from None
+        if self["admin-paths-public"] and not self["admin-ports"]:
+            raise usage.UsageError("--admin-paths-public needs --admin-port")
         try:
             self["limits"] = Limits(**{field: self[name] for name, field, _, _ in _LIMIT_OPTIONS})
         except ValueError as e:
@@ -419,7 +448,9 @@ class Options(usage.Options):
                 "--broker redis needs the redis extra: pip install 'portshare[redis]'"
             )
         try:
-            checkWorkers(self["workers"], self["ports"], self["broker-url"].shared)
+            checkWorkers(
+                self["workers"], self["ports"] + self["admin-ports"], self["broker-url"].shared
+            )
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
 
@@ -470,6 +501,8 @@ class Options(usage.Options):
             slowConsumerPolicy=self["slow-consumer-policy"],
             app=self["app"],
             chatPrefix=self["chat-prefix"],
+            adminPorts=tuple(self["admin-ports"]),
+            adminPathsPublic=bool(self["admin-paths-public"]),
         )
 
 
@@ -507,6 +540,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             reactor,
             options["shutdown-timeout"],
             jsonLogs=options["log-format"] == "json",
+            adminPorts=options["admin-ports"],
         )
     try:
         chat = Chat(reactor, options.settings())  # the public API, as an application uses it

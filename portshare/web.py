@@ -62,9 +62,13 @@ def buildTree(
     limits: Limits | None = None,
     app: IResource | None = None,
     chatPrefix: str | None = None,
+    operatorPaths: bool = True,
 ) -> Resource:
     """
     The one resource tree every endpoint serves.
+
+    @param operatorPaths: C{/healthz} and C{/metrics} are in it (not when the admin
+        endpoint has them alone: L{buildAdminTree}).
 
     @param app: the application every path portshare does not serve itself goes to
         (L{portshare.apps.mountApp}'s resource), or C{None}.
@@ -81,8 +85,9 @@ def buildTree(
     root.indexNames = ["index.html"]
     limits = limits or Limits()
     root.cache = StaticCache(limits.staticCacheFileBytes, limits.staticCacheBytes)
-    root.putChild(b"healthz", HealthResource(unavailableReason))
-    root.putChild(b"metrics", MetricsResource(metrics))
+    if operatorPaths:
+        root.putChild(b"healthz", HealthResource(unavailableReason))
+        root.putChild(b"metrics", MetricsResource(metrics))
     root.putChild(b"api", api)
     if sse is not None:
         root.putChild(b"sse", sse)
@@ -95,6 +100,30 @@ def buildTree(
     else:
         root.putChild(b"ws", ws)
     return placeChat(root, chatPrefix, app)
+
+
+def buildAdminTree(
+    *, api: IResource, metrics: Metrics, unavailableReason: Callable[[], str | None]
+) -> Resource:
+    """
+    The admin endpoint's tree (C{--admin-port}): C{/healthz}, C{/metrics}, C{/api/...} (the
+    connections view), and JSON 404 for anything else.
+    """
+    root = JsonNotFoundRoot()
+    root.putChild(b"healthz", HealthResource(unavailableReason))
+    root.putChild(b"metrics", MetricsResource(metrics))
+    root.putChild(b"api", api)
+    return root
+
+
+class JsonNotFoundRoot(Resource):
+    """A root whose only paths are its children: JSON 404 for the rest, C{/} included."""
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        return notFound()
+
+    def render(self, request: Request) -> bytes | int:
+        return notFound().render(request)
 
 
 def placeChat(chat: Resource, chatPrefix: str | None, app: IResource | None) -> Resource:
@@ -212,7 +241,8 @@ def mountChat(chat: Resource, prefix: tuple[bytes, ...], app: IResource | None) 
     root: Resource = AppFallback(app) if app is not None else ChatRoot(prefix)
     children = dict(chat.children)  # C{chat} itself keeps all of them
     for name in OPERATOR_PATHS:
-        root.putChild(name, children.pop(name))
+        if name in children:  # (not when the admin endpoint has them alone)
+            root.putChild(name, children.pop(name))
     if not prefix:
         for name, child in children.items():
             root.putChild(name, child)

@@ -109,7 +109,7 @@ class TestSnippets:
         doc = DOC.read_text()
         table = doc[doc.index("| option | `Chat(reactor, ...)` |") :]
         options = [p[0] for p in Options.optParameters] + [f[0] for f in Options.optFlags]
-        options += ["port", "allowed-origin", "trusted-proxy"]
+        options += ["port", "allowed-origin", "trusted-proxy", "admin-port"]
         for name in options:
             if name in ("workers", "log-format"):
                 assert f"`--{name}`" in doc
