@@ -246,10 +246,12 @@ class JWKSKeysTests(SynchronousTestCase):
             JWKSKeys(URL, clock=self.clock, http=self.http, timeout=0)  # type: ignore[arg-type]
 
 
-class _SlowThenGood(Resource):
+class _StaticJWKS(Resource):
+    """A JWKS endpoint on a real socket, counting its requests."""
+
     isLeaf = True
 
-    def __init__(self, clock: Any) -> None:
+    def __init__(self) -> None:
         super().__init__()
         self.body = jwksBody((KEY_A, "a"))
         self.requests = 0
@@ -264,17 +266,19 @@ class _SlowThenGood(Resource):
 @pytest_twisted.ensureDeferred
 async def test_realLoopbackServer() -> None:
     """Against a real HTTP server on loopback, a token's key is fetched and verifies it."""
-    import treq
     from twisted.internet import reactor
     from twisted.internet.endpoints import TCP4ServerEndpoint
 
-    resource = _SlowThenGood(reactor)
+    from portshare.httpclient import newHTTPClient
+
+    resource = _StaticJWKS()
     port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
         Site(resource, reactor=reactor)
     )
+    client, pool = newHTTPClient(reactor, maxPerHost=1)
     try:
         url = f"http://127.0.0.1:{port.getHost().port}/jwks.json"
-        keys = JWKSKeys(url, clock=reactor, http=treq, timeout=5)  # type: ignore[arg-type]
+        keys = JWKSKeys(url, clock=reactor, http=client, timeout=5)  # type: ignore[arg-type]
         auth = Authenticator(keys, TokenRules(), reactor)  # type: ignore[arg-type]
         good = token(KEY_A, "a", exp=int(reactor.seconds()) + 600)  # type: ignore[attr-defined]
         identity = await auth.authenticate(good)
@@ -284,4 +288,5 @@ async def test_realLoopbackServer() -> None:
             await auth.authenticate(token(KEY_A, "z", exp=int(reactor.seconds()) + 600))  # type: ignore[attr-defined]
         assert resource.requests == 1  # fetched a moment ago: not again
     finally:
+        await pool.closeCachedConnections()
         await port.stopListening()
