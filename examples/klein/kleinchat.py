@@ -52,7 +52,8 @@ def signedNick(cookie: bytes | None) -> str | None:
 
 
 LOGIN = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Sign in - klein + portshare</title></head>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<title>Sign in - klein + portshare</title></head>
 <body><h1>Sign in</h1>{error}
 <form method="post" action="/login"><label for="nick">Nick</label>
 <input id="nick" name="nick" maxlength="32" required autofocus>
@@ -60,7 +61,8 @@ LOGIN = """<!doctype html>
 """
 
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>#lobby - klein + portshare</title></head>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<title>#lobby - klein + portshare</title></head>
 <body>
 <p>Signed in as <strong id="me">{nick}</strong>.</p>
 <section id="chat" data-nick="{nick}" data-room="lobby">

@@ -29,7 +29,7 @@ function signedNick(req) {
 const escape = (s) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 const LOGIN = (error) => `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Sign in – node + portshare</title></head>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>Sign in – node + portshare</title></head>
 <body><h1>Sign in</h1>${error ? `<p id="error">${error}</p>` : ''}
 <form method="post" action="/login"><label for="nick">Nick</label>
 <input id="nick" name="nick" maxlength="32" required autofocus>
@@ -37,7 +37,7 @@ const LOGIN = (error) => `<!doctype html>
 `;
 
 const PAGE = (nick) => `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>#lobby – node + portshare</title></head>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>#lobby – node + portshare</title></head>
 <body>
 <p>Signed in as <strong id="me">${escape(nick)}</strong>.</p>
 <section id="chat" data-nick="${escape(nick)}" data-room="lobby">
