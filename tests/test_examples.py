@@ -11,6 +11,7 @@ connection beside the chat's WebSocket and SSE stream, all on the one listening 
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import socket
 import time
@@ -108,7 +109,9 @@ async def example() -> AsyncIterator[Callable[..., Awaitable[Running]]]:
     started: list[Running] = []
     backends: list[Backend] = []
 
-    async def start(name: str, *args: str) -> Running:
+    async def start(name: str, **replace: str) -> Running:
+        """The example C{name}, with the options its README gives (some C{replace}d)."""
+        args = [replace.get(arg, arg) for arg in readmeCommand(name)]
         process = spawnTwistd(reactor, EXAMPLES / name, *args)
         running = Running(process, await process.listening)
         started.append(running)
@@ -139,6 +142,18 @@ async def example() -> AsyncIterator[Callable[..., Awaitable[Running]]]:
         if not backend.ended.called:
             backend.transport.signalProcess("TERM")  # type: ignore[attr-defined]
         await backend.ended
+
+
+def readmeCommand(name: str) -> list[str]:
+    """The options of C{twistd -n --pidfile= portshare} in examples/NAME/README.md: what the
+    test runs is what the README says."""
+    readme = (EXAMPLES / name / "README.md").read_text()
+    lines = [line for line in readme.splitlines() if "twistd -n --pidfile= portshare " in line]
+    assert len(lines) == 1, lines
+    command = shlex.split(lines[0].split("&&")[-1])
+    assert command[:4] == ["twistd", "-n", "--pidfile=", "portshare"], command
+    assert "--port" not in command  # the test adds tcp:0
+    return command[4:]
 
 
 # -- the chat's half, the same for every example -------------------------------------------
@@ -268,8 +283,9 @@ async def signIn(
 
 @pytest_twisted.ensureDeferred
 async def test_flask(example: Any) -> None:
-    """examples/flask: twistd portshare --wsgi flaskchat:app, from its directory."""
-    app = await example("flask", "--wsgi", "flaskchat:app")
+    """examples/flask: twistd portshare --wsgi flaskchat:app, from its directory (the
+    command of its README)."""
+    app = await example("flask")
     await signIn(app, "/login", b"session")
     await chatOnThePort(app)
 
@@ -278,7 +294,7 @@ async def test_flask(example: Any) -> None:
 async def test_django(example: Any) -> None:
     """examples/django: twistd portshare --wsgi djangochat.wsgi.application; its login form
     carries Django's CSRF token, and a POST without it is refused."""
-    app = await example("django", "--wsgi", "djangochat.wsgi.application")
+    app = await example("django")
     status, headers, page = await app.get("/login/")
     assert status == 200
     csrf = cookieOf(headers, b"csrftoken")
@@ -295,7 +311,7 @@ async def test_django(example: Any) -> None:
 async def test_klein(example: Any) -> None:
     """examples/klein: twistd portshare --resource kleinchat.app.resource; a forged cookie
     is not a sign-in."""
-    app = await example("klein", "--resource", "kleinchat.app.resource")
+    app = await example("klein")
     cookies = await signIn(app, "/login", b"nick", script="/page.js")
     forged = b"nick=" + b"mallory".hex().encode() + b"." + b"0" * 64
     assert (await app.get("/", forged))[0] == 303
@@ -309,7 +325,8 @@ async def test_proxy(example: Any) -> None:
     who the client is from the proxy's forwarding headers, and portshare's own paths never
     reach it."""
     backendPort = await example.node("proxy", "server.mjs")
-    app = await example("proxy", "--proxy", f"http://127.0.0.1:{backendPort}")
+    assert readmeCommand("proxy") == ["--proxy", "http://127.0.0.1:8000"]
+    app = await example("proxy", **{"http://127.0.0.1:8000": f"http://127.0.0.1:{backendPort}"})
     cookies = await signIn(app, "/login", b"nick")
     _, _, me = await app.get("/api/me", cookies)
     told = orjson.loads(me)
