@@ -97,30 +97,44 @@ class RemoteError(PortshareError):
 
 
 class BadRequest(RemoteError):
+    """A command or request that is malformed or invalid."""
+
     code = BAD_REQUEST
 
 
 class UnknownType(RemoteError):
+    """A command of a type the server does not know."""
+
     code = UNKNOWN_TYPE
 
 
 class NotJoined(RemoteError):
+    """A command for a room the connection has not joined."""
+
     code = NOT_JOINED
 
 
 class TooLarge(RemoteError):
+    """Over a limit: a text, a frame, a body, the rooms of a connection."""
+
     code = TOO_LARGE
 
 
 class RateLimited(RemoteError):
+    """More than the rate limit allows."""
+
     code = RATE_LIMITED
 
 
 class Forbidden(RemoteError):
+    """Not allowed: a token, a grant or the origin says no."""
+
     code = FORBIDDEN
 
 
 class UnsupportedMediaType(RemoteError):
+    """An HTTP body that is not the JSON it must be."""
+
     code = UNSUPPORTED_MEDIA_TYPE
 
 
@@ -131,6 +145,8 @@ class LocalError(PortshareError):
 
 
 class Unavailable(LocalError):
+    """The broker (or another part the server needs) cannot serve now."""
+
     code = UNAVAILABLE
 
 

@@ -39,7 +39,7 @@ from portshare.errors import BadRequest, NotJoined, RemoteError, TooLarge, Unava
 from portshare.joining import Abandon, Exit, Joining, joinedReply
 from portshare.limits import Limits
 from portshare.metrics import Metrics
-from portshare.rooms import LIVE, IFrontEnd, IMember, RoomFanout
+from portshare.rooms import LIVE, IFrontEnd, IMember, RoomEvent, RoomFanout
 from portshare.wire import (
     Ack,
     Command,
@@ -53,9 +53,42 @@ from portshare.wire import (
     Outgoing,
     Ref,
     Say,
+    validRoom,
 )
 
-__all__ = ["Hub", "IFrontEnd", "IMember"]
+__all__ = ["Hub", "IFrontEnd", "IMember", "Subscription"]
+
+
+class Subscription:
+    """
+    An in-process subscriber's hold on one room (L{Hub.subscribe}).
+
+    @ivar room: the room.
+    @ivar ready: fires with C{None} once the broker delivers the room's events (at once with
+        the memory broker; once subscribed with Redis), or fails with the reason it could not
+        subscribe, after which the subscription is cancelled.
+    @ivar active: whether events still reach the callback.
+    """
+
+    def __init__(
+        self, room: str, hub: Hub, fanout: RoomFanout, onEvent: Callable[[RoomEvent], None]
+    ) -> None:
+        self.room = room
+        self._hub = hub
+        self._fanout = fanout
+        self._onEvent = onEvent
+        self.active = True
+        self.ready: Deferred[None] = fanout.whenSubscribed()
+
+    def cancel(self) -> None:
+        """No more events; the instance stops serving the room if nobody else needs it."""
+        if self.active:
+            self.active = False
+            self._hub._unwatch(self._fanout, self._onEvent)
+
+    def _failed(self, failure: Failure) -> Failure:
+        self.cancel()
+        return failure
 
 
 class Hub:
@@ -84,6 +117,7 @@ class Hub:
         self._joinTokens = joinTokens
         self._rooms: dict[str, RoomFanout] = {}
         self.sessions: set[Session] = set()
+        self._noSessions: list[Deferred[None]] = []
         self._guests = itertools.count(1)
         self._handlers: dict[type, Callable[[Session, Any], None]] = {
             Join: self._join,
@@ -113,6 +147,19 @@ class Hub:
         self.sessions.discard(session)
         for room in list(session.rooms):
             self._removeFromRoom(session, room)
+        if not self.sessions and self._noSessions:
+            waiters, self._noSessions = self._noSessions, []
+            for d in waiters:
+                d.callback(None)
+
+    def whenNoSessions(self) -> Deferred[None]:
+        """A Deferred that fires once no chat connection is open (at once if none is)."""
+        d: Deferred[None] = Deferred(lambda cancelled: self._noSessions.remove(cancelled))
+        if not self.sessions:
+            d.callback(None)
+        else:
+            self._noSessions.append(d)
+        return d
 
     def received(self, session: Session, command: Command) -> None:
         """C{session} sent C{command} (one frame or line, parsed by its front end)."""
@@ -204,11 +251,7 @@ class Hub:
             if state is not None:
                 raise BadRequest(f"already joining {room}")
         else:
-            fanout = self._rooms[room] = RoomFanout(
-                room, self.broker, self.clock, self.limits, self.metrics
-            )
-            self.metrics.rooms.set(len(self._rooms))
-            self.broker.subscribe(room, fanout).addBoth(fanout.subscribeDone)
+            fanout = self._open(room)
         session.rooms.add(room)
         joining = Joining(command, session.nick)
         fanout.startJoining(session, joining)
@@ -310,11 +353,25 @@ class Hub:
             self._exit(room, session.nick)
         elif state is not None:
             state.left()  # its join undoes what it counted
-        if not len(fanout):
-            del self._rooms[room]
-            fanout.closed()
-            self.metrics.rooms.set(len(self._rooms))
-            self.broker.unsubscribe(room).addErrback(self._logFailure, "unsubscribe")
+        self._closeIfUnused(fanout)
+
+    def _open(self, room: str) -> RoomFanout:
+        """This instance starts serving C{room}: its fan-out, subscribed at the broker."""
+        fanout = self._rooms[room] = RoomFanout(
+            room, self.broker, self.clock, self.limits, self.metrics
+        )
+        self.metrics.rooms.set(len(self._rooms))
+        self.broker.subscribe(room, fanout).addBoth(fanout.subscribeDone)
+        return fanout
+
+    def _closeIfUnused(self, fanout: RoomFanout) -> None:
+        """The room has no member or subscriber here any more: stop serving it."""
+        if not fanout.unused() or self._rooms.get(fanout.room) is not fanout:
+            return
+        del self._rooms[fanout.room]
+        fanout.closed()
+        self.metrics.rooms.set(len(self._rooms))
+        self.broker.unsubscribe(fanout.room).addErrback(self._logFailure, "unsubscribe")
 
     def _say(self, session: Session, command: Say) -> None:
         room = command.room
@@ -365,6 +422,27 @@ class Hub:
         """Publish a message that did not come from a chat connection (the HTTP API)."""
         self.metrics.messagesIn.inc()
         return self.broker.publish(room, nick, text, self.now())
+
+    def subscribe(self, room: str, onEvent: Callable[[RoomEvent], None]) -> Subscription:
+        """
+        Call C{onEvent} in-process with each event of C{room} (a L{Message}, L{Presence} or
+        L{PresenceBatch}) from now on, on every instance the broker links, as the room's
+        members see them; the subscriber is not a member (no presence, no nick).
+
+        @raise BadRequest: C{room} is not a valid room name.
+        """
+        room = validRoom(room)
+        fanout = self._rooms.get(room)
+        if fanout is None:  # (not "or": an empty fanout is falsy, it has a __len__)
+            fanout = self._open(room)
+        fanout.watch(onEvent)
+        subscription = Subscription(room, self, fanout, onEvent)
+        subscription.ready.addErrback(subscription._failed)
+        return subscription
+
+    def _unwatch(self, fanout: RoomFanout, onEvent: Callable[[RoomEvent], None]) -> None:
+        fanout.unwatch(onEvent)
+        self._closeIfUnused(fanout)
 
     def rooms(self) -> Deferred[list[RoomInfo]]:
         return self.broker.rooms()

@@ -1,5 +1,5 @@
 """
-C{twistd portshare}: the command line, validated, turned into a L{PortshareService}.
+C{twistd portshare}: the command line, validated, turned into L{portshare.Chat}'s service.
 
 This is the only module that reads options and the only one that falls back to the global
 reactor (imported inside L{makeService}, as twisted's own C{strports} does).  Nothing listens
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import ILogObserver, jsonFileLogObserver
 from twisted.python import usage
@@ -34,10 +34,11 @@ from portshare.apps import (
 )
 from portshare.backpressure import CLOSE, POLICIES
 from portshare.broker.url import parseBrokerURL
+from portshare.embedding import Chat
 from portshare.limits import Limits
 from portshare.proxies import parseNetworks
 from portshare.proxy import parseBackend
-from portshare.service import PortshareService, Settings
+from portshare.service import Settings
 from portshare.web import chatPrefixSegments
 from portshare.workers import WorkersService, checkWorkers
 
@@ -479,8 +480,9 @@ def _readSecret(path: str) -> bytes:
         raise usage.UsageError(f"cannot read {path}: {e.strerror}") from None
 
 
-class _JsonLogging(PortshareService):
-    """The service, also installing a JSON log observer on twistd's application."""
+class JsonLogging(MultiService):
+    """A service holding the chat's, that also installs a JSON log observer on twistd's
+    application (C{--log-format json}): logging belongs to the program, not to L{Chat}."""
 
     def setServiceParent(self, parent: Any) -> None:
         super().setServiceParent(parent)
@@ -506,10 +508,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             options["shutdown-timeout"],
             jsonLogs=options["log-format"] == "json",
         )
-    kind = _JsonLogging if options["log-format"] == "json" else PortshareService
     try:
-        return kind(options.settings(), reactor)
+        chat = Chat(reactor, options.settings())  # the public API, as an application uses it
     except AppLoadError as e:
         # a --resource callable that needs the reactor is only called here: its wrong
         # result is still one line, not a traceback
         raise SystemExit(f"twistd portshare: {e}") from None
+    if options["log-format"] != "json":
+        return chat.service
+    logging = JsonLogging()
+    chat.service.setServiceParent(logging)
+    return logging

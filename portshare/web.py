@@ -32,6 +32,7 @@ today's, unchanged.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -103,10 +104,19 @@ def buildTree(
         root.putChild(b"ws", upgrades)
     else:
         root.putChild(b"ws", ws)
+    return placeChat(root, chatPrefix, app)
+
+
+def placeChat(chat: Resource, chatPrefix: str | None, app: IResource | None) -> Resource:
+    """
+    The root of the tree the service's endpoints serve: the chat's tree C{chat} itself when
+    there is neither an application nor a prefix (today's tree, exactly), else
+    L{mountChat}'s.  C{chat} is not changed (L{portshare.Chat.resource} hands it out whole).
+    """
     prefix = chatPrefixSegments(chatPrefix, app is not None)
     if app is None and not prefix:
-        return root  # today's tree, exactly
-    return mountChat(root, prefix, app)
+        return chat
+    return mountChat(chat, prefix, app)
 
 
 # -- the chat beside an application (issue 14) ---------------------------------------------
@@ -210,12 +220,15 @@ def mountChat(chat: Resource, prefix: tuple[bytes, ...], app: IResource | None) 
     root, and the web client is not served (the application owns C{/}).
     """
     root: Resource = AppFallback(app) if app is not None else ChatRoot(prefix)
+    children = dict(chat.children)  # C{chat} itself keeps all of them
     for name in OPERATOR_PATHS:
-        root.putChild(name, chat.children.pop(name))
+        root.putChild(name, children.pop(name))
     if not prefix:
-        for name, child in list(chat.children.items()):
+        for name, child in children.items():
             root.putChild(name, child)
         return root
+    chat = copy.copy(chat)  # the same resource, without the operators' paths
+    chat.children = children
     node = root
     for depth, segment in enumerate(prefix[:-1], start=1):
         between: Resource = AppFallback(app, depth) if app is not None else _Node()
