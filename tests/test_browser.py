@@ -1371,6 +1371,17 @@ class SameOrigin:
         assert self.cors == [], self.cors
 
 
+def sayAndSee(pages: list[Page], said: dict[str, str], by: dict[str, Page]) -> None:
+    """Each nick of C{said} types its text in its page's #text; every page shows them all."""
+    for nick, text in said.items():
+        by[nick].fill("#text", text)
+        by[nick].press("#text", "Enter")
+        expect(by[nick].locator("#text")).to_have_value("")
+    for page in pages:
+        for nick, text in said.items():
+            expect(page.locator("#messages li", has_text=f"{nick}: {text}")).to_be_visible()
+
+
 def openAppPage(browser: Browser, url: str, name: str) -> tuple[Client, SameOrigin]:
     context = browser.new_context(viewport={"width": 1000, "height": 700})
     context.add_init_script(RECORDER)
@@ -1413,17 +1424,11 @@ def test_flaskExampleChatsOnItsOwnOrigin(
             assert cookies["session"]["httpOnly"], cookies  # the site's, set at login
             pages.append((page, seen))
         (ann, _), (bob, _) = pages
-        ann.fill("#text", "hello from a flask page")
-        ann.press("#text", "Enter")
-        bob.fill("#text", "same origin, same port")
-        bob.press("#text", "Enter")
-        for page, _ in pages:
-            expect(
-                page.locator("#messages li", has_text="ann: hello from a flask page")
-            ).to_be_visible()
-            expect(
-                page.locator("#messages li", has_text="bob: same origin, same port")
-            ).to_be_visible()
+        sayAndSee(
+            [page for page, _ in pages],
+            {"ann": "hello from a flask page", "bob": "same origin, same port"},
+            {"ann": ann, "bob": bob},
+        )
         clients[0].screenshot(screenshots, "flask-example")
         ws = f"ws://127.0.0.1:{service.port}/chat/ws"
         for _, seen in pages:
@@ -1486,17 +1491,11 @@ def test_docsExamplePage(browser: Browser, tmp_path: Path, screenshots: Path) ->
         expect(sam.locator("#transport")).to_have_text("sse")
         for nick in ("dora", "dan", "sse-sam"):
             expect(dora.locator("#members li", has_text=nick)).to_be_visible()
-        for page, text in ((dora, "over the websocket"), (sam, "over sse and the api")):
-            page.fill("#text", text)
-            page.press("#text", "Enter")
-            expect(page.locator("#text")).to_have_value("")
-        for page in opened:
-            expect(
-                page.locator("#messages li", has_text="dora: over the websocket")
-            ).to_be_visible()
-            expect(
-                page.locator("#messages li", has_text="sse-sam: over sse and the api")
-            ).to_be_visible()
+        sayAndSee(
+            opened,
+            {"dora": "over the websocket", "sse-sam": "over sse and the api"},
+            {"dora": dora, "sse-sam": sam},
+        )
         clients[0].screenshot(screenshots, "docs-example-page")
         problems = {c.name: c.problems() for c in clients}
         assert not any(problems.values()), problems

@@ -26,8 +26,6 @@ import pytest_twisted
 import treq
 from treq.client import HTTPClient
 from twisted.internet import reactor, threads
-from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ProcessProtocol
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from portshare.testing import ChatClientProtocol, connectChat
@@ -81,26 +79,10 @@ def cookieOf(headers: Any, name: bytes) -> bytes:
     raise AssertionError(f"no {name!r} cookie in {headers.getRawHeaders(b'set-cookie')}")
 
 
-class Backend(ProcessProtocol):
+class Backend(TwistdProcess):
     """The proxy example's node backend: C{listening} fires with its port."""
 
-    def __init__(self) -> None:
-        self.output = b""
-        self.listening: Deferred[int] = Deferred()
-        self.ended: Deferred[None] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-        found = re.search(rb"listening on http://127\.0\.0\.1:(\d+)", self.output)
-        if found and not self.listening.called:
-            self.listening.callback(int(found.group(1)))
-
-    errReceived = outReceived
-
-    def processEnded(self, reason: Any) -> None:
-        if not self.listening.called:
-            self.listening.errback(RuntimeError(self.output.decode(errors="replace")))
-        self.ended.callback(None)
+    bound = re.compile(rb"listening on http://127\.0\.0\.1:(\d+)")
 
 
 @pytest_twisted.async_yield_fixture
@@ -154,6 +136,21 @@ def readmeCommand(name: str) -> list[str]:
     assert command[:4] == ["twistd", "-n", "--pidfile=", "portshare"], command
     assert "--port" not in command  # the test adds tcp:0
     return command[4:]
+
+
+def commandsIn(path: Path) -> list[list[str]]:
+    """The options of every C{twistd -n --pidfile= portshare} command shown in C{path}."""
+    found = re.findall(r"twistd -n --pidfile= portshare ([^`\n]+)", path.read_text())
+    return [shlex.split(options) for options in found]
+
+
+def test_theReadmesSayTheSame() -> None:
+    """The repository's README and examples/README.md give each example the command its own
+    README gives (and the tests run)."""
+    index = commandsIn(EXAMPLES / "README.md")
+    for name in ("flask", "django", "klein", "proxy"):
+        assert readmeCommand(name) in index, (name, index)
+    assert readmeCommand("flask") in commandsIn(EXAMPLES.parent / "README.md")
 
 
 # -- the chat's half, the same for every example -------------------------------------------
