@@ -422,3 +422,26 @@ class ClientModuleTests(SynchronousTestCase):
             self.assertNotIn(b"import", body, path)
         c.send(b"POST /client.js HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n")
         self.assertEqual(parse(c.read())[0], 405)
+
+    def test_inYourOwnTree(self) -> None:
+        """Chat.resource() mounted at /talk of an application's own tree and Site (the public
+        Python API) brings /talk/client.js and its modules along."""
+        import txaio.testutil
+        from twisted.internet.testing import MemoryReactorClock
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        from portshare import Chat
+
+        reactor = MemoryReactorClock()
+        loop = txaio.testutil.replace_loop(reactor)
+        loop.__enter__()
+        self.addCleanup(loop.__exit__, None, None, None)
+        chat = Chat(reactor)
+        root = Resource()
+        root.putChild(b"talk", chat.resource())
+        chat.service.startService()
+        self.addCleanup(chat.service.stopService)
+        c = MemoryConnection(Site(root, reactor=reactor))
+        self.assertModule(c, "/talk/client.js", "client.js")
+        self.assertModule(c, "/talk/client/connection.js", "client/connection.js")
