@@ -21,7 +21,8 @@ tree's root falls back to it, and the chat's own paths move under C{--chat-prefi
 (C{/chat} by default):
 
     /healthz, /metrics      stay at the root, where operators and load balancers look
-    /chat/                  the web client;  /chat/api/..., /chat/ws, /chat/ws/echo, /chat/sse
+    /chat/                  the web client;  /chat/api/..., /chat/ws, /chat/ws/echo, /chat/sse,
+                            /chat/client.js and /chat/client/
     everything else         the application, which sees the whole path (as if it were the root)
 
 portshare's children are found first, by the dictionary lookup twisted.web does for every
