@@ -10,6 +10,8 @@ THE resource tree that every endpoint serves (the site is L{portshare.site}).
     /ws/echo          echo WebSocket for compliance runs (only with --echo)
     /sse              the chat as Server-Sent Events (GET /sse?room=R), for clients without
                       WebSocket
+    /client.js        the JavaScript client for your own pages (docs/client.md), and under
+    /client/          the modules it imports: the built-in ones, also with --static DIR
 
 A request for C{/ws} that carries C{Upgrade: websocket} is handed, socket and all, to the
 Autobahn protocol; every other request stays with twisted.web.  Same port, same tree.
@@ -19,7 +21,8 @@ tree's root falls back to it, and the chat's own paths move under C{--chat-prefi
 (C{/chat} by default):
 
     /healthz, /metrics      stay at the root, where operators and load balancers look
-    /chat/                  the web client;  /chat/api/..., /chat/ws, /chat/ws/echo, /chat/sse
+    /chat/                  the web client;  /chat/api/..., /chat/ws, /chat/ws/echo, /chat/sse,
+                            /chat/client.js and /chat/client/
     everything else         the application, which sees the whole path (as if it were the root)
 
 portshare's children are found first, by the dictionary lookup twisted.web does for every
@@ -44,7 +47,7 @@ from portshare.apps import DEFAULT_APP_PREFIX
 from portshare.httpjson import notFound
 from portshare.limits import Limits
 from portshare.metrics import Metrics
-from portshare.staticfiles import StaticCache, StaticFiles, builtinClient
+from portshare.staticfiles import StaticCache, StaticFile, StaticFiles, builtinClient
 from portshare.status import HealthResource, MetricsResource
 from portshare.upgrade import UpgradeDispatcher, WebSocketEndpoint
 
@@ -89,6 +92,14 @@ def buildTree(
         root.putChild(b"healthz", HealthResource(unavailableReason))
         root.putChild(b"metrics", MetricsResource(metrics))
     root.putChild(b"api", api)
+    # the public JS client and its modules, wherever the chat is and whatever --static says
+    # (a page of yours imports <prefix>/client.js; its imports resolve to <prefix>/client/)
+    builtin = StaticFiles(str(builtinClient()))
+    builtin.cache = StaticCache(limits.staticCacheFileBytes, limits.staticCacheBytes)
+    root.putChild(b"client.js", StaticFile(builtin, b"client.js"))
+    modules = StaticFiles(str(builtinClient() / "client"))
+    modules.segments, modules.cache = (b"client",), builtin.cache
+    root.putChild(b"client", modules)
     if sse is not None:
         root.putChild(b"sse", sse)
     ws = WebSocketEndpoint(chatFactory)
