@@ -243,9 +243,17 @@ class ConnectionsResource(ApiResource):
         return writeJson(request, 200, {"connections": self.rows(), "listening": self.listening()})
 
 
-def buildApi(hub: Hub, guard: ApiPolicy, connections: ConnectionsResource) -> Resource:
-    """The C{/api} subtree."""
+def buildApi(
+    hub: Hub, guard: ApiPolicy, connections: ConnectionsResource | None, public: bool = True
+) -> Resource:
+    """
+    The C{/api} subtree of the public ports (C{public}: rooms, history, publishing, and the
+    connections view unless it is the admin endpoint's alone), or of the admin endpoint
+    (the connections view).
+    """
     api = JsonResource()
-    api.putChild(b"rooms", RoomsResource(hub, guard))
-    api.putChild(b"connections", connections)
+    if public:
+        api.putChild(b"rooms", RoomsResource(hub, guard))
+    if connections is not None:
+        api.putChild(b"connections", connections)
     return api

@@ -73,10 +73,10 @@ class RoomLog:
         self.last = last
         self._held: deque[Message] = deque(maxlen=history)
 
-    def append(self, nick: str, text: str, ts: int) -> Message:
+    def append(self, nick: str, text: str, ts: int, user: str | None = None) -> Message:
         """Record a new message and give it the next offset."""
         self.last += 1
-        message = Message(room=self.room, offset=self.last, ts=ts, nick=nick, text=text)
+        message = Message(room=self.room, offset=self.last, ts=ts, nick=nick, text=text, user=user)
         self._held.append(message)
         return message
 
@@ -297,9 +297,23 @@ class Session:
     @ivar strikes: rate-limited messages in a row; reset by an accepted one.
     """
 
-    __slots__ = ("bucket", "closed", "member", "mute", "nick", "rooms", "strikes")
+    __slots__ = (
+        "address",
+        "authorizing",
+        "bucket",
+        "closed",
+        "identity",
+        "member",
+        "mute",
+        "nick",
+        "rooms",
+        "says",
+        "strikes",
+        "timer",
+        "waitingAuth",
+    )
 
-    def __init__(self, member: Any, nick: str, bucket: TokenBucket) -> None:
+    def __init__(self, member: Any, nick: str, bucket: TokenBucket, address: str = "") -> None:
         self.member = member
         self.nick = nick
         self.rooms: set[str] = set()
@@ -308,6 +322,18 @@ class Session:
         self.closed = False
         #: rooms joined with a token that does not allow saying there
         self.mute: set[str] = set()
+        #: the client's address (through trusted proxies), for the application's rules
+        self.address = address
+        #: who the connection is (an L{portshare.identity.Identity}), or None: anonymous
+        self.identity: Any = None
+        #: with --auth required and no token yet: only an auth message is read
+        self.waitingAuth = False
+        #: the auth deadline, or the token's expiry (an IDelayedCall), or None
+        self.timer: Any = None
+        #: rooms whose join waits for the application's answer
+        self.authorizing: set[str] = set()
+        #: says waiting for the application's answer, in the order they came
+        self.says: Any = None
 
     def admit(self, now: float) -> bool:
         """Whether this message fits the rate limit; counts strikes when it does not."""

@@ -16,6 +16,8 @@ TOO_LARGE = "too_large"
 RATE_LIMITED = "rate_limited"
 FORBIDDEN = "forbidden"
 UNAVAILABLE = "unavailable"
+# version 2: a token refused on an {"type": "auth"} message, or a message before auth
+UNAUTHORIZED = "unauthorized"
 
 #: every code an {"type": "error"} event may carry
 CHAT_ERROR_CODES = (
@@ -26,10 +28,10 @@ CHAT_ERROR_CODES = (
     RATE_LIMITED,
     FORBIDDEN,
     UNAVAILABLE,
+    UNAUTHORIZED,
 )
 
 # HTTP-only codes in {"error": CODE, "reason": TEXT} bodies.
-UNAUTHORIZED = "unauthorized"
 NOT_FOUND = "not_found"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -62,6 +64,11 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_SERVER_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
+# Private-use codes (RFC 6455 section 7.4.2: 4000-4999), fixed by the contract's version 2.
+#: closed by the server API (POST /api/users/{user}/disconnect)
+CLOSE_DISCONNECTED = 4000
+#: the connection's token expired (exp plus the leeway) without an auth message refreshing it
+CLOSE_TOKEN_EXPIRED = 4001
 # Never sent (RFC 6455 section 7.4.1): the codes a closed connection is counted and logged with
 # when the close frame that ended it had no code (1005), or no close frame was exchanged (1006).
 CLOSE_NO_STATUS = 1005
@@ -97,30 +104,53 @@ class RemoteError(PortshareError):
 
 
 class BadRequest(RemoteError):
+    """A command or request that is malformed or invalid."""
+
     code = BAD_REQUEST
 
 
 class UnknownType(RemoteError):
+    """A command of a type the server does not know."""
+
     code = UNKNOWN_TYPE
 
 
 class NotJoined(RemoteError):
+    """A command for a room the connection has not joined."""
+
     code = NOT_JOINED
 
 
 class TooLarge(RemoteError):
+    """Over a limit: a text, a frame, a body, the rooms of a connection."""
+
     code = TOO_LARGE
 
 
 class RateLimited(RemoteError):
+    """More than the rate limit allows."""
+
     code = RATE_LIMITED
 
 
 class Forbidden(RemoteError):
+    """Not allowed: a token, a grant or the origin says no."""
+
     code = FORBIDDEN
 
 
+class Unauthorized(RemoteError):
+    """
+    A token refused (bad, expired, for another audience, ...), or none where one is required:
+    HTTP 401 with C{{"error": "unauthorized"}}, or error C{unauthorized} on the chat socket.
+    """
+
+    code = UNAUTHORIZED
+
+
 class UnsupportedMediaType(RemoteError):
+    """An HTTP body that is not the JSON it must be."""
+
     code = UNSUPPORTED_MEDIA_TYPE
 
 
@@ -131,6 +161,8 @@ class LocalError(PortshareError):
 
 
 class Unavailable(LocalError):
+    """The broker (or another part the server needs) cannot serve now."""
+
     code = UNAVAILABLE
 
 

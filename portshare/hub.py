@@ -22,10 +22,11 @@ Theory of operation:
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -39,9 +40,12 @@ from portshare.errors import BadRequest, NotJoined, RemoteError, TooLarge, Unava
 from portshare.joining import Abandon, Exit, Joining, joinedReply
 from portshare.limits import Limits
 from portshare.metrics import Metrics
-from portshare.rooms import LIVE, IFrontEnd, IMember, RoomFanout
+from portshare.rooms import LIVE, IFrontEnd, IMember, RoomEvent, RoomFanout
+from portshare.users import Gatekeeper, principalOf
 from portshare.wire import (
     Ack,
+    Auth,
+    Authed,
     Command,
     Error,
     Event,
@@ -53,9 +57,42 @@ from portshare.wire import (
     Outgoing,
     Ref,
     Say,
+    validRoom,
 )
 
-__all__ = ["Hub", "IFrontEnd", "IMember"]
+__all__ = ["Hub", "IFrontEnd", "IMember", "Subscription"]
+
+
+class Subscription:
+    """
+    An in-process subscriber's hold on one room (L{Hub.subscribe}).
+
+    @ivar room: the room.
+    @ivar ready: fires with C{None} once the broker delivers the room's events (at once with
+        the memory broker; once subscribed with Redis), or fails with the reason it could not
+        subscribe, after which the subscription is cancelled.
+    @ivar active: whether events still reach the callback.
+    """
+
+    def __init__(
+        self, room: str, hub: Hub, fanout: RoomFanout, onEvent: Callable[[RoomEvent], None]
+    ) -> None:
+        self.room = room
+        self._hub = hub
+        self._fanout = fanout
+        self._onEvent = onEvent
+        self.active = True
+        self.ready: Deferred[None] = fanout.whenSubscribed()
+
+    def cancel(self) -> None:
+        """No more events; the instance stops serving the room if nobody else needs it."""
+        if self.active:
+            self.active = False
+            self._hub._unwatch(self._fanout, self._onEvent)
+
+    def _failed(self, failure: Failure) -> Failure:
+        self.cancel()
+        return failure
 
 
 class Hub:
@@ -76,33 +113,52 @@ class Hub:
         limits: Limits,
         metrics: Metrics,
         joinTokens: JoinTokens | None = None,
+        gate: Gatekeeper | None = None,
     ) -> None:
         self.broker = broker
         self.clock = clock
         self.limits = limits
         self.metrics = metrics
         self._joinTokens = joinTokens
+        #: tokens and the application's rules (L{portshare.users})
+        self.gate = gate if gate is not None else Gatekeeper()
+        #: the open sessions of each authenticated user
+        self._users: dict[str, set[Session]] = {}
         self._rooms: dict[str, RoomFanout] = {}
         self.sessions: set[Session] = set()
+        self._noSessions: list[Deferred[None]] = []
         self._guests = itertools.count(1)
         self._handlers: dict[type, Callable[[Session, Any], None]] = {
             Join: self._join,
             Leave: self._leave,
             Say: self._say,
             Nick: self._nick,
+            Auth: self._auth,
         }
 
     # -- connection lifecycle -------------------------------------------------------------
 
-    def connected(self, member: IMember) -> Session:
-        """A chat connection opened; @return: its session, to pass to later calls."""
+    def connected(self, member: IMember, identity: Any = None, address: str = "") -> Session:
+        """
+        A chat connection opened; @return: its session, to pass to later calls.
+
+        @param identity: who its handshake's token says it is (L{portshare.identity.Identity}),
+            or C{None}: anonymous, or (with C{--auth required}) to send C{auth} first.
+        @param address: the client's address, for the application's rules.
+        """
         limits = self.limits
         session = Session(
             member,
             nick=f"guest-{next(self._guests)}",
             bucket=TokenBucket(limits.rate, limits.burst, self.clock.seconds()),
+            address=address,
         )
         self.sessions.add(session)
+        if identity is not None:
+            self._authenticated(session, identity)
+        elif self.gate.waitsForAuth(None):
+            session.waitingAuth = True
+            session.timer = self.clock.callLater(self.gate.authTimeout, self._authTimedOut, session)
         return session
 
     def disconnected(self, session: Session) -> None:
@@ -111,8 +167,25 @@ class Hub:
             return
         session.closed = True
         self.sessions.discard(session)
+        if session.timer is not None and session.timer.active():
+            session.timer.cancel()
+        session.timer = None
+        self._forgetUser(session)
         for room in list(session.rooms):
             self._removeFromRoom(session, room)
+        if not self.sessions and self._noSessions:
+            waiters, self._noSessions = self._noSessions, []
+            for d in waiters:
+                d.callback(None)
+
+    def whenNoSessions(self) -> Deferred[None]:
+        """A Deferred that fires once no chat connection is open (at once if none is)."""
+        d: Deferred[None] = Deferred(lambda cancelled: self._noSessions.remove(cancelled))
+        if not self.sessions:
+            d.callback(None)
+        else:
+            self._noSessions.append(d)
+        return d
 
     def received(self, session: Session, command: Command) -> None:
         """C{session} sent C{command} (one frame or line, parsed by its front end)."""
@@ -120,6 +193,9 @@ class Hub:
             return  # closing: what still arrives is not read
         if not session.admit(self.clock.seconds()):
             self._limited(session, command.ref)
+            return
+        if session.waitingAuth and type(command) is not Auth:
+            self._unauthorized(session, "send an auth message with your token first", command.ref)
             return
         try:
             self._handlers[type(command)](session, command)
@@ -136,6 +212,9 @@ class Hub:
             return
         if not session.admit(self.clock.seconds()):
             self._limited(session, error.ref)
+            return
+        if session.waitingAuth:
+            self._unauthorized(session, "send an auth message with your token first", error.ref)
             return
         self._refuse(session, error, error.ref)
 
@@ -183,8 +262,37 @@ class Hub:
 
     def _join(self, session: Session, command: Join) -> None:
         room = command.room
-        if room not in session.rooms and len(session.rooms) >= self.limits.roomsPerConnection:
+        if room in session.authorizing:
+            raise BadRequest(f"already joining {room}")
+        joined = len(session.rooms) + len(session.authorizing)
+        if room not in session.rooms and joined >= self.limits.roomsPerConnection:
             raise TooLarge(f"a connection may join at most {self.limits.roomsPerConnection} rooms")
+        if command.nick is not None:
+            self._checkNick(session, command.nick)
+        principal = principalOf(session.identity, command.nick or session.nick, session.address)
+        check = self.gate.join(principal, room)  # raises Forbidden for the token's grants
+        if check is None:
+            self._joinAllowed(session, command)
+            return
+        session.authorizing.add(room)
+
+        def answered(result: object) -> object:
+            session.authorizing.discard(room)
+            return result
+
+        check.addBoth(answered)
+        check.addCallback(lambda _: None if session.closed else self._joinAllowed(session, command))
+        check.addErrback(self._refuseFailure, session, command.ref)
+
+    def _joinAllowed(self, session: Session, command: Join) -> None:
+        """A join the token's grants and the application allow: carry it out."""
+        try:
+            self._joinNow(session, command)
+        except RemoteError as e:
+            self._refuse(session, e, command.ref)
+
+    def _joinNow(self, session: Session, command: Join) -> None:
+        room = command.room
         if self._joinTokens is not None:
             grant = self._joinTokens.verify(command.token, self.clock.seconds())
             if not grant.mayJoin(room):
@@ -204,11 +312,7 @@ class Hub:
             if state is not None:
                 raise BadRequest(f"already joining {room}")
         else:
-            fanout = self._rooms[room] = RoomFanout(
-                room, self.broker, self.clock, self.limits, self.metrics
-            )
-            self.metrics.rooms.set(len(self._rooms))
-            self.broker.subscribe(room, fanout).addBoth(fanout.subscribeDone)
+            fanout = self._open(room)
         session.rooms.add(room)
         joining = Joining(command, session.nick)
         fanout.startJoining(session, joining)
@@ -224,7 +328,7 @@ class Hub:
         self, _: object, session: Session, fanout: RoomFanout, joining: Joining
     ) -> Deferred[Any]:
         enter = joining.subscribed()
-        d = self.broker.enter(enter.room, enter.nick)
+        d = self._enter(enter.room, enter.nick, self._userOf(session))
         return d.addCallback(self._entered, session, fanout, joining)
 
     def _entered(
@@ -258,7 +362,7 @@ class Hub:
             entered, nick = step.recount
             room = step.joined.room
             self._exit(room, entered)
-            self.broker.enter(room, nick).addErrback(self._logFailure, "enter")
+            self._enter(room, nick, self._userOf(session)).addErrback(self._logFailure, "enter")
 
     def _joinFailed(self, failure: Failure, session: Session, joining: Joining) -> None:
         step = joining.failed()
@@ -310,11 +414,25 @@ class Hub:
             self._exit(room, session.nick)
         elif state is not None:
             state.left()  # its join undoes what it counted
-        if not len(fanout):
-            del self._rooms[room]
-            fanout.closed()
-            self.metrics.rooms.set(len(self._rooms))
-            self.broker.unsubscribe(room).addErrback(self._logFailure, "unsubscribe")
+        self._closeIfUnused(fanout)
+
+    def _open(self, room: str) -> RoomFanout:
+        """This instance starts serving C{room}: its fan-out, subscribed at the broker."""
+        fanout = self._rooms[room] = RoomFanout(
+            room, self.broker, self.clock, self.limits, self.metrics
+        )
+        self.metrics.rooms.set(len(self._rooms))
+        self.broker.subscribe(room, fanout).addBoth(fanout.subscribeDone)
+        return fanout
+
+    def _closeIfUnused(self, fanout: RoomFanout) -> None:
+        """The room has no member or subscriber here any more: stop serving it."""
+        if not fanout.unused() or self._rooms.get(fanout.room) is not fanout:
+            return
+        del self._rooms[fanout.room]
+        fanout.closed()
+        self.metrics.rooms.set(len(self._rooms))
+        self.broker.unsubscribe(fanout.room).addErrback(self._logFailure, "unsubscribe")
 
     def _say(self, session: Session, command: Say) -> None:
         room = command.room
@@ -322,8 +440,39 @@ class Hub:
             raise NotJoined(f"join {room} before saying anything there")
         if room in session.mute:
             raise errors.Forbidden(f"your token does not allow saying anything in {room}")
+        principal = principalOf(session.identity, session.nick, session.address)
+        check = self.gate.publish(principal, room, command.text)  # the token's grants
+        if check is None and not session.says:
+            self._publishSaid(session, command, command.text)
+            return
+        # the application decides: its answers may come in any order, the says go out in
+        # the order they came (each with its ack or its error)
+        if session.says is None:
+            session.says = deque()
+        entry: list[Any] = [command, None, False]
+        session.says.append(entry)
+
+        def decided(result: Any) -> None:
+            entry[1], entry[2] = result, True
+            self._drainSays(session)
+
+        (check if check is not None else succeed(command.text)).addBoth(decided)
+
+    def _drainSays(self, session: Session) -> None:
+        says = session.says
+        while says and says[0][2]:
+            command, result, _ = says.popleft()
+            if session.closed:
+                continue
+            if isinstance(result, Failure):
+                self._refuseFailure(result, session, command.ref)
+            else:
+                self._publishSaid(session, command, result)
+
+    def _publishSaid(self, session: Session, command: Say, text: str) -> None:
+        room = command.room
         self.metrics.messagesIn.inc()
-        d = self.broker.publish(room, session.nick, command.text, self.now())
+        d = self._brokerPublish(room, session.nick, text, self._userOf(session))
         if command.ref is not None:
             ref = command.ref
             d.addCallback(
@@ -331,8 +480,120 @@ class Hub:
             )
         d.addErrback(self._refuseFailure, session, command.ref)
 
+    def _brokerPublish(
+        self, room: str, nick: str, text: str, user: str | None
+    ) -> Deferred[Message]:
+        if user is None:  # (every broker takes this form)
+            return self.broker.publish(room, nick, text, self.now())
+        return self.broker.publish(room, nick, text, self.now(), user=user)
+
     def _nick(self, session: Session, command: Nick) -> None:
+        self._checkNick(session, command.nick)
         self._renick(session, command.nick)
+
+    def _checkNick(self, session: Session, nick: str) -> None:
+        """A user's nick is its token's: another would let it pass for someone else."""
+        if session.identity is not None and nick != session.nick:
+            raise errors.Forbidden("your nick comes from your token")
+
+    # -- users ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _userOf(session: Session) -> str | None:
+        return session.identity.user if session.identity is not None else None
+
+    def _auth(self, session: Session, command: Auth) -> None:
+        d = self.gate.authenticate(command.token)
+        d.addCallback(self._authChecked, session, command)
+        d.addErrback(self._authFailed, session, command.ref)
+
+    def _authChecked(self, identity: Any, session: Session, command: Auth) -> Any:
+        if session.closed:
+            return None
+        current = session.identity
+        if current is not None and identity.user != current.user:
+            raise errors.Unauthorized("a refreshed token must name the same user")
+        if not session.waitingAuth:
+            self._authenticated(session, identity)
+            self._sendAuthed(session, identity, command.ref)
+            return None
+        # the first token of a connection that had none: the application's connect rule
+        d = self.gate.connect(identity, session.address)
+
+        def allowed(_: object) -> None:
+            if session.closed:
+                return
+            session.waitingAuth = False
+            self._authenticated(session, identity)
+            self._sendAuthed(session, identity, command.ref)
+
+        return d.addCallback(allowed)
+
+    def _sendAuthed(self, session: Session, identity: Any, ref: Ref | None) -> None:
+        self._send(session, Authed(user=identity.user, exp=int(identity.expires), ref=ref))
+
+    def _authFailed(self, failure: Failure, session: Session, ref: Ref | None) -> None:
+        if session.closed:
+            return
+        if session.waitingAuth:
+            error: Any = failure.value
+            reason = getattr(error, "reason", "the token was refused")
+            code = getattr(error, "code", errors.UNAUTHORIZED)
+            if code == errors.FORBIDDEN:
+                self._refuse(session, error, ref)
+                self._close(session, errors.CLOSE_POLICY, "forbidden")
+                return
+            self._unauthorized(session, reason, ref)
+            return
+        self._refuseFailure(failure, session, ref)
+
+    def _authenticated(self, session: Session, identity: Any) -> None:
+        """C{session} is C{identity} from now on, until its token's deadline."""
+        first = session.identity is None
+        session.identity = identity
+        self._users.setdefault(identity.user, set()).add(session)
+        if session.timer is not None and session.timer.active():
+            session.timer.cancel()
+        delay = max(0.0, self.gate.deadline(identity) - self.clock.seconds())
+        session.timer = self.clock.callLater(delay, self._expired, session)
+        if first:
+            self._renick(session, identity.nick)
+
+    def _forgetUser(self, session: Session) -> None:
+        user = self._userOf(session)
+        if user is not None:
+            sessions = self._users.get(user)
+            if sessions is not None:
+                sessions.discard(session)
+                if not sessions:
+                    del self._users[user]
+
+    def _expired(self, session: Session) -> None:
+        session.timer = None
+        self.log.info("{peer}: token expired", peer=session.member.peer)
+        self._close(session, errors.CLOSE_TOKEN_EXPIRED, "token expired")
+
+    def _authTimedOut(self, session: Session) -> None:
+        session.timer = None
+        if session.waitingAuth and not session.closed:
+            self._unauthorized(
+                session, f"no auth message within {self.gate.authTimeout:g} seconds", None
+            )
+
+    def _unauthorized(self, session: Session, reason: str, ref: Ref | None) -> None:
+        """Error C{unauthorized}, then the connection closes (C{--auth required})."""
+        self._refuse(session, errors.Unauthorized(reason), ref)
+        self._close(session, errors.CLOSE_POLICY, "unauthorized")
+
+    def _close(self, session: Session, code: int, reason: str) -> None:
+        if session.closed:
+            return
+        session.closed = True
+        session.member.closeWith(code, reason)
+
+    def userSessions(self, user: str) -> list[Session]:
+        """This instance's open sessions of C{user}."""
+        return list(self._users.get(user, ()))
 
     def _renick(self, session: Session, nick: str) -> None:
         old, session.nick = session.nick, nick
@@ -342,10 +603,15 @@ class Hub:
             fanout = self._rooms.get(room)
             if fanout is not None and fanout.state(session) is LIVE:
                 self._exit(room, old)
-                self.broker.enter(room, nick).addErrback(self._logFailure, "enter")
+                self._enter(room, nick, self._userOf(session)).addErrback(self._logFailure, "enter")
 
     def _exit(self, room: str, nick: str) -> None:
         self.broker.exit(room, nick).addErrback(self._logFailure, "exit")
+
+    def _enter(self, room: str, nick: str, user: str | None) -> Deferred[Any]:
+        if user is None:  # (every broker takes this form)
+            return self.broker.enter(room, nick)
+        return self.broker.enter(room, nick, user=user)
 
     def _logFailure(self, failure: Failure, what: str) -> None:
         self.log.failure("broker {what} failed", failure, what=what)
@@ -361,10 +627,36 @@ class Hub:
         """Milliseconds since the epoch, by the injected clock."""
         return int(self.clock.seconds() * 1000)
 
-    def publish(self, room: str, nick: str, text: str) -> Deferred[Message]:
-        """Publish a message that did not come from a chat connection (the HTTP API)."""
+    def publish(
+        self, room: str, nick: str, text: str, user: str | None = None
+    ) -> Deferred[Message]:
+        """
+        Publish a message that did not come from a chat connection (the HTTP API, the
+        application's code); C{user}: on behalf of that user.
+        """
         self.metrics.messagesIn.inc()
-        return self.broker.publish(room, nick, text, self.now())
+        return self._brokerPublish(room, nick, text, user)
+
+    def subscribe(self, room: str, onEvent: Callable[[RoomEvent], None]) -> Subscription:
+        """
+        Call C{onEvent} in-process with each event of C{room} (a L{Message}, L{Presence} or
+        L{PresenceBatch}) from now on, on every instance the broker links, as the room's
+        members see them; the subscriber is not a member (no presence, no nick).
+
+        @raise BadRequest: C{room} is not a valid room name.
+        """
+        room = validRoom(room)
+        fanout = self._rooms.get(room)
+        if fanout is None:  # (not "or": an empty fanout is falsy, it has a __len__)
+            fanout = self._open(room)
+        fanout.watch(onEvent)
+        subscription = Subscription(room, self, fanout, onEvent)
+        subscription.ready.addErrback(subscription._failed)
+        return subscription
+
+    def _unwatch(self, fanout: RoomFanout, onEvent: Callable[[RoomEvent], None]) -> None:
+        fanout.unwatch(onEvent)
+        self._closeIfUnused(fanout)
 
     def rooms(self) -> Deferred[list[RoomInfo]]:
         return self.broker.rooms()

@@ -47,6 +47,9 @@ class Limits:
     @ivar presenceBatchInterval: seconds a big room's presence is collected before it is sent.
     @ivar maxConnections: open TCP connections on all endpoints together.
     @ivar maxConnectionsPerAddress: open TCP connections from one client address.
+    @ivar adminMaxConnections: open connections on the admin endpoints together (their own
+        cap, apart from the public one, so a flood on the public port leaves room for health
+        checks and control).
     @ivar requestTimeout: seconds a new connection has to send its first complete request
         (headers and body): slowloris clients that trickle bytes are cut here.
     @ivar httpIdleTimeout: seconds an idle HTTP keep-alive connection is kept.
@@ -87,6 +90,7 @@ class Limits:
     presenceBatchInterval: float = 1.0
     maxConnections: int = 10_000
     maxConnectionsPerAddress: int = 256
+    adminMaxConnections: int = 64
     requestTimeout: float = 10.0
     httpIdleTimeout: float = 60.0
     maxHeaders: int = 64

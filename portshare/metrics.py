@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from portshare import errors
@@ -104,6 +104,29 @@ class Metrics:
             registry=r,
         )
         self.nvx.set(1 if autobahnNvx() else 0)
+        # users and the application's rules (portshare.jwks, portshare.hooks)
+        self._jwksFetches = Counter(
+            "portshare_jwks_fetches",
+            "Fetches of the --jwks-url key set, by outcome (ok, failed)",
+            ["outcome"],
+            registry=r,
+        )
+        self._hookCalls = Counter(
+            "portshare_hook_calls",
+            "Decisions of the --hook-url hook, by event and outcome (allow, deny, rewrite, "
+            "cached, failed, timeout, overloaded)",
+            ["event", "outcome"],
+            registry=r,
+        )
+        self.hookSeconds = Histogram(
+            "portshare_hook_seconds",
+            "Seconds a --hook-url call took, answered or not",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
+        self.hooksInFlight = Gauge(
+            "portshare_hooks_in_flight", "--hook-url calls waiting for their answer", registry=r
+        )
 
     def watchConnections(self, read: Callable[[], dict[str, float]]) -> None:
         """Expose open TCP connections on the shared port by protocol, read at scrape time."""
@@ -117,6 +140,14 @@ class Metrics:
         if child is None:
             child = self.errorsByCode[code] = self._errors.labels(code)
         child.inc()
+
+    def jwksFetched(self, outcome: str) -> None:
+        """Count one fetch of the JWKS, C{"ok"} or C{"failed"}."""
+        self._jwksFetches.labels(outcome).inc()
+
+    def hookDecided(self, event: str, outcome: str) -> None:
+        """Count one hook decision: C{event} connect, join or publish; C{outcome} as listed."""
+        self._hookCalls.labels(event, outcome).inc()
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -38,6 +38,9 @@ from portshare.limits import Limits
 from portshare.metrics import Metrics
 from portshare.wire import Message, Outgoing, Presence, PresenceBatch
 
+#: what a room delivers: to members as frames, to in-process subscribers as these values
+RoomEvent = Message | Presence | PresenceBatch
+
 
 class IFrontEnd(Interface):
     """
@@ -102,9 +105,12 @@ class RoomFanout:
         "_live",
         "_metrics",
         "_waiters",
+        "_watchers",
         "room",
         "subscribed",
     )
+
+    log = Logger()
 
     def __init__(
         self, room: str, broker: IBroker, clock: IReactorTime, limits: Limits, metrics: Metrics
@@ -123,6 +129,8 @@ class RoomFanout:
         self._failure: Failure | None = None
         self._waiters: list[Deferred[None]] = []
         self._batching: PresenceBatching | None = None
+        # in-process subscribers (L{portshare.hub.Hub.subscribe}): not members, no presence
+        self._watchers: list[Callable[[RoomEvent], None]] = []
 
     def __len__(self) -> int:
         """How many members the room has here, joining or live."""
@@ -215,6 +223,21 @@ class RoomFanout:
             del self._frontEnds[frontEnd]
         return LIVE
 
+    def unused(self) -> bool:
+        """Whether nobody here needs the room: no member, joining or live, and no watcher."""
+        return not (self._joining or self._live or self._watchers)
+
+    # -- in-process subscribers
+
+    def watch(self, onEvent: Callable[[RoomEvent], None]) -> None:
+        """Call C{onEvent} with each of the room's events from now on (see L{deliver})."""
+        self._watchers.append(onEvent)
+
+    def unwatch(self, onEvent: Callable[[RoomEvent], None]) -> None:
+        """Stop calling C{onEvent}; a callable not watching is ignored."""
+        if onEvent in self._watchers:
+            self._watchers.remove(onEvent)
+
     def nickCount(self) -> int:
         """How many distinct nicks the room's members here have."""
         return len({session.nick for session in (*self._joining, *self._live)})
@@ -225,8 +248,8 @@ class RoomFanout:
             self._batching.cancel()
             self._batching = None
 
-    def deliver(self, event: Message | Presence | PresenceBatch) -> None:
-        """Send one of the room's events to every member here."""
+    def deliver(self, event: RoomEvent) -> None:
+        """Send one of the room's events to every member and watcher here."""
         outgoing = Outgoing(event)
         for joining in self._joining.values():  # after their snapshot, in order
             joining.backlog.append(outgoing)
@@ -236,6 +259,16 @@ class RoomFanout:
             frontEnd.deliver(outgoing, live)
             delivered += len(live)
         self._metrics.messagesOut.inc(delivered)
+        if self._watchers:
+            self._tellWatchers(event)
+
+    def _tellWatchers(self, event: RoomEvent) -> None:
+        for onEvent in list(self._watchers):
+            try:
+                onEvent(event)
+            except Exception:
+                # the application's callback: its bug must not stop the room's deliveries
+                self.log.failure("subscriber of {room} failed", room=self.room)
 
 
 class PresenceBatching:

@@ -25,8 +25,9 @@ from portshare import errors
 from portshare.api import ApiPolicy, ConnectionsResource, buildApi
 from portshare.apps import AppSpec, MountedApp, mountApp
 from portshare.auth import JoinTokens
-from portshare.backpressure import CLOSE
+from portshare.backpressure import CLOSE, POLICIES
 from portshare.broker import IBroker, buildBroker
+from portshare.broker.url import parseBrokerURL
 from portshare.chat import KeyedBuckets
 from portshare.connections import TrackingFactory
 from portshare.echo import buildEchoFactory
@@ -40,7 +41,7 @@ from portshare.proxies import Network, describeAddress
 from portshare.site import buildSite
 from portshare.sse import SseResource
 from portshare.upgrade import UpgradeDispatcher
-from portshare.web import buildTree
+from portshare.web import buildAdminTree, buildTree, chatPrefixSegments, placeChat
 from portshare.ws import buildChatFactory, closeWithCode, isWebSocket, plainFramesWarning
 
 
@@ -69,9 +70,15 @@ class ListeningService(Service):
     log = Logger()
 
     def __init__(
-        self, description: str, endpoint: IStreamServerEndpoint, factory: Any, listening: list[str]
+        self,
+        description: str,
+        endpoint: IStreamServerEndpoint,
+        factory: Any,
+        listening: list[str],
+        admin: bool = False,
     ) -> None:
         self.description = description
+        self.admin = admin
         self.endpoint = endpoint
         self.factory = factory
         self.port: IListeningPort | None = None
@@ -92,7 +99,10 @@ class ListeningService(Service):
         self.port = port
         self.address = address = formatAddress(port.getHost(), self.secure)
         self._listening.append(address)
-        self.log.info("listening on {address}", address=address, endpoint=self.description)
+        if self.admin:
+            self.log.info("admin endpoint on {address}", address=address, endpoint=self.description)
+        else:
+            self.log.info("listening on {address}", address=address, endpoint=self.description)
 
     def startService(self) -> None:
         super().startService()
@@ -113,9 +123,17 @@ class ListeningService(Service):
 
 @dataclass
 class Settings:
-    """Everything C{twistd portshare} can be told; see L{portshare.tap.Options}."""
+    """
+    Everything C{twistd portshare} can be told (see L{portshare.tap.Options}), but its
+    process-wide C{--workers} and C{--log-format}: the fields are the options' names in
+    camelCase, with the same defaults and the same checks.
 
-    ports: Sequence[str] = ("tcp:8080",)
+    @raise ValueError: a field out of its range, naming the field.
+    """
+
+    #: endpoint strings to listen on; none: the chat is served only where its resource is
+    #: mounted (L{portshare.Chat.resource}); C{twistd portshare} defaults to C{tcp:8080}
+    ports: Sequence[str] = ()
     limits: Limits = field(default_factory=Limits)
     echo: bool = False
     allowedOrigins: Sequence[str] = ()
@@ -134,6 +152,36 @@ class Settings:
     #: where the chat's own paths go (--chat-prefix); None: the root without an app, /chat
     #: with one (see portshare.web.chatPrefixSegments)
     chatPrefix: str | None = None
+    # -- operators (issue 15) --
+    #: endpoint strings of the admin listener (--admin-port): /healthz, /metrics and
+    #: /api/connections on their own connection cap (Limits.adminMaxConnections)
+    adminPorts: Sequence[str] = ()
+    #: with adminPorts, keep those paths on the public ports too (--admin-paths-public)
+    adminPathsPublic: bool = False
+
+    def __post_init__(self) -> None:
+        for name, descriptions in (("ports", self.ports), ("adminPorts", self.adminPorts)):
+            for description in descriptions:
+                try:
+                    serverFromString(None, description)
+                except Exception as e:
+                    raise ValueError(
+                        f"{name}: {description!r} is not a valid endpoint: {e}"
+                    ) from None
+        if self.adminPathsPublic and not self.adminPorts:
+            raise ValueError("adminPathsPublic needs adminPorts")
+        if self.shutdownTimeout < 0:
+            raise ValueError("shutdownTimeout must be 0 or more")
+        if self.slowConsumerPolicy not in POLICIES:
+            raise ValueError(f"slowConsumerPolicy must be one of {', '.join(POLICIES)}")
+        if self.staticDir is not None and not Path(self.staticDir).is_dir():
+            raise ValueError(f"staticDir {str(self.staticDir)!r} is not a directory")
+        if self.apiToken is not None and len(self.apiToken) < 16:
+            raise ValueError("the API token must be at least 16 characters")
+        if self.joinSecret is not None and len(self.joinSecret) < 16:
+            raise ValueError("the join secret must be at least 16 bytes")
+        chatPrefixSegments(self.chatPrefix, self.app is not None)
+        parseBrokerURL(self.broker)
 
 
 class PortshareService(MultiService):
@@ -185,6 +233,8 @@ class PortshareService(MultiService):
         connections = ConnectionsResource(
             lambda: self.tracker.rows(), lambda: list(self.listening), guard
         )
+        #: whether /healthz, /metrics and /api/connections are on the public ports
+        operatorsPublic = not settings.adminPorts or settings.adminPathsPublic
         #: C{/ws}'s protocol switch: register more C{Upgrade} tokens here
         self.upgrades = UpgradeDispatcher()
         self.upgrades.registerUpgrade(
@@ -200,8 +250,10 @@ class PortshareService(MultiService):
                 shutdownTimeout=settings.shutdownTimeout,
                 trustedProxies=settings.trustedProxies,
             )
-        self.root = buildTree(
-            api=buildApi(self.hub, guard, connections),
+        #: the chat's own tree (web client, /api, /sse, /ws, /healthz, /metrics), whole
+        self.chatTree = buildTree(
+            api=buildApi(self.hub, guard, connections if operatorsPublic else None),
+            operatorPaths=operatorsPublic,
             chatFactory=self.chatFactory,
             echoFactory=self.echoFactory,
             metrics=self.metrics,
@@ -210,8 +262,12 @@ class PortshareService(MultiService):
             upgrades=self.upgrades,
             sse=self.sse,
             limits=limits,
-            app=self.app.resource if self.app is not None else None,
-            chatPrefix=settings.chatPrefix,
+        )
+        #: what the endpoints serve: the chat's tree, or the chat beside the application
+        self.root = placeChat(
+            self.chatTree,
+            settings.chatPrefix,
+            self.app.resource if self.app is not None else None,
         )
         self.site = buildSite(self.root, reactor, limits, self.metrics)
         self.tracker = TrackingFactory(
@@ -228,6 +284,25 @@ class PortshareService(MultiService):
             ListeningService(description, endpoint, self.tracker, self.listening).setServiceParent(
                 self
             )
+        #: the admin endpoints' addresses, their tree and their own tracker (--admin-port)
+        self.adminListening: list[str] = []
+        self.adminRoot = buildAdminTree(
+            api=buildApi(self.hub, guard, connections, public=False),
+            metrics=self.metrics,
+            unavailableReason=self.unavailableReason,
+        )
+        self.adminTracker = TrackingFactory(
+            buildSite(self.adminRoot, reactor, limits, self.metrics),
+            reactor,
+            maxConnections=limits.adminMaxConnections,
+            requestTimeout=limits.requestTimeout,
+            refused=lambda reason: self.metrics.refusedConnections.labels("admin_" + reason).inc(),
+        )
+        for description in settings.adminPorts:
+            endpoint = serverFromString(reactor, description)
+            ListeningService(
+                description, endpoint, self.adminTracker, self.adminListening, admin=True
+            ).setServiceParent(self)
 
     def unavailableReason(self) -> str | None:
         """Why the service does not accept work now, or C{None} (for C{/healthz})."""
@@ -301,6 +376,15 @@ class PortshareService(MultiService):
             elif tracked.upgradedTo is not None and IMember.providedBy(protocol):
                 waits.append(tracked.notifyLost())  # portshare-lines
                 protocol.closeWith(code, reason)
+        trackedIds = {id(t) for t in self.tracker.connections()}
+        for session in list(self.hub.sessions):
+            member = session.member
+            if id(getattr(member, "transport", None)) not in trackedIds:
+                # a chat connection of another site (the chat's resource mounted in an
+                # application's own tree): closed the same way, its end waited for below
+                member.closeWith(code, reason)
+        if len(self.hub.sessions):
+            waits.append(self.hub.whenNoSessions())
         if not waits:
             return succeed(None)
         timeout = self.settings.shutdownTimeout
@@ -311,7 +395,7 @@ class PortshareService(MultiService):
                     tracked.transport.abortConnection()  # type: ignore[union-attr]
             return result
 
-        d = DeferredList(waits)
+        d = DeferredList(waits, consumeErrors=True)  # cancelled at the timeout: no error
         d.addTimeout(timeout, self.reactor, onTimeoutCancel=lambda r, t: None)
         d.addBoth(abortStragglers)
         return d

@@ -261,3 +261,23 @@ class StaticFiles(File):
 
     def directoryListing(self) -> IResource:
         return notFound("no such file")
+
+
+class StaticFile(Resource):
+    """
+    One file of a L{StaticFiles} directory mounted as a child somewhere else in the tree
+    (the public JS client's C{client.js}, whatever C{--static} serves at the root): answered
+    exactly as the directory answers it (from memory, the security headers, C{404}, C{405}).
+    """
+
+    isLeaf = True
+
+    def __init__(self, directory: StaticFiles, name: bytes) -> None:
+        super().__init__()
+        self.directory = directory
+        self.name = name
+
+    def render(self, request: Request) -> Any:
+        if request.postpath:
+            return notFound("no such file").render(request)  # /client.js/anything
+        return self.directory.getChild(self.name, request).render(request)

@@ -1,5 +1,5 @@
 """
-C{twistd portshare}: the command line, validated, turned into a L{PortshareService}.
+C{twistd portshare}: the command line, validated, turned into L{portshare.Chat}'s service.
 
 This is the only module that reads options and the only one that falls back to the global
 reactor (imported inside L{makeService}, as twisted's own C{strports} does).  Nothing listens
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import ILogObserver, jsonFileLogObserver
 from twisted.python import usage
@@ -34,10 +34,11 @@ from portshare.apps import (
 )
 from portshare.backpressure import CLOSE, POLICIES
 from portshare.broker.url import parseBrokerURL
+from portshare.embedding import Chat
 from portshare.limits import Limits
 from portshare.proxies import parseNetworks
 from portshare.proxy import parseBackend
-from portshare.service import PortshareService, Settings
+from portshare.service import Settings
 from portshare.web import chatPrefixSegments
 from portshare.workers import WorkersService, checkWorkers
 
@@ -115,6 +116,12 @@ _LIMIT_OPTIONS: list[tuple[str, str, type, str]] = [
         "maxConnectionsPerAddress",
         int,
         "Open connections from one client address.",
+    ),
+    (
+        "admin-max-connections",
+        "adminMaxConnections",
+        int,
+        "Open connections on the --admin-port endpoints together (their own cap).",
     ),
     (
         "request-timeout",
@@ -201,6 +208,12 @@ class Options(usage.Options):
     )
     optFlags = [
         ["echo", None, "Enable the /ws/echo endpoint (for Autobahn testsuite runs)."],
+        [
+            "admin-paths-public",
+            None,
+            "With --admin-port, keep /healthz, /metrics and /api/connections on the public "
+            "ports too.",
+        ],
     ]
     optParameters = [
         [name, None, getattr(_DEFAULTS, field), text, kind]
@@ -321,6 +334,7 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["ports"] = []
+        self["admin-ports"] = []
         self["allowed-origins"] = []
         self["trusted-proxies"] = []
 
@@ -333,6 +347,15 @@ class Options(usage.Options):
         self["ports"].append(description)
 
     opt_p = opt_port
+
+    def opt_admin_port(self, description: str) -> None:
+        """
+        An endpoint string for the operators' paths (/healthz, /metrics, /api/connections),
+        served on their own listener outside the public connection caps, and no longer on
+        the public ports (see --admin-paths-public). Repeatable, e.g.
+        tcp:9090:interface=127.0.0.1 or unix:/run/portshare-admin.sock. [default: none]
+        """
+        self["admin-ports"].append(description)
 
     def opt_allowed_origin(self, origin: str) -> None:
         """
@@ -367,17 +390,24 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         if not self["ports"]:
             self["ports"] = [DEFAULT_PORT]
-        for description in self["ports"]:
-            try:
-                serverFromString(None, description)
-            except Exception as e:
-                escaped = escapeIPv6(description)
-                if escaped is not None:
-                    raise usage.UsageError(
-                        f"--port {description!r} is not valid: the colons of an IPv6 address "
-                        f"in an endpoint string must be escaped, type --port {escaped!r}"
-                    ) from None
-                raise usage.UsageError(f"--port {description!r} is not valid: {e}") from None
+        for option, descriptions in (
+            ("--port", self["ports"]),
+            ("--admin-port", self["admin-ports"]),
+        ):
+            for description in descriptions:
+                try:
+                    serverFromString(None, description)
+                except Exception as e:
+                    escaped = escapeIPv6(description)
+                    if escaped is not None:
+                        raise usage.UsageError(
+                            f"{option} {description!r} is not valid: the colons of an IPv6 "
+                            f"address in an endpoint string must be escaped, type {option} "
+                            f"{escaped!r}"
+                        ) from None
+                    raise usage.UsageError(f"{option} {description!r} is not valid: {e}") from None
+        if self["admin-paths-public"] and not self["admin-ports"]:
+            raise usage.UsageError("--admin-paths-public needs --admin-port")
         try:
             self["limits"] = Limits(**{field: self[name] for name, field, _, _ in _LIMIT_OPTIONS})
         except ValueError as e:
@@ -418,7 +448,9 @@ class Options(usage.Options):
                 "--broker redis needs the redis extra: pip install 'portshare[redis]'"
             )
         try:
-            checkWorkers(self["workers"], self["ports"], self["broker-url"].shared)
+            checkWorkers(
+                self["workers"], self["ports"] + self["admin-ports"], self["broker-url"].shared
+            )
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
 
@@ -469,6 +501,8 @@ class Options(usage.Options):
             slowConsumerPolicy=self["slow-consumer-policy"],
             app=self["app"],
             chatPrefix=self["chat-prefix"],
+            adminPorts=tuple(self["admin-ports"]),
+            adminPathsPublic=bool(self["admin-paths-public"]),
         )
 
 
@@ -479,8 +513,9 @@ def _readSecret(path: str) -> bytes:
         raise usage.UsageError(f"cannot read {path}: {e.strerror}") from None
 
 
-class _JsonLogging(PortshareService):
-    """The service, also installing a JSON log observer on twistd's application."""
+class JsonLogging(MultiService):
+    """A service holding the chat's, that also installs a JSON log observer on twistd's
+    application (C{--log-format json}): logging belongs to the program, not to L{Chat}."""
 
     def setServiceParent(self, parent: Any) -> None:
         super().setServiceParent(parent)
@@ -505,11 +540,16 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             reactor,
             options["shutdown-timeout"],
             jsonLogs=options["log-format"] == "json",
+            adminPorts=options["admin-ports"],
         )
-    kind = _JsonLogging if options["log-format"] == "json" else PortshareService
     try:
-        return kind(options.settings(), reactor)
+        chat = Chat(reactor, options.settings())  # the public API, as an application uses it
     except AppLoadError as e:
         # a --resource callable that needs the reactor is only called here: its wrong
         # result is still one line, not a traceback
         raise SystemExit(f"twistd portshare: {e}") from None
+    if options["log-format"] != "json":
+        return chat.service
+    logging = JsonLogging()
+    chat.service.setServiceParent(logging)
+    return logging

@@ -10,6 +10,8 @@ THE resource tree that every endpoint serves (the site is L{portshare.site}).
     /ws/echo          echo WebSocket for compliance runs (only with --echo)
     /sse              the chat as Server-Sent Events (GET /sse?room=R), for clients without
                       WebSocket
+    /client.js        the JavaScript client for your own pages (docs/client.md), and under
+    /client/          the modules it imports: the built-in ones, also with --static DIR
 
 A request for C{/ws} that carries C{Upgrade: websocket} is handed, socket and all, to the
 Autobahn protocol; every other request stays with twisted.web.  Same port, same tree.
@@ -19,7 +21,8 @@ tree's root falls back to it, and the chat's own paths move under C{--chat-prefi
 (C{/chat} by default):
 
     /healthz, /metrics      stay at the root, where operators and load balancers look
-    /chat/                  the web client;  /chat/api/..., /chat/ws, /chat/ws/echo, /chat/sse
+    /chat/                  the web client;  /chat/api/..., /chat/ws, /chat/ws/echo, /chat/sse,
+                            /chat/client.js and /chat/client/
     everything else         the application, which sees the whole path (as if it were the root)
 
 portshare's children are found first, by the dictionary lookup twisted.web does for every
@@ -30,6 +33,7 @@ today's, unchanged.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +47,7 @@ from portshare.apps import DEFAULT_APP_PREFIX
 from portshare.httpjson import notFound
 from portshare.limits import Limits
 from portshare.metrics import Metrics
-from portshare.staticfiles import StaticCache, StaticFiles, builtinClient
+from portshare.staticfiles import StaticCache, StaticFile, StaticFiles, builtinClient
 from portshare.status import HealthResource, MetricsResource
 from portshare.upgrade import UpgradeDispatcher, WebSocketEndpoint
 
@@ -61,9 +65,13 @@ def buildTree(
     limits: Limits | None = None,
     app: IResource | None = None,
     chatPrefix: str | None = None,
+    operatorPaths: bool = True,
 ) -> Resource:
     """
     The one resource tree every endpoint serves.
+
+    @param operatorPaths: C{/healthz} and C{/metrics} are in it (not when the admin
+        endpoint has them alone: L{buildAdminTree}).
 
     @param app: the application every path portshare does not serve itself goes to
         (L{portshare.apps.mountApp}'s resource), or C{None}.
@@ -80,9 +88,18 @@ def buildTree(
     root.indexNames = ["index.html"]
     limits = limits or Limits()
     root.cache = StaticCache(limits.staticCacheFileBytes, limits.staticCacheBytes)
-    root.putChild(b"healthz", HealthResource(unavailableReason))
-    root.putChild(b"metrics", MetricsResource(metrics))
+    if operatorPaths:
+        root.putChild(b"healthz", HealthResource(unavailableReason))
+        root.putChild(b"metrics", MetricsResource(metrics))
     root.putChild(b"api", api)
+    # the public JS client and its modules, wherever the chat is and whatever --static says
+    # (a page of yours imports <prefix>/client.js; its imports resolve to <prefix>/client/)
+    builtin = StaticFiles(str(builtinClient()))
+    builtin.cache = StaticCache(limits.staticCacheFileBytes, limits.staticCacheBytes)
+    root.putChild(b"client.js", StaticFile(builtin, b"client.js"))
+    modules = StaticFiles(str(builtinClient() / "client"))
+    modules.segments, modules.cache = (b"client",), builtin.cache
+    root.putChild(b"client", modules)
     if sse is not None:
         root.putChild(b"sse", sse)
     ws = WebSocketEndpoint(chatFactory)
@@ -93,10 +110,43 @@ def buildTree(
         root.putChild(b"ws", upgrades)
     else:
         root.putChild(b"ws", ws)
+    return placeChat(root, chatPrefix, app)
+
+
+def buildAdminTree(
+    *, api: IResource, metrics: Metrics, unavailableReason: Callable[[], str | None]
+) -> Resource:
+    """
+    The admin endpoint's tree (C{--admin-port}): C{/healthz}, C{/metrics}, C{/api/...} (the
+    connections view), and JSON 404 for anything else.
+    """
+    root = JsonNotFoundRoot()
+    root.putChild(b"healthz", HealthResource(unavailableReason))
+    root.putChild(b"metrics", MetricsResource(metrics))
+    root.putChild(b"api", api)
+    return root
+
+
+class JsonNotFoundRoot(Resource):
+    """A root whose only paths are its children: JSON 404 for the rest, C{/} included."""
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        return notFound()
+
+    def render(self, request: Request) -> bytes | int:
+        return notFound().render(request)
+
+
+def placeChat(chat: Resource, chatPrefix: str | None, app: IResource | None) -> Resource:
+    """
+    The root of the tree the service's endpoints serve: the chat's tree C{chat} itself when
+    there is neither an application nor a prefix (today's tree, exactly), else
+    L{mountChat}'s.  C{chat} is not changed (L{portshare.Chat.resource} hands it out whole).
+    """
     prefix = chatPrefixSegments(chatPrefix, app is not None)
     if app is None and not prefix:
-        return root  # today's tree, exactly
-    return mountChat(root, prefix, app)
+        return chat
+    return mountChat(chat, prefix, app)
 
 
 # -- the chat beside an application (issue 14) ---------------------------------------------
@@ -200,12 +250,16 @@ def mountChat(chat: Resource, prefix: tuple[bytes, ...], app: IResource | None) 
     root, and the web client is not served (the application owns C{/}).
     """
     root: Resource = AppFallback(app) if app is not None else ChatRoot(prefix)
+    children = dict(chat.children)  # C{chat} itself keeps all of them
     for name in OPERATOR_PATHS:
-        root.putChild(name, chat.children.pop(name))
+        if name in children:  # (not when the admin endpoint has them alone)
+            root.putChild(name, children.pop(name))
     if not prefix:
-        for name, child in list(chat.children.items()):
+        for name, child in children.items():
             root.putChild(name, child)
         return root
+    chat = copy.copy(chat)  # the same resource, without the operators' paths
+    chat.children = children
     node = root
     for depth, segment in enumerate(prefix[:-1], start=1):
         between: Resource = AppFallback(app, depth) if app is not None else _Node()

@@ -47,6 +47,9 @@ MAX_NICK = 32
 MAX_REF = 64
 MAX_EPOCH = 64
 MAX_TOKEN = 2048
+#: the longest JSON Web Token an C{auth} message may carry (the identity check has its own
+#: limit, L{portshare.identity.TokenRules.maxTokenBytes}, 8 KiB by default)
+MAX_AUTH_TOKEN = 16 * 1024
 # JSON numbers a browser can hold exactly; larger integers would change on the round trip.
 _MAX_SAFE_INT = 2**53 - 1
 # code points that are never characters: a JSON escape can name one alone ("\ud800"), and
@@ -102,7 +105,15 @@ class Nick:
     ref: Ref | None = None
 
 
-Command = Join | Leave | Say | Nick
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """Present (or refresh) a connection's token: a JSON Web Token naming its user."""
+
+    token: str
+    ref: Ref | None = None
+
+
+Command = Join | Leave | Say | Nick | Auth
 
 
 # -- events (server to client) --------------------------------------------------------------
@@ -117,9 +128,11 @@ class Message:
     ts: int
     nick: str
     text: str
+    #: the user id (the token's C{sub}) of an authenticated sender; C{None}: anonymous
+    user: str | None = None
 
     def toDict(self) -> dict[str, Any]:
-        return {
+        d = {
             "type": "message",
             "room": self.room,
             "offset": self.offset,
@@ -127,6 +140,9 @@ class Message:
             "nick": self.nick,
             "text": self.text,
         }
+        if self.user is not None:
+            d["user"] = self.user
+        return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,9 +205,14 @@ class Presence:
     room: str
     event: str  # "join" | "leave"
     nick: str
+    #: the member's user id when it is authenticated; C{None}: anonymous
+    user: str | None = None
 
     def toDict(self) -> dict[str, Any]:
-        return {"type": "presence", "room": self.room, "event": self.event, "nick": self.nick}
+        d = {"type": "presence", "room": self.room, "event": self.event, "nick": self.nick}
+        if self.user is not None:
+            d["user"] = self.user
+        return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +245,18 @@ class PresenceBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class Authed:
+    """The reply to L{Auth}: the connection is C{user} until C{exp} (seconds since the epoch)."""
+
+    user: str
+    exp: int
+    ref: Ref | None = None
+
+    def toDict(self) -> dict[str, Any]:
+        return _withRef({"type": "authed", "user": self.user, "exp": self.exp}, self.ref)
+
+
+@dataclass(frozen=True, slots=True)
 class Error:
     """A refusal of one client message; the connection stays open."""
 
@@ -242,7 +275,7 @@ class Error:
         return cls(code=code, reason=reason, ref=own if own is not None else ref)
 
 
-Event = Message | Joined | Left | Ack | Presence | PresenceBatch | Error
+Event = Message | Joined | Left | Ack | Presence | PresenceBatch | Authed | Error
 
 
 def _withRef(d: dict[str, Any], ref: Ref | None) -> dict[str, Any]:
@@ -402,11 +435,19 @@ def _parseNick(obj: dict[str, Any], ref: Ref | None, maxText: int) -> Nick:
     return Nick(nick=validNick(obj.get("nick")), ref=ref)
 
 
+def _parseAuth(obj: dict[str, Any], ref: Ref | None, maxText: int) -> Auth:
+    token = _optionalString(obj, "token", MAX_AUTH_TOKEN)
+    if token is None:
+        raise BadRequest("auth needs a token")
+    return Auth(token=token, ref=ref)
+
+
 _PARSERS: dict[str, Callable[[dict[str, Any], Ref | None, int], Command]] = {
     "join": _parseJoin,
     "leave": _parseLeave,
     "say": _parseSay,
     "nick": _parseNick,
+    "auth": _parseAuth,
 }
 
 
@@ -660,11 +701,16 @@ def _nickToDict(command: Nick) -> dict[str, Any]:
     return _withRef({"type": "nick", "nick": command.nick}, command.ref)
 
 
+def _authToDict(command: Auth) -> dict[str, Any]:
+    return _withRef({"type": "auth", "token": command.token}, command.ref)
+
+
 _COMMAND_ENCODERS: dict[type, Callable[[Any], dict[str, Any]]] = {
     Join: _joinToDict,
     Leave: _leaveToDict,
     Say: _sayToDict,
     Nick: _nickToDict,
+    Auth: _authToDict,
 }
 
 
@@ -770,6 +816,7 @@ def _parseMessage(f: _EventFields) -> Message:
         ts=f.number("ts"),
         nick=f.string("nick"),
         text=f.string("text"),
+        user=f.optionalString("user"),
     )
 
 
@@ -795,8 +842,15 @@ def _parseAck(f: _EventFields) -> Ack:
 
 def _parsePresence(f: _EventFields) -> Presence:
     return Presence(
-        room=f.string("room"), event=f.choice("event", ("join", "leave")), nick=f.string("nick")
+        room=f.string("room"),
+        event=f.choice("event", ("join", "leave")),
+        nick=f.string("nick"),
+        user=f.optionalString("user"),
     )
+
+
+def _parseAuthed(f: _EventFields) -> Authed:
+    return Authed(user=f.string("user"), exp=f.number("exp"), ref=f.ref())
 
 
 def _parsePresenceBatch(f: _EventFields) -> PresenceBatch:
@@ -824,6 +878,7 @@ _EVENT_PARSERS: dict[str, Callable[[_EventFields], ServerEvent]] = {
     "ack": _parseAck,
     "presence": _parsePresence,
     "presence_batch": _parsePresenceBatch,
+    "authed": _parseAuthed,
     "error": _parseError,
     "close": _parseClose,
 }

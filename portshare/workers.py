@@ -75,10 +75,11 @@ def _takesValue(arg: str, long: str, short: str | None) -> tuple[bool, bool]:
     return False, False
 
 
-def workerArgv(argv: Sequence[str], families: Sequence[str]) -> list[str]:
+def workerArgv(argv: Sequence[str], families: Sequence[str], admin: int = 0) -> list[str]:
     """
-    A worker's portshare options: the parent's, without C{--workers} and C{--port}, with one
-    C{--port systemd:domain=FAMILY:index=i} per inherited socket.
+    A worker's portshare options: the parent's, without C{--workers}, C{--port} and
+    C{--admin-port}, with one C{--port systemd:domain=FAMILY:index=i} per inherited socket,
+    the last C{admin} of them as C{--admin-port}.
     """
     out: list[str] = []
     skip = False
@@ -87,15 +88,17 @@ def workerArgv(argv: Sequence[str], families: Sequence[str]) -> list[str]:
             skip = False
             continue
         matched = False
-        for long, short in (("port", "p"), ("workers", None)):
+        for long, short in (("port", "p"), ("workers", None), ("admin-port", None)):
             isIt, valueNext = _takesValue(arg, long, short)
             if isIt:
                 matched, skip = True, valueNext
                 break
         if not matched:
             out.append(arg)
+    public = len(families) - admin
     for index, family in enumerate(families):
-        out += ["--port", f"systemd:domain={family}:index={index}"]
+        option = "--port" if index < public else "--admin-port"
+        out += [option, f"systemd:domain={family}:index={index}"]
     return out
 
 
@@ -176,8 +179,11 @@ class WorkersService(Service):
         shutdownTimeout: float = 5.0,
         python: str = sys.executable,
         jsonLogs: bool = False,
+        adminPorts: Sequence[str] = (),
     ) -> None:
-        self.ports = list(ports)
+        #: every endpoint the parent binds: the public ones, then the admin ones
+        self.ports = list(ports) + list(adminPorts)
+        self.adminCount = len(adminPorts)
         self.count = workers
         self.argv = list(argv)
         self.reactor = reactor
@@ -204,7 +210,7 @@ class WorkersService(Service):
         from portshare.service import formatAddress
 
         super().privilegedStartService()
-        for description in self.ports:
+        for n, description in enumerate(self.ports):
             bound: list[Any] = []
             problems: list[Failure] = []
             d = serverFromString(self.reactor, description).listen(_NoConnections())
@@ -218,7 +224,10 @@ class WorkersService(Service):
             self._families.append(_FAMILIES[type(address).__name__])
             shown = formatAddress(address)
             self.listening.append(shown)
-            self.log.info("listening on {address}", address=shown, endpoint=description)
+            if n < len(self.ports) - self.adminCount:
+                self.log.info("listening on {address}", address=shown, endpoint=description)
+            else:
+                self.log.info("admin endpoint on {address}", address=shown, endpoint=description)
 
     def startService(self) -> None:
         if not self._bound:
@@ -244,7 +253,7 @@ class WorkersService(Service):
         for index, port in enumerate(self._bound):
             childFDs[3 + index] = port.fileno()
         worker = _Worker(self, number)
-        args = [self.python, "-c", _BOOT, *workerArgv(self.argv, self._families)]
+        args = [self.python, "-c", _BOOT, *workerArgv(self.argv, self._families, self.adminCount)]
         self.reactor.spawnProcess(worker, self.python, args, env=env, childFDs=childFDs)
         self.workers[number] = worker
         self.log.info("worker {number} started (pid {pid})", number=number, pid=worker.pid)

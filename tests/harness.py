@@ -70,6 +70,9 @@ class TwistdProcess(ProcessProtocol):
     with its bound port, C{ended} with (exit code, signal).
     """
 
+    #: what the process prints once it is bound; its group 1 is the port
+    bound: re.Pattern[bytes] = TWISTD_BOUND
+
     def __init__(self) -> None:
         self.output = b""
         self.listening: Deferred[int] = Deferred()
@@ -77,7 +80,7 @@ class TwistdProcess(ProcessProtocol):
 
     def outReceived(self, data: bytes) -> None:
         self.output += data
-        found = TWISTD_BOUND.search(self.output)
+        found = self.bound.search(self.output)
         if found and not self.listening.called:
             self.listening.callback(int(found.group(1)))
 

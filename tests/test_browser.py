@@ -111,6 +111,8 @@ class Service:
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.logs: list[Path] = []
+        #: the environment twistd runs in (a test may add to its PYTHONPATH)
+        self.env = dict(ENV)
 
     @property
     def url(self) -> str:
@@ -126,7 +128,7 @@ class Service:
                     [TWISTD, "-n", "--pidfile=", "portshare", "--port",
                      f"tcp:{self.port}:interface=127.0.0.1", *self.args],
                     stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    cwd=self.directory, env=ENV,
+                    cwd=self.directory, env=self.env,
                 )  # fmt: skip
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -1335,3 +1337,169 @@ def test_webClientUnderThePrefixBesideAnApplication(
         assert '"GET /api/' not in log and '"GET /ws' not in log and '"GET /sse' not in log
     finally:
         app.stop()
+
+
+# -- the JavaScript client in pages of your own (issue 14, docs/client.md) -------------------
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+DOCS_CLIENT = Path(__file__).parent.parent / "docs" / "client.md"
+
+
+class SameOrigin:
+    """
+    Every request and WebSocket a page makes, recorded, so that a test can show they all went
+    to the page's own origin (one port, no second server, no CORS).
+    """
+
+    def __init__(self, page: Page) -> None:
+        self.requests: list[str] = []
+        self.websockets: list[str] = []
+        self.cors: list[str] = []
+        page.on("request", lambda request: self.requests.append(request.url))
+        page.on("websocket", lambda ws: self.websockets.append(ws.url))
+        page.on("response", self._response)
+
+    def _response(self, response: Any) -> None:
+        if "access-control-allow-origin" in response.headers:
+            self.cors.append(response.url)
+
+    def check(self, origin: str, websocket: str) -> None:
+        assert self.requests and all(u.startswith(origin + "/") for u in self.requests), (
+            self.requests
+        )
+        assert self.websockets == [websocket], self.websockets
+        assert self.cors == [], self.cors
+
+
+def sayAndSee(pages: list[Page], said: dict[str, str], by: dict[str, Page]) -> None:
+    """Each nick of C{said} types its text in its page's #text; every page shows them all."""
+    for nick, text in said.items():
+        by[nick].fill("#text", text)
+        by[nick].press("#text", "Enter")
+        expect(by[nick].locator("#text")).to_have_value("")
+    for page in pages:
+        for nick, text in said.items():
+            expect(page.locator("#messages li", has_text=f"{nick}: {text}")).to_be_visible()
+
+
+def openAppPage(browser: Browser, url: str, name: str) -> tuple[Client, SameOrigin]:
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    context.add_init_script(RECORDER)
+    page = context.new_page()
+    client = Client(context, page, name)
+    seen = SameOrigin(page)
+    page.goto(url)
+    return client, seen
+
+
+def test_flaskExampleChatsOnItsOwnOrigin(
+    browser: Browser, tmp_path: Path, screenshots: Path
+) -> None:
+    """
+    examples/flask under twistd portshare --wsgi: two people sign in with the site's own
+    login form (its session cookie), and its page, through /chat/client.js, opens the chat's
+    WebSocket on the same origin and port and chats; every request and the WebSocket go to
+    that one origin, no response needed CORS, and the site's session cookie went along with
+    the upgrade.
+    """
+    service = Service(tmp_path, "--wsgi", "flaskchat:app")
+    service.env["PYTHONPATH"] += os.pathsep + str(EXAMPLES / "flask")
+    service.start()
+    clients: list[Client] = []
+    try:
+        origin = service.url.rstrip("/")
+        pages = []
+        for nick in ("ann", "bob"):
+            client, seen = openAppPage(browser, service.url, nick)
+            clients.append(client)
+            page = client.page
+            expect(page).to_have_url(re.compile(r"/login$"))  # the site's own redirect
+            page.fill("#nick", nick)
+            page.click("button[type=submit]")
+            expect(page).to_have_url(origin + "/")
+            expect(page.locator("#me")).to_have_text(nick)
+            expect(page.locator("#status")).to_have_attribute("data-state", "online")
+            expect(page.locator("#chat")).to_have_attribute("data-joined", "lobby")
+            cookies = {c["name"]: c for c in client.context.cookies()}
+            assert cookies["session"]["httpOnly"], cookies  # the site's, set at login
+            pages.append((page, seen))
+        (ann, _), (bob, _) = pages
+        sayAndSee(
+            [page for page, _ in pages],
+            {"ann": "hello from a flask page", "bob": "same origin, same port"},
+            {"ann": ann, "bob": bob},
+        )
+        clients[0].screenshot(screenshots, "flask-example")
+        ws = f"ws://127.0.0.1:{service.port}/chat/ws"
+        for _, seen in pages:
+            seen.check(origin, ws)
+            assert origin + "/chat/client.js" in seen.requests
+        log = service.logged("flask-example-done")
+        assert log.count('"POST /login HTTP/1.1" 303') == 2, log[-3000:]
+        assert log.count("ChatProtocol#info] tcp4:127.0.0.1:") == 2, log[-3000:]  # opened
+        problems = {c.name: c.problems() for c in clients}
+        assert not any(problems.values()), problems
+    finally:
+        for client in clients:
+            client.context.close()
+        service.stop()
+
+
+def docsBlocks() -> list[tuple[str, str]]:
+    """docs/client.md's fenced blocks: (language, code)."""
+    text = DOCS_CLIENT.read_text()
+    return re.findall(r"^```(\w+)\n(.*?)^```$", text, re.S | re.M)
+
+
+def test_docsExamplePage(browser: Browser, tmp_path: Path, screenshots: Path) -> None:
+    """
+    The example page of docs/client.md, as it is written there (its index.html and page.js
+    in a directory served with --static DIR, which replaces the web client but not
+    /client.js): two tabs join ?room=docs, see each other in the member list, chat over the
+    WebSocket; a third tab without WebSocket falls back to SSE by itself and chats too.
+    """
+    blocks = docsBlocks()
+    html = [code for lang, code in blocks if lang == "html"]
+    script = [code for lang, code in blocks if lang == "js" and "document" in code]
+    assert len(html) == len(script) == 1, blocks
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text(html[0])
+    (site / "page.js").write_text(script[0])
+    service = Service(tmp_path, "--static", str(site))
+    service.start()
+    clients: list[Client] = []
+    try:
+        url = service.url + "?room=docs"
+        opened = []
+        for nick, init in (("dora", None), ("dan", None), ("sse-sam", "delete window.WebSocket;")):
+            context = browser.new_context(viewport={"width": 900, "height": 700})
+            context.add_init_script(RECORDER)
+            if init:
+                context.add_init_script(init)
+            page = context.new_page()
+            client = Client(context, page, nick)
+            clients.append(client)
+            page.goto(url)
+            page.fill("#nick", nick)
+            page.press("#nick", "Enter")
+            expect(page.locator("#state")).to_have_text("online")
+            expect(page.locator("#members li", has_text=nick)).to_be_visible()
+            opened.append(page)
+        dora, _, sam = opened
+        expect(dora.locator("#transport")).to_have_text("websocket")
+        expect(sam.locator("#transport")).to_have_text("sse")
+        for nick in ("dora", "dan", "sse-sam"):
+            expect(dora.locator("#members li", has_text=nick)).to_be_visible()
+        sayAndSee(
+            opened,
+            {"dora": "over the websocket", "sse-sam": "over sse and the api"},
+            {"dora": dora, "sse-sam": sam},
+        )
+        clients[0].screenshot(screenshots, "docs-example-page")
+        problems = {c.name: c.problems() for c in clients}
+        assert not any(problems.values()), problems
+    finally:
+        for client in clients:
+            client.context.close()
+        service.stop()

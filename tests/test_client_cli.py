@@ -82,7 +82,9 @@ class ParserTests(SynchronousTestCase):
                     "http://127.0.0.1:8080",
                     None,
                     None,
-                    "the server (http://, https://, ws://, wss://)",
+                    "the server and where its chat is (http://, https://, ws://, wss://): its"
+                    " path is the chat's --chat-prefix, e.g. http://host:8080/chat beside an"
+                    " application",
                     False,
                 ),
                 (
@@ -210,6 +212,48 @@ async def test_sayThenTailSince(cli: Cli, transport: str) -> None:
     assert status == 0, err
     assert out == "[r #1] ann: one\n[r #2] ann: two\n"
     assert "* joined r at #2" in err
+
+
+@pytest_twisted.async_yield_fixture
+async def prefixed() -> AsyncIterator[tuple[int, PortshareService]]:
+    """A service whose chat is under C{--chat-prefix /chat}, beside a twisted.web application
+    that answers every other path (and would answer /ws, /sse and /api if asked)."""
+    from portshare.apps import ResourceApp
+    from tests.apps import resourceapp
+
+    service = PortshareService(
+        Settings(
+            ports=("tcp:0:interface=127.0.0.1",),
+            app=ResourceApp(resourceapp.withReactor),
+            chatPrefix="/chat",
+        ),
+        reactor,
+    )
+    service.startService()
+    yield int(service.listening[0].rsplit(":", 1)[1]), service
+    await service.stopService()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    "path", ["/chat", "/chat/", "/chat/ws"], ids=["prefix", "slash", "websocket-url"]
+)
+@pytest_twisted.ensureDeferred
+async def test_urlPathIsTheChatPrefix(
+    prefixed: tuple[int, PortshareService], transport: str, path: str
+) -> None:
+    """The path of --url is where the chat is (--chat-prefix): every transport reaches
+    /chat/ws, /chat/sse and /chat/api under it (a ws:// URL may name /chat/ws itself),
+    never the application's /ws."""
+    port, _ = prefixed
+    scheme = "ws" if path.endswith("/ws") else "http"
+    cli = Cli(f"{scheme}://127.0.0.1:{port}{path}")
+    status, out, err = await cli("--transport", transport, "--nick", "ann", "say", "p", "hi")
+    assert (status, out) == (0, "1\n"), err
+    status, out, err = await cli(
+        "--transport", transport, "tail", "p", "--since", "0", "--count", "1"
+    )
+    assert (status, out) == (0, "[p #1] ann: hi\n"), err
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

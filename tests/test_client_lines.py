@@ -41,6 +41,11 @@ class UpgradeTests(SynchronousTestCase):
             b"Connection: Upgrade\r\n\r\n",
         )
 
+    def test_requestUnderThePrefix(self) -> None:
+        """With a path in --url (the chat's prefix), the upgrade is asked of PREFIX/ws."""
+        _, transport = onTransport("http://chat.example:8080/chat/")
+        self.assertTrue(transport.value().startswith(b"GET /chat/ws HTTP/1.1\r\n"))
+
     def test_switched(self) -> None:
         """101 opens the link, even with the head split and lines after it in one read."""
         link, _ = onTransport()

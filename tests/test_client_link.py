@@ -36,6 +36,37 @@ class ServerTests(SynchronousTestCase):
         )
         self.assertEqual(Server("wss://h").base, "https://h")
 
+    def test_pathIsTheChatPrefix(self) -> None:
+        """The path of --url is the chat's prefix: the HTTP paths go under it, and so does the
+        WebSocket; a trailing / is the same, and a ws:// URL may name the WebSocket itself."""
+        for url in (
+            "http://h:8080/chat",
+            "http://h:8080/chat/",
+            "ws://h:8080/chat/ws",
+            "ws://h:8080/chat",
+            "h:8080/chat",
+        ):
+            s = Server(url)
+            self.assertEqual((s.prefix, s.base), ("/chat", "http://h:8080/chat"), url)
+        for url in ("http://h", "http://h/", "ws://h/ws", "wss://h/ws/"):
+            self.assertEqual(Server(url).prefix, "", url)
+        self.assertEqual(Server("https://h/a/b.c/").base, "https://h/a/b.c")
+        self.assertEqual(Server("http://h/ws").prefix, "/ws")  # http: the path is the prefix
+
+    def test_hostilePathRefused(self) -> None:
+        """A --url path that a request line could not carry as it is (spaces, CR/LF, a query
+        or fragment) is refused before anything is sent."""
+        for url in (
+            "http://h/chat?x=1",
+            "http://h/chat#top",
+            "http://h/a b",
+            "http://h/chat\r\nX-Evil: 1",
+            "http://h/chat HTTP/1.1\r\n",
+            "http://h/\x00",
+            "http://h/a//b",
+        ):
+            self.assertRaises(CliError, Server, url)
+
 
 class RecordingLink(Link):
     """A link that keeps what it sends."""

@@ -60,6 +60,20 @@ class ErrorCodeTests(SynchronousTestCase):
         """Forbidden is code forbidden, HTTP 403."""
         self.assertCodeAndStatus(Forbidden, "forbidden", 403)
 
+    def test_unauthorized(self) -> None:
+        """Unauthorized (a refused token) is code unauthorized, HTTP 401, the client's fault."""
+        self.assertCodeAndStatus(errors.Unauthorized, "unauthorized", 401)
+        self.assertTrue(issubclass(errors.Unauthorized, errors.RemoteError))
+
+    def test_chatErrorCodesOfVersion2(self) -> None:
+        """Version 2 of the contract adds unauthorized to the codes an error event carries."""
+        self.assertEqual(errors.CHAT_ERROR_CODES[-1], "unauthorized")
+        self.assertEqual(len(set(errors.CHAT_ERROR_CODES)), 8)
+
+    def test_privateCloseCodes(self) -> None:
+        """The contract's private close codes: 4000 disconnected by the server, 4001 expired."""
+        self.assertEqual((errors.CLOSE_DISCONNECTED, errors.CLOSE_TOKEN_EXPIRED), (4000, 4001))
+
     def test_localError(self) -> None:
         """A generic local error is code unavailable, HTTP 503."""
         self.assertCodeAndStatus(LocalError, "unavailable", 503)

@@ -18,7 +18,7 @@ from portshare.hub import Hub, IFrontEnd, IMember
 from portshare.limits import Limits
 from portshare.metrics import Metrics
 from portshare.testing import RecordingFrontEnd, RecordingMember
-from portshare.wire import Join, Leave, Nick, Say, binaryFrameError, parseCommand
+from portshare.wire import Join, Leave, Message, Nick, Presence, Say, binaryFrameError, parseCommand
 
 
 def frame(**message: Any) -> bytes:
@@ -790,3 +790,123 @@ class PresenceBatchTests(HubTestMixin, SynchronousTestCase):
         broker.release()
         self.assertEqual([m.events for m in people], [[], [], []])
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class SubscribeTests(HubTestMixin, SynchronousTestCase):
+    """In-process subscribers (L{Hub.subscribe}): typed events, not members."""
+
+    def setUp(self) -> None:
+        self.makeHub()
+
+    def test_typedEventsNotMembership(self) -> None:
+        """A subscriber gets the room's presence and messages as typed values, and is not a
+        member: the room's presence and member count do not include it."""
+        seen: list[Any] = []
+        subscription = self.hub.subscribe("lobby", seen.append)
+        self.assertIsNone(self.successResultOf(subscription.ready))
+        member, session = self.connect()
+        self.hub.received(session, Join(room="lobby", nick="ann", ref=1))
+        self.hub.received(session, Say(room="lobby", text="hi", ref=2))
+        self.assertEqual(
+            seen,
+            [Presence(room="lobby", event="join", nick="ann"), self.lastMessage("lobby")],
+        )
+        joined = member.ofType("joined")[0]
+        self.assertEqual((joined["members"], joined["count"]), (["ann"], 1))
+
+    def lastMessage(self, room: str) -> Message:
+        _, messages = self.successResultOf(self.broker.history(room, 0, 10))
+        return messages[-1]  # type: ignore[no-any-return]
+
+    def test_subscribedOnceAndReleased(self) -> None:
+        """Subscribers share the instance's one subscription with the members; the room is
+        released at the broker when the last of them goes, whichever goes last."""
+        calls: list[str] = []
+        broker = self.broker
+        original = broker.unsubscribe
+        broker.unsubscribe = lambda room: calls.append(room) or original(room)  # type: ignore[method-assign]
+        first = self.hub.subscribe("lobby", lambda e: None)
+        second = self.hub.subscribe("lobby", lambda e: None)
+        _member, session = self.connect()
+        self.hub.received(session, Join(room="lobby", ref=1))
+        self.assertEqual(self.metrics.rooms._value.get(), 1)
+        first.cancel()
+        self.hub.received(session, Leave(room="lobby"))
+        self.assertEqual(calls, [])
+        second.cancel()
+        second.cancel()  # twice: nothing more
+        self.assertEqual(calls, ["lobby"])
+        self.assertFalse(second.active)
+        self.assertEqual(self.metrics.rooms._value.get(), 0)
+
+    def test_cancelledGetsNothing(self) -> None:
+        """After C{cancel}, the callback is not called again."""
+        seen: list[Any] = []
+        self.hub.subscribe("lobby", seen.append).cancel()
+        self.hub.publish("lobby", "ops", "after")
+        self.assertEqual(seen, [])
+
+    def test_brokenCallbackDoesNotStopTheRoom(self) -> None:
+        """A subscriber that raises is logged; members and other subscribers still get the
+        event."""
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+        def broken(event: Any) -> None:
+            raise RuntimeError("application bug")
+
+        seen: list[Any] = []
+        self.hub.subscribe("lobby", broken)
+        self.hub.subscribe("lobby", seen.append)
+        member, session = self.connect()
+        self.hub.received(session, Join(room="lobby", ref=1))
+        member.take()
+        seen.clear()
+        self.hub.publish("lobby", "ops", "still here")
+        self.assertEqual([m.text for m in seen], ["still here"])
+        self.assertEqual([e["text"] for e in member.ofType("message")], ["still here"])
+        failed = [e for e in events if "log_failure" in e]
+        self.assertEqual(len(failed), 2)  # ann's presence event, and the message
+        self.assertEqual(failed[-1]["log_failure"].getErrorMessage(), "application bug")
+        self.assertEqual(failed[-1]["room"], "lobby")
+        self.flushLoggedErrors(RuntimeError)
+
+    def test_badRoom(self) -> None:
+        """An invalid room name is refused before anything is subscribed."""
+        self.assertRaises(errors.BadRequest, self.hub.subscribe, "..", lambda e: None)
+        self.assertEqual(self.metrics.rooms._value.get(), 0)
+
+    def test_failedSubscription(self) -> None:
+        """When the broker cannot subscribe, C{ready} fails and the subscription ends."""
+        broker = self.broker
+        broker.subscribe = lambda room, listener: fail(errors.Unavailable("down"))  # type: ignore[method-assign]
+        subscription = self.hub.subscribe("lobby", lambda e: None)
+        self.failureResultOf(subscription.ready, errors.Unavailable)
+        self.assertFalse(subscription.active)
+        self.assertEqual(self.metrics.rooms._value.get(), 0)
+
+
+class NoSessionsTests(HubTestMixin, SynchronousTestCase):
+    def test_whenNoSessions(self) -> None:
+        """whenNoSessions fires at once with no connection, else when the last one closes."""
+        self.makeHub()
+        self.successResultOf(self.hub.whenNoSessions())
+        _, one = self.connect()
+        _, two = self.connect()
+        d = self.hub.whenNoSessions()
+        self.hub.disconnected(one)
+        self.assertNoResult(d)
+        self.hub.disconnected(two)
+        self.successResultOf(d)
+
+    def test_whenNoSessionsCancelled(self) -> None:
+        """A cancelled wait is forgotten: the last close later fires nothing twice."""
+        self.makeHub()
+        _, one = self.connect()
+        d = self.hub.whenNoSessions()
+        d.cancel()
+        self.failureResultOf(d)
+        self.hub.disconnected(one)  # no AlreadyCalledError
+        self.assertEqual(self.hub._noSessions, [])

@@ -46,6 +46,7 @@ class LimitsTests(SynchronousTestCase):
                 "presenceBatchInterval": 1.0,
                 "maxConnections": 10_000,
                 "maxConnectionsPerAddress": 256,
+                "adminMaxConnections": 64,
                 "requestTimeout": 10.0,
                 "httpIdleTimeout": 60.0,
                 "maxHeaders": 64,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.error import CannotListenError
 from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
@@ -145,3 +147,69 @@ class GracefulStopTests(SynchronousTestCase):
             for c in (chat, refused):
                 c.protocol.connectionLost(Failure(ConnectionDone()))
             self.successResultOf(service.stopService())
+
+
+class AdminEndpointTests(SynchronousTestCase):
+    """--admin-port: the operators' paths on their own listener and connection cap."""
+
+    def get(self, factory: Any, path: str, port: int = 41000) -> tuple[int, bytes]:
+        from portshare.testing import MemoryConnection, parseResponse
+
+        c = MemoryConnection(factory, port=port)
+        c.send(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        response, _ = parseResponse(c.read())
+        c.lose()
+        if response is None:
+            return 0, b""  # refused: the connection was closed without an answer
+        return response.status, response.body
+
+    def test_pathsMoveToTheAdminEndpoint(self) -> None:
+        """With an admin endpoint, /healthz, /metrics and /api/connections answer there and
+        are 404 on the public port; the chat's own API stays public."""
+        from portshare.testing import startedService
+
+        service = startedService(self, ports=("tcp:0",), adminPorts=("tcp:0",))
+        self.assertEqual(len(service.reactor.tcpServers), 2)
+        for path in ("/healthz", "/metrics", "/api/connections"):
+            self.assertEqual(self.get(service.adminTracker, path)[0], 200, path)
+            self.assertEqual(self.get(service.tracker, path)[0], 404, path)
+        self.assertEqual(self.get(service.tracker, "/api/rooms")[0], 200)
+        self.assertEqual(self.get(service.adminTracker, "/api/rooms")[0], 404)
+        self.assertEqual(self.get(service.adminTracker, "/")[0], 404)
+
+    def test_pathsKeptPublic(self) -> None:
+        """--admin-paths-public keeps them on the public port as well."""
+        from portshare.testing import startedService
+
+        service = startedService(self, adminPorts=("tcp:0",), adminPathsPublic=True)
+        for path in ("/healthz", "/metrics", "/api/connections"):
+            self.assertEqual(self.get(service.tracker, path)[0], 200, path)
+            self.assertEqual(self.get(service.adminTracker, path)[0], 200, path)
+
+    def test_floodOnThePublicPortLeavesHealthChecks(self) -> None:
+        """The public port full (its cap reached) does not refuse the admin endpoint, whose
+        own cap is separate and bounded too."""
+        from portshare.limits import Limits
+        from portshare.testing import MemoryConnection, startedService
+
+        service = startedService(
+            self,
+            adminPorts=("tcp:0",),
+            limits=Limits(maxConnections=3, adminMaxConnections=2),
+        )
+        from twisted.internet.address import IPv4Address
+
+        held = [MemoryConnection(service, port=42000 + n) for n in range(3)]
+        peer = IPv4Address("TCP", "127.0.0.1", 42010)
+        self.assertIsNone(service.tracker.buildProtocol(peer))  # the public port is full
+        self.assertEqual(self.get(service.adminTracker, "/healthz"), (200, b'{"status":"ok"}'))
+        admins = [MemoryConnection(service.adminTracker, port=43000 + n) for n in range(2)]
+        self.assertIsNone(service.adminTracker.buildProtocol(peer))  # its own cap, reached
+        del held, admins
+
+    def test_badEndpoint(self) -> None:
+        """An admin endpoint string that does not parse is refused, naming the field."""
+        with self.assertRaises(ValueError) as raised:
+            Settings(adminPorts=("nonsense:1",))
+        self.assertIn("adminPorts", str(raised.exception))
+        self.assertRaises(ValueError, Settings, adminPathsPublic=True)

@@ -64,7 +64,7 @@ class ModuleTypeTests(SynchronousTestCase):
 
         self.patch(StaticFiles, "contentTypes", {".js": "text/plain", ".css": "text/css"})
         service = startedService(self)
-        for path in (b"/main.js", b"/connection.js"):
+        for path in (b"/main.js", b"/client.js", b"/client/connection.js"):
             c = MemoryConnection(service)
             c.send(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
             status, headers, _ = response(c)

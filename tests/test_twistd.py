@@ -5,13 +5,17 @@ over loopback, stopped with SIGTERM like a service manager does.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 import pytest_twisted
 import treq
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 
 from portshare.testing import connectChat
 from tests.harness import TwistdProcess, spawnTwistd
@@ -80,3 +84,80 @@ async def test_badOptionExits(tmp_path: Path) -> None:
         await process.listening
     exitCode, _ = await process.ended
     assert exitCode not in (0, None)
+
+
+ADMIN_BOUND = re.compile(rb"admin endpoint on tcp:127\.0\.0\.1:(\d+)")
+
+
+async def rawGet(connect: Any, path: str) -> bytes:
+    """GET over a fresh stream from C{connect} (TCP or UNIX), the whole answer."""
+    from twisted.internet.protocol import Factory, Protocol
+
+    class Reader(Protocol):
+        def __init__(self) -> None:
+            self.data = b""
+            self.done: Deferred[bytes] = Deferred()
+
+        def connectionMade(self) -> None:
+            self.transport.write(  # type: ignore[union-attr]
+                f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+            )
+
+        def dataReceived(self, data: bytes) -> None:
+            self.data += data
+
+        def connectionLost(self, reason: Any = None) -> None:
+            self.done.callback(self.data)
+
+    protocol = await connect.connect(Factory.forProtocol(Reader))
+    return await protocol.done  # type: ignore[no-any-return]
+
+
+@pytest_twisted.ensureDeferred
+async def test_adminEndpoint(tmp_path: Path) -> None:
+    """--admin-port on TCP and on a UNIX socket: health and metrics there, not on the
+    public port; a public port at its connection cap still lets health checks in."""
+    from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint
+
+    sock = tmp_path / "admin.sock"
+    process = startTwistd(
+        tmp_path,
+        "--admin-port",
+        "tcp:0:interface=127.0.0.1",
+        "--admin-port",
+        f"unix:{sock}",
+        "--max-connections",
+        "2",
+    )
+    held: list[Any] = []
+    try:
+        port = await process.listening
+        for _ in range(20):  # bounded: the admin log line follows the public one
+            found = ADMIN_BOUND.search(process.output)
+            if found:
+                break
+            await deferLater(reactor, 0.1, lambda: None)
+        assert found, process.output.decode()
+        admin = TCP4ClientEndpoint(reactor, "127.0.0.1", int(found.group(1)))
+        public = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        assert b" 404 " in (await rawGet(public, "/healthz")).split(b"\r\n")[0]
+        assert b'{"status":"ok"}' in await rawGet(admin, "/healthz")
+        assert b"portshare_connections" in await rawGet(
+            UNIXClientEndpoint(reactor, str(sock)), "/metrics"
+        )
+
+        # the public port full: two idle connections held open
+        from twisted.internet.protocol import Factory, Protocol
+
+        for _ in range(2):
+            held.append(await public.connect(Factory.forProtocol(Protocol)))
+        assert await rawGet(public, "/api/rooms") == b""  # refused: closed at once
+        assert b'{"status":"ok"}' in await rawGet(admin, "/healthz")
+        process.transport.signalProcess("TERM")
+        await assertStoppedCleanly(process)
+    finally:
+        for protocol in held:
+            protocol.transport.abortConnection()
+        if not process.ended.called:
+            process.transport.signalProcess("KILL")
+            await process.ended

@@ -7,6 +7,7 @@ applications are real (Flask, Django) and run at once in the test's thread
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -61,12 +62,16 @@ class DefaultTreeTests(SynchronousTestCase):
 
     def test_shapeIsUnchanged(self) -> None:
         """The root is the web client's directory with healthz, metrics, api, sse and ws
-        (the protocol switch, the echo endpoint under it with --echo) as its children."""
+        (the protocol switch, the echo endpoint under it with --echo) as its children, and
+        the public JS client (client.js, client/) that the directory holds anyway."""
         service = PortshareService(Settings(ports=("tcp:0",), echo=True), _reactor())
         root = service.root
         self.assertIs(type(root), StaticFiles)
         self.assertIs(service.site.resource, root)
-        self.assertEqual(sorted(root.children), [b"api", b"healthz", b"metrics", b"sse", b"ws"])
+        self.assertEqual(
+            sorted(root.children),
+            [b"api", b"client", b"client.js", b"healthz", b"metrics", b"sse", b"ws"],
+        )
         self.assertIsInstance(root.children[b"healthz"], HealthResource)
         self.assertIsInstance(root.children[b"metrics"], MetricsResource)
         self.assertIsInstance(root.children[b"sse"], SseResource)
@@ -168,7 +173,7 @@ class MountedTreeTests(FlaskCase):
         self.assertEqual(sorted(root.children), [b"chat", b"healthz", b"metrics"])
         chat = root.children[b"chat"]
         self.assertIsInstance(chat, StaticFiles)
-        self.assertEqual(sorted(chat.children), [b"api", b"sse", b"ws"])
+        self.assertEqual(sorted(chat.children), [b"api", b"client", b"client.js", b"sse", b"ws"])
 
     def test_formPostRedirectAndCookie(self) -> None:
         """A form POST with a body reaches Flask, which sets a cookie and redirects; the
@@ -271,7 +276,8 @@ class PrefixTests(FlaskCase):
         self.assertEqual(get(c, "/index.html")[0], 404)
         self.assertEqual(get(c, "/api/items")[0], 404)  # the chat's /api, not the app's
         self.assertEqual(
-            sorted(self.service.root.children), [b"api", b"healthz", b"metrics", b"sse", b"ws"]
+            sorted(self.service.root.children),
+            [b"api", b"client", b"client.js", b"healthz", b"metrics", b"sse", b"ws"],
         )
 
     def test_prefixWithoutAnApp(self) -> None:
@@ -342,3 +348,100 @@ class OtherAppTests(SynchronousTestCase):
         c = MemoryConnection(service)
         self.assertEqual(get(c, "/some/where")[2], b"resource at /some/where")
         self.assertEqual(get(c, "/")[2], b"resource at /")
+
+
+BUILTIN = Path(__file__).parent.parent / "portshare" / "static"
+
+
+class ClientModuleTests(SynchronousTestCase):
+    """The public JS client, C{<prefix>/client.js} and the modules it imports under
+    C{<prefix>/client/}, is served wherever the chat is, whatever C{--static} says."""
+
+    def assertModule(self, c: MemoryConnection, path: str, name: str) -> None:
+        status, headers, body = get(c, path)
+        self.assertEqual((status, headers[b"content-type"]), (200, b"text/javascript"), path)
+        self.assertEqual(body, (BUILTIN / name).read_bytes(), path)
+        self.assertIn(b"script-src 'self'", headers[b"content-security-policy"])
+
+    def test_defaultTree(self) -> None:
+        """Without options: /client.js and /client/connection.js, the built-in files."""
+        c = MemoryConnection(startedService(self))
+        self.assertModule(c, "/client.js", "client.js")
+        self.assertModule(c, "/client/connection.js", "client/connection.js")
+        self.assertModule(c, "/client/wire.js", "client/wire.js")  # twice: from memory
+
+    def test_staticDirKeepsTheClient(self) -> None:
+        """--static DIR replaces the web client's page, not client.js: DIR's own client.js
+        and client/ are shadowed, its other files served."""
+        static = Path(self.mktemp())
+        (static / "client").mkdir(parents=True)
+        (static / "index.html").write_text("<p>my page</p>")
+        (static / "client.js").write_text("export const mine = 1;")
+        (static / "client" / "connection.js").write_text("export const mine = 2;")
+        c = MemoryConnection(startedService(self, staticDir=static))
+        self.assertEqual(get(c, "/")[2], b"<p>my page</p>")
+        self.assertModule(c, "/client.js", "client.js")
+        self.assertModule(c, "/client/connection.js", "client/connection.js")
+        self.assertEqual(get(c, "/main.js")[0], 404)  # the built-in page is gone
+
+    def test_underThePrefixBesideAnApp(self) -> None:
+        """With an application, the client is under the chat's prefix; /client.js is the
+        application's path."""
+        service = startedService(self, app=WsgiApp(flaskapp.app, threads=SynchronousThreads()))
+        c = MemoryConnection(service)
+        self.assertModule(c, "/chat/client.js", "client.js")
+        self.assertModule(c, "/chat/client/sse.js", "client/sse.js")
+        self.assertEqual(get(c, "/client.js")[0], 404)  # Flask's 404
+        self.assertEqual(get(c, "/client/wire.js")[0], 404)
+
+    def test_rootPrefixBesideAnApp(self) -> None:
+        """--chat-prefix / beside an application: no web client page, but /client.js."""
+        service = startedService(
+            self, app=WsgiApp(flaskapp.app, threads=SynchronousThreads()), chatPrefix="/"
+        )
+        c = MemoryConnection(service)
+        self.assertModule(c, "/client.js", "client.js")
+        self.assertModule(c, "/client/rooms.js", "client/rooms.js")
+        self.assertEqual(get(c, "/index.html")[0], 404)
+
+    def test_nothingOutsideTheModules(self) -> None:
+        """Under /client/, only the modules: no way up to the page's files or out of the
+        package, no dotfiles, no listing, no writes."""
+        c = MemoryConnection(startedService(self))
+        for path in (
+            "/client/../main.js",
+            "/client/%2e%2e/main.js",
+            "/client/..%2fmain.js",
+            "/client/%2e%2e/%2e%2e/__init__.py",
+            "/client/.hidden",
+            "/client/",
+            "/client.js/x",
+        ):
+            status, _, body = get(c, path)
+            self.assertEqual(status, 404, (path, body[:200]))
+            self.assertNotIn(b"import", body, path)
+        c.send(b"POST /client.js HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(parse(c.read())[0], 405)
+
+    def test_inYourOwnTree(self) -> None:
+        """Chat.resource() mounted at /talk of an application's own tree and Site (the public
+        Python API) brings /talk/client.js and its modules along."""
+        import txaio.testutil
+        from twisted.internet.testing import MemoryReactorClock
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        from portshare import Chat
+
+        reactor = MemoryReactorClock()
+        loop = txaio.testutil.replace_loop(reactor)
+        loop.__enter__()
+        self.addCleanup(loop.__exit__, None, None, None)
+        chat = Chat(reactor)
+        root = Resource()
+        root.putChild(b"talk", chat.resource())
+        chat.service.startService()
+        self.addCleanup(chat.service.stopService)
+        c = MemoryConnection(Site(root, reactor=reactor))
+        self.assertModule(c, "/talk/client.js", "client.js")
+        self.assertModule(c, "/talk/client/connection.js", "client/connection.js")

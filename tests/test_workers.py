@@ -82,6 +82,23 @@ class WorkerArgvTests(SynchronousTestCase):
             ],
         )
 
+    def test_adminPortsToo(self) -> None:
+        """The admin endpoints are bound by the parent too: the last sockets, as
+        --admin-port systemd:... of each worker."""
+        argv = ["--port", "tcp:0", "--admin-port", "unix:/a", "--admin-port=tcp:9", "--echo"]
+        self.assertEqual(
+            workerArgv(argv, ["INET", "UNIX", "INET"], admin=2),
+            [
+                "--echo",
+                "--port",
+                "systemd:domain=INET:index=0",
+                "--admin-port",
+                "systemd:domain=UNIX:index=1",
+                "--admin-port",
+                "systemd:domain=INET:index=2",
+            ],
+        )
+
 
 WORKER = re.compile(rb"worker (\d+) started \(pid (\d+)\)")
 

@@ -51,10 +51,10 @@ class IBroker(Interface):
     def unsubscribe(room):  # type: ignore[misc]
         """Stop delivering C{room}; @return: a Deferred."""
 
-    def publish(room, nick, text, ts):  # type: ignore[misc]
+    def publish(room, nick, text, ts, user=None):  # type: ignore[misc]
         """
         Give a new message the room's next offset, keep it in history and deliver it to every
-        subscriber of the room.
+        subscriber of the room.  C{user}: the sender's user id (authenticated), kept with it.
         @return: a Deferred firing with the L{Message}.
         @raise Unavailable: (as a failure) when the message could not be accepted.
         """
@@ -68,8 +68,11 @@ class IBroker(Interface):
             most C{limit}).
         """
 
-    def enter(room, nick):  # type: ignore[misc]
-        """Count C{nick} as a member of C{room}; announce it if new.  @return: a Deferred."""
+    def enter(room, nick, user=None):  # type: ignore[misc]
+        """
+        Count C{nick} as a member of C{room}; announce it if new (with C{user}, the member's
+        user id, when it is authenticated).  @return: a Deferred.
+        """
 
     def exit(room, nick):  # type: ignore[misc]
         """Count one join of C{nick} less; announce its leave if gone.  @return: a Deferred."""

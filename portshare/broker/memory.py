@@ -48,6 +48,8 @@ class MemoryBroker:
         self._logs: OrderedDict[str, RoomLog] = OrderedDict()
         self._listeners: dict[str, IRoomListener] = {}
         self._presence = PresenceBook()
+        #: the user id of each authenticated (room, nick) present, for its leave event
+        self._users: dict[tuple[str, str], str] = {}
         self.unavailableReason: str | None = None
 
     # lifecycle
@@ -91,13 +93,15 @@ class MemoryBroker:
         self._listeners.pop(room, None)
         return succeed(None)
 
-    def publish(self, room: str, nick: str, text: str, ts: int) -> Deferred[Message]:
+    def publish(
+        self, room: str, nick: str, text: str, ts: int, user: str | None = None
+    ) -> Deferred[Message]:
         try:
             log = self._log(room, create=True)
         except Unavailable as e:
             return fail(e)
         assert log is not None
-        message = log.append(nick, text, ts)
+        message = log.append(nick, text, ts, user)
         listener = self._listeners.get(room)
         if listener is not None:
             listener.messagePublished(message)
@@ -121,14 +125,17 @@ class MemoryBroker:
 
     # presence
 
-    def enter(self, room: str, nick: str) -> Deferred[None]:
+    def enter(self, room: str, nick: str, user: str | None = None) -> Deferred[None]:
         if self._presence.enter(room, nick):
-            self._announce(Presence(room=room, event="join", nick=nick))
+            self._announce(Presence(room=room, event="join", nick=nick, user=user))
+            if user is not None:
+                self._users[(room, nick)] = user
         return succeed(None)
 
     def exit(self, room: str, nick: str) -> Deferred[None]:
         if self._presence.exit(room, nick):
-            self._announce(Presence(room=room, event="leave", nick=nick))
+            user = self._users.pop((room, nick), None)
+            self._announce(Presence(room=room, event="leave", nick=nick, user=user))
         return succeed(None)
 
     def _announce(self, presence: Presence) -> None:

@@ -399,7 +399,9 @@ class RedisBroker:
 
     # -- publish ---------------------------------------------------------------------------
 
-    def publish(self, room: str, nick: str, text: str, ts: int) -> Deferred[Message]:
+    def publish(
+        self, room: str, nick: str, text: str, ts: int, user: str | None = None
+    ) -> Deferred[Message]:
         """Give the message the room's next offset, keep and publish it (one Lua script)."""
         keys = self.layout.room(room)
         d = self.link.run(
@@ -494,7 +496,7 @@ class RedisBroker:
 
     # -- presence --------------------------------------------------------------------------
 
-    def enter(self, room: str, nick: str) -> Deferred[None]:
+    def enter(self, room: str, nick: str, user: str | None = None) -> Deferred[None]:
         """Count C{nick} in C{room} here; list it in Redis when it is new to this instance."""
         if not self._presence.enter(room, nick):
             return succeed(None)

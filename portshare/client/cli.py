@@ -12,7 +12,9 @@ line with C{--json}); status lines (joined, presence, errors) go to standard err
 status: 0, or 1 after an error from the server, or 2 for bad usage.
 
 Transports: C{websocket} (C{/ws}, the default), C{lines} (C{Upgrade: portshare-lines} on
-C{/ws}) and C{sse} (C{GET /sse} to read, C{POST /api/rooms/ROOM/messages} to say).  For
+C{/ws}) and C{sse} (C{GET /sse} to read, C{POST /api/rooms/ROOM/messages} to say), each under
+the path of C{--url}: the server's C{--chat-prefix} (C{http://host:8080/chat} when the chat is
+beside an application; a C{ws://} URL may also name the WebSocket, C{ws://host:8080/chat/ws}).  For
 C{https://} URLs, the server's certificate is checked against the system's roots, or
 C{--cafile}; C{--insecure} skips the check.
 """
@@ -48,7 +50,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--url",
         default="http://127.0.0.1:8080",
-        help="the server (http://, https://, ws://, wss://)",
+        help=(
+            "the server and where its chat is (http://, https://, ws://, wss://): its path is"
+            " the chat's --chat-prefix, e.g. http://host:8080/chat beside an application"
+        ),
     )
     p.add_argument("--transport", choices=TRANSPORTS, default="websocket")
     p.add_argument("--nick", default=None, help="nickname (default: the server's guest-N)")

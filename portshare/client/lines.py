@@ -56,7 +56,8 @@ class _Lines(LineOnlyReceiver):
 
 
 class LinesLink(Link):
-    """C{Upgrade: portshare-lines} on C{/ws}: the JSON commands, one per line."""
+    """C{Upgrade: portshare-lines} on C{/ws} (under the server's prefix): the JSON commands,
+    one per line."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -74,7 +75,8 @@ class LinesLink(Link):
     def clientFactory(self, server: Server) -> Factory:
         """The factory of this link's one connection to C{server} (C{opened} fires on 101)."""
         request = (
-            f"GET /ws HTTP/1.1\r\nHost: {server.netloc}\r\nUpgrade: {LINES_TOKEN}\r\n"
+            f"GET {server.prefix}/ws HTTP/1.1\r\nHost: {server.netloc}\r\n"
+            f"Upgrade: {LINES_TOKEN}\r\n"
             "Connection: Upgrade\r\n\r\n"
         ).encode()
         protocol = self.protocol = _Lines(self, request)

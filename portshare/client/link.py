@@ -12,6 +12,7 @@ newer server's extension) is skipped.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,17 +35,41 @@ class CliError(Exception):
     """A failure to report on standard error, exit status 1."""
 
 
+#: a URL path of plain segments: what a request line can carry as it is
+_PATH = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*")
+
+
 class Server:
-    """Where to connect, from C{--url} and the TLS options."""
+    """
+    Where to connect, from C{--url} and the TLS options.
+
+    The path of C{--url} is where the chat is on the server, its C{--chat-prefix}:
+    C{http://host:8080} for the chat at the root, C{http://host:8080/chat} for one beside an
+    application (a trailing C{/} is the same, so the web client's address works too).  Every
+    transport goes under it: C{/chat/ws} (WebSocket, lines), C{/chat/sse}, C{/chat/api}.  A
+    C{ws://} or C{wss://} URL may name the WebSocket itself (C{ws://host:8080/chat/ws}).
+
+    @ivar prefix: the chat's path on the server, C{""} or C{"/chat"} (no trailing C{/}).
+    @ivar base: the scheme, host and prefix the HTTP paths (C{/sse}, C{/api}) are under.
+    """
 
     def __init__(self, url: str, cafile: str | None = None, insecure: bool = False) -> None:
         parts = urlsplit(url if "://" in url else "http://" + url)
         self.secure = parts.scheme in ("https", "wss")
         if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
             raise CliError(f"--url {url!r}: give http://host:port or https://host:port")
+        prefix = parts.path.rstrip("/")
+        if parts.scheme in ("ws", "wss") and prefix.endswith("/ws"):
+            prefix = prefix[: -len("/ws")]  # the WebSocket's own URL: the chat is above it
+        if parts.query or parts.fragment or not _PATH.fullmatch(prefix):
+            raise CliError(
+                f"--url {url!r}: the path is the chat's prefix (/chat), with no query,"
+                " fragment, spaces or control characters"
+            )
         self.host = parts.hostname
         self.port = parts.port or (443 if self.secure else 80)
-        self.base = f"{'https' if self.secure else 'http'}://{parts.netloc}"
+        self.prefix = prefix
+        self.base = f"{'https' if self.secure else 'http'}://{parts.netloc}{prefix}"
         self.netloc = parts.netloc
         self.cafile = cafile
         self.insecure = insecure

@@ -31,7 +31,7 @@ class _WebSocket(WebSocketClientProtocol):
 
 
 class WebSocketLink(Link):
-    """C{/ws}, Autobahn's client."""
+    """C{/ws} under the server's prefix, Autobahn's client."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -40,7 +40,7 @@ class WebSocketLink(Link):
 
     @classmethod
     async def connect(cls, reactor: Any, server: Server) -> WebSocketLink:
-        """A link to C{server}'s C{/ws}, once the WebSocket is open."""
+        """A link to C{server}'s C{/ws} (under its prefix), once the WebSocket is open."""
         link = cls()
         await server.endpoint(reactor).connect(link.clientFactory(reactor, server))
         await link.opened
@@ -50,7 +50,9 @@ class WebSocketLink(Link):
         """The factory of this link's one WebSocket to C{server} (C{opened} fires once open)."""
         scheme = "wss" if server.secure else "ws"
         factory = WebSocketClientFactory(
-            f"{scheme}://{server.netloc}/ws", protocols=[SUBPROTOCOL], reactor=reactor
+            f"{scheme}://{server.netloc}{server.prefix}/ws",
+            protocols=[SUBPROTOCOL],
+            reactor=reactor,
         )
 
         def build() -> _WebSocket:

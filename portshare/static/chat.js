@@ -11,9 +11,9 @@
  * DEFAULT_ROOM ("lobby") always among them.
  */
 
-import { LIMITS, chatBase, validateNick, validateRoom, validateText } from './wire.js';
-import { describeClose } from './reconnect.js';
-import { addMessage, addNotice, addPresence, markRead } from './rooms.js';
+import { LIMITS, chatBase, validateNick, validateRoom, validateText } from './client/wire.js';
+import { describeClose } from './client/reconnect.js';
+import { addMessage, addNotice, addPresence, markRead } from './client/rooms.js';
 import { storageSet, NICK_KEY, ROOMS_KEY } from './storage.js';
 
 const KNOWN_POLL_MS = 60000;

@@ -3,12 +3,14 @@
  * browser JavaScript: no build step, no framework. It builds the state, restores what this
  * browser remembers, wires the page's controls to the chat and starts the connection.
  *
- *   wire.js        the wire contract: subprotocol, limits, validation, parsing a frame
- *   reconnect.js   backoff and the words for a close
- *   rooms.js       room state and recovery (since/epoch, duplicates), members, the log
+ *   client.js             the public client module (docs/client.md): Connection, connect()
+ *                         with the chat's paths found from where it was loaded; over
+ *   client/wire.js        the wire contract: subprotocol, limits, validation, parsing a frame
+ *   client/reconnect.js   backoff and the words for a close
+ *   client/rooms.js       room state and recovery (since/epoch, duplicates), members, the log
+ *   client/sse.js         the WebSocket's interface over Server-Sent Events + HTTP (the fallback)
+ *   client/connection.js  the connection: transports, reconnects, rejoins, refs; events, no DOM
  *   format.js      text for the page (hidden characters, sizes, ages, times)
- *   sse.js         the WebSocket's interface over Server-Sent Events + HTTP (the fallback)
- *   connection.js  the connection: transports, reconnects, rejoins, refs; events, no DOM
  *   storage.js     localStorage / sessionStorage that may be unavailable
  *   render.js      the page's DOM
  *   panel.js       the connections panel
@@ -18,11 +20,11 @@
  * debugging and tests.
  */
 
-import * as wire from './wire.js';
-import * as reconnect from './reconnect.js';
-import * as rooms from './rooms.js';
+import * as wire from './client/wire.js';
+import * as reconnect from './client/reconnect.js';
+import * as rooms from './client/rooms.js';
 import * as format from './format.js';
-import { Connection } from './connection.js';
+import { Connection } from './client.js';
 import { storageGet, storageSet, NICK_KEY, ROOMS_KEY, TOKEN_KEY } from './storage.js';
 import { createView } from './render.js';
 import { createPanel } from './panel.js';

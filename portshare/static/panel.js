@@ -7,7 +7,7 @@
 
 import { describeProtocol, formatAge, formatBytes, peerOf } from './format.js';
 import { storageSet, TOKEN_KEY } from './storage.js';
-import { chatBase } from './wire.js';
+import { chatBase } from './client/wire.js';
 
 const POLL_MS = 2000;
 

@@ -18,8 +18,8 @@
  * textContent / createTextNode only, never as HTML.
  */
 
-import { describeClose } from './reconnect.js';
-import { knownRooms, sortedMembers, totalUnread } from './rooms.js';
+import { describeClose } from './client/reconnect.js';
+import { knownRooms, sortedMembers, totalUnread } from './client/rooms.js';
 import { HIDDEN_CHARS, formatClock, nickColour, splitHidden } from './format.js';
 
 const NICK_COLOURS = 8;

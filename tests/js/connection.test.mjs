@@ -1,10 +1,10 @@
-// The connection (portshare/static/connection.js), driven through fake sockets and a fake clock.
+// The connection (portshare/static/client/connection.js), driven through fake sockets and a fake clock.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
   CONNECT_TIMEOUT_MS, Connection, WS_FALLBACK_AFTER, connect,
-} from '../../portshare/static/connection.js';
+} from '../../portshare/static/client/connection.js';
 import { FakeClock, fakeEventSourceClass, fakeWebSocketClass } from './fakes.mjs';
 
 /** A connection on fakes, recording its events; `random: 0` makes each delay the ceiling. */

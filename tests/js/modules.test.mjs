@@ -1,12 +1,15 @@
-// How the web client's modules fit together (portshare/static/*.js and index.html).
+// How the web client's modules fit together (portshare/static/*.js, client/*.js and index.html).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { join } from 'node:path';
+import { dirname, join, normalize } from 'node:path';
 
 const STATIC = fileURLToPath(new URL('../../portshare/static/', import.meta.url));
-const MODULES = readdirSync(STATIC).filter((f) => f.endsWith('.js')).sort();
+// every module, by its path under static/ ('main.js', 'client/connection.js')
+const MODULES = readdirSync(STATIC, { recursive: true }).filter((f) => f.endsWith('.js')).sort();
+// the internal modules behind client.js: only client.js may be imported by a page of yours
+const INTERNAL = MODULES.filter((f) => f.startsWith('client/'));
 const source = (name) => readFileSync(join(STATIC, name), 'utf8');
 const html = readFileSync(join(STATIC, 'index.html'), 'utf8');
 
@@ -14,6 +17,9 @@ const html = readFileSync(join(STATIC, 'index.html'), 'utf8');
 function code(name) {
   return source(name).replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|\s)\/\/.*$/gm, '$1');
 }
+
+/** Where an import of `spec` in module `name` leads, as a path under static/. */
+const resolve = (name, spec) => normalize(join(dirname(name), spec));
 
 /** The specifiers a module imports from. */
 function importsOf(name) {
@@ -24,7 +30,7 @@ function importsOf(name) {
 function closure(name, seen = new Set()) {
   if (seen.has(name)) return seen;
   seen.add(name);
-  importsOf(name).forEach((spec) => closure(spec.replace(/^\.\//, ''), seen));
+  importsOf(name).forEach((spec) => closure(resolve(name, spec), seen));
   return seen;
 }
 
@@ -32,8 +38,8 @@ test('every import is a module of the client, by a relative path', () => {
   assert.ok(MODULES.length > 5, MODULES.join());
   for (const name of MODULES) {
     for (const spec of importsOf(name)) {
-      assert.match(spec, /^\.\/[a-z]+\.js$/, `${name} imports ${spec}`);
-      assert.ok(existsSync(join(STATIC, spec)), `${name} imports ${spec}, which is missing`);
+      assert.match(spec, /^\.\/(client\/)?[a-z]+\.js$/, `${name} imports ${spec}`);
+      assert.ok(existsSync(join(STATIC, resolve(name, spec))), `${name} imports ${spec}, which is missing`);
     }
   }
 });
@@ -56,11 +62,27 @@ test('every module is in use, and index.html preloads exactly the ones main.js i
 
 test('the connection and what it imports never touch the page', () => {
   const dom = /\b(document|window|localStorage|sessionStorage|navigator)\b/;
-  for (const name of closure('connection.js')) assert.doesNotMatch(code(name), dom, name);
+  for (const name of closure('client.js')) assert.doesNotMatch(code(name), dom, name);
+});
+
+test('client.js stands alone: it and what it imports are client.js and client/, nothing of the page', () => {
+  // --static DIR replaces the web client, and the server serves client.js and client/ still:
+  // an import of anything else would be DIR's file, or missing.
+  assert.deepEqual([...closure('client.js')].sort(), ['client.js', ...INTERNAL].sort());
+  assert.deepEqual(INTERNAL.sort(), ['client/connection.js', 'client/reconnect.js', 'client/rooms.js', 'client/sse.js', 'client/wire.js']);
+});
+
+test('the internal modules never import from the page, and go through client.js to be used', () => {
+  for (const name of INTERNAL) {
+    for (const spec of importsOf(name)) assert.ok(resolve(name, spec).startsWith('client/'), `${name} imports ${spec}`);
+  }
+  // the web client's page takes its Connection from the public module, as a page of yours does
+  assert.ok(importsOf('main.js').includes('./client.js'));
+  assert.ok(!importsOf('main.js').includes('./client/connection.js'));
 });
 
 test('the pure modules use no timers and no I/O', () => {
-  for (const name of ['wire.js', 'reconnect.js', 'rooms.js', 'format.js']) {
+  for (const name of ['client/wire.js', 'client/reconnect.js', 'client/rooms.js', 'format.js']) {
     assert.doesNotMatch(code(name), /\b(document|window|globalThis|setTimeout|setInterval|fetch)\b|new\s+(WebSocket|EventSource)/, name);
     assert.deepEqual(importsOf(name).filter((s) => !['./wire.js'].includes(s)), [], name);
   }

@@ -1,10 +1,10 @@
-// The reconnect policy (portshare/static/reconnect.js): backoff, attempts, close reasons.
+// The reconnect policy (portshare/static/client/reconnect.js): backoff, attempts, close reasons.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
   BACKOFF, attemptAfterClose, backoffDelay, describeClose,
-} from '../../portshare/static/reconnect.js';
+} from '../../portshare/static/client/reconnect.js';
 
 test('the delay doubles from 0.5 s up to 15 s', () => {
   // random = 0: the ceiling itself

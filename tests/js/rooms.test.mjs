@@ -1,4 +1,4 @@
-// Room state and recovery (portshare/static/rooms.js).
+// Room state and recovery (portshare/static/client/rooms.js).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -6,8 +6,8 @@ import {
   acceptMessage, acceptOffset, addMessage, addNotice, applyJoined, applyPresence,
   applyPresenceBatch, createRoom, joinCommand, knownRooms, markRead, pushLog, sinceFor,
   sortedMembers, totalUnread,
-} from '../../portshare/static/rooms.js';
-import { LIMITS } from '../../portshare/static/wire.js';
+} from '../../portshare/static/client/rooms.js';
+import { LIMITS } from '../../portshare/static/client/wire.js';
 
 /** A room joined once: epoch "e1", the room's offset 10 then, messages up to `offset` seen. */
 function joinedRoom(offset = null) {

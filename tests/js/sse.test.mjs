@@ -1,8 +1,8 @@
-// The WebSocket's interface over SSE + HTTP (portshare/static/sse.js), on a fake EventSource and fetch.
+// The WebSocket's interface over SSE + HTTP (portshare/static/client/sse.js), on a fake EventSource and fetch.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { SseSocket } from '../../portshare/static/sse.js';
+import { SseSocket } from '../../portshare/static/client/sse.js';
 import { FakeClock, fakeEventSourceClass, settle } from './fakes.mjs';
 
 /** An SseSocket on fakes, opened; `frames` are what it delivered, `posts` what it fetched. */

@@ -1,11 +1,11 @@
-// The web client's wire contract (portshare/static/wire.js): limits, validation, parsing.
+// The web client's wire contract (portshare/static/client/wire.js): limits, validation, parsing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
   LIMITS, SUBPROTOCOL, chatBase, codePointLength, isReply, parseEvent, validateNick,
   validateRoom, validateText,
-} from '../../portshare/static/wire.js';
+} from '../../portshare/static/client/wire.js';
 
 test('the subprotocol and limits are the server\'s', () => {
   assert.equal(SUBPROTOCOL, 'portshare.chat.v1');

@@ -116,7 +116,7 @@ export class Connection extends EventTarget {
     this.nextRef = 1;
     this.state = {
       ws: null,
-      status: 'connecting', // 'connecting' | 'online' | 'reconnecting'
+      status: 'connecting', // 'connecting' | 'online' | 'reconnecting' | 'closed' (close())
       attempt: 0,
       attemptAtOpen: 0,
       openedAt: null,
@@ -131,9 +131,30 @@ export class Connection extends EventTarget {
     };
   }
 
-  /** Open the first socket (and keep one open from then on). */
+  /** Open the first socket (and keep one open from then on); after close(), open again. */
   start() {
+    if (this.state.status === 'closed') this.state.status = 'connecting';
     this.connect();
+  }
+
+  /**
+   * Stop for good: close the socket, reconnect no more (until start()). The rooms stay
+   * wanted, 'offline', so that start() rejoins them (with `since`: nothing said meanwhile is
+   * lost while history holds it). Emits `statechange` (status 'closed'), no `close`.
+   */
+  close() {
+    const c = this.state;
+    this.clearTimers();
+    const ws = c.ws;
+    c.ws = null; // its close event, when it comes, is no longer ours
+    c.openedAt = null;
+    c.status = 'closed';
+    this.refs.clear();
+    this.rooms.forEach((room) => { room.status = 'offline'; room.pendingJoin = null; });
+    if (ws) {
+      try { ws.close(1000, 'closed by the page'); } catch (e) { /* already closing */ }
+    }
+    this.emit('statechange', {});
   }
 
   /* ---------- commands ---------- */
@@ -157,13 +178,22 @@ export class Connection extends EventTarget {
 
   /**
    * Be in room `name` from now on: join it now if online, else as soon as a socket opens.
-   * The name must be valid (wire.validateRoom). @return the room's state
+   * The name must be valid (wire.validateRoom). With `resume` (the `epoch` and last `offset`
+   * of an earlier visit, e.g. kept by the page in sessionStorage), the first join already
+   * asks for what was said since then, as a rejoin does. @return the room's state
+   * @param {string} name
+   * @param {{since: number, epoch?: string}} [resume]
    */
-  join(name) {
+  join(name, resume) {
     let room = this.rooms.get(name);
     if (!room) {
       room = createRoom(name);
       room.status = 'offline';
+      if (resume && Number.isInteger(resume.since) && resume.since >= 0) {
+        room.joinedOnce = true; // joinCommand sends since (and epoch): the server replays
+        room.offset = resume.since;
+        room.epoch = typeof resume.epoch === 'string' ? resume.epoch : null;
+      }
       this.rooms.set(name, room);
     }
     if (room.status !== 'joined' && room.status !== 'joining' && this.isOnline()) this.sendJoin(room);
@@ -203,7 +233,7 @@ export class Connection extends EventTarget {
   /** Reconnect at once instead of waiting for the scheduled attempt. */
   reconnectNow() {
     const c = this.state;
-    if (c.ws || c.status !== 'reconnecting') return;
+    if (c.ws || c.status !== 'reconnecting') return; // also not after close()
     this.connect();
   }
 
@@ -320,7 +350,7 @@ export class Connection extends EventTarget {
     const c = this.state;
     const host = this.host;
     this.clearTimers();
-    if (c.ws) return;
+    if (c.ws || c.status === 'closed') return;
     c.status = c.everOpened || c.attempt > 0 ? 'reconnecting' : 'connecting';
     this.emit('statechange', {});
     const WebSocket = host.WebSocket();
