@@ -57,10 +57,9 @@ class TrackingProtocol(ProtocolWrapper):
         #: Twisted's plain TCP transport only (L{portshare.sendnow}): the writer that sends
         #: to the socket itself
         self._writer: ImmediateWriter | None = None
-        #: set by sendImmediately() (on a plain TCP transport): every write goes through it
+        #: set by sendImmediately(): every write goes through the writer
         self._immediate = False
-        #: while a read is handled (immediate writes only): its writes are held and sent
-        #: together when it is done
+        #: while a read is handled: its writes are held and sent together when it is done
         self._reading = False
 
     def makeConnection(self, transport: Any) -> None:
@@ -71,6 +70,7 @@ class TrackingProtocol(ProtocolWrapper):
         provided = providedBy(transport).flattened()
         directlyProvides(self, *[i for i in provided if not i.isOrExtends(ISSLTransport)])
         Protocol.makeConnection(self, transport)
+        self._writer = immediateWriter(transport, self.factory.turns)
         self.factory.registerProtocol(self)
         self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]
         timeout = self.factory.requestTimeout
@@ -104,15 +104,14 @@ class TrackingProtocol(ProtocolWrapper):
 
     def dataReceived(self, data: bytes) -> None:
         """
-        Pass C{data} on; on a connection that writes whole frames (L{sendImmediately}),
-        what the protocol writes while it handles C{data} (the replies to a read's frames)
-        is held and sent in one C{send()} when it is done, instead of the first frame at
-        once and the rest one turn later.  HTTP responses keep Twisted's buffer: sent at
-        once, they made C{GET /} slower (docs/performance.md, round two).
+        Pass C{data} on; what the protocol writes while it handles it (an HTTP response,
+        the replies to a read's frames) is held and sent in one C{send()} when it is done,
+        instead of one C{send()} per frame or a trip through Twisted's buffer (one
+        C{epoll_ctl} to register the socket for writing, a poll, another to unregister it).
         """
         self.bytesIn += len(data)
         writer = self._writer
-        if writer is None or not self._immediate or self._reading:
+        if writer is None or self._reading:
             self.wrappedProtocol.dataReceived(data)
             return
         self._reading = True
@@ -126,7 +125,7 @@ class TrackingProtocol(ProtocolWrapper):
     def write(self, data: bytes) -> None:
         self.bytesOut += len(data)
         writer = self._writer
-        if writer is not None and self._immediate:
+        if writer is not None and (self._immediate or self._reading):
             writer(data)
         else:
             self.transport.write(data)  # type: ignore[union-attr]
@@ -137,12 +136,11 @@ class TrackingProtocol(ProtocolWrapper):
         (L{portshare.sendnow}): the protocol above writes whole frames, not pieces of a
         response that are better merged into one C{send()}.
         """
-        self._writer = immediateWriter(self.transport, self.factory.turns)
-        self._immediate = self._writer is not None
+        self._immediate = True
 
     def writeSequence(self, data: Any) -> None:
         data = list(data)
-        if self._immediate:
+        if self._writer is not None and (self._immediate or self._reading):
             self.write(b"".join(data))  # behind any corked frames
             return
         self.bytesOut += sum(map(len, data))

@@ -24,13 +24,14 @@ Twisted's buffer spares the two C{epoll_ctl} calls and the poller trip per socke
 Twisted's buffered writes cost.  Corked frames are flushed before the connection is closed
 (L{portshare.connections.TrackingProtocol.loseConnection}).
 
-Reads get the same treatment (L{ImmediateWriter.hold}): what a WebSocket connection writes
-while one read is handled (the replies to the read's frames) is held and sent in one
-C{send()} when the read is done, instead of the first frame at once and the rest one turn
-later.  HTTP responses are not written this way: sent at once, the 32 keep-alive clients of
-the benchmark's C{GET /} got their answers one by one and the server spent more per request
-(its polls found fewer requests each), so Twisted's buffer, which sends a turn's responses
-together, stays the better trade there (docs/performance.md, round two).
+Reads get the same treatment (L{ImmediateWriter.hold}): what a connection writes while one
+read is handled, on any connection of the shared port (an HTTP response served at once, the
+C{101} of a handshake, the replies to the frames of a read), is held and sent in one
+C{send()} when the read is done.  An echo of a read of eight frames is then one C{send()},
+not two (the first frame at once, the rest corked); an HTTP response written during its
+request's read skips Twisted's buffer and its two C{epoll_ctl} calls.  Writes made outside
+a read (a response that waited for a database, say) keep Twisted's C{write} on HTTP
+connections.
 
 Ordering, Twisted's producer pausing (the slow-consumer policy hangs off it), and the error
 handling of a broken socket stay Twisted's own: a failed C{send()} here hands the frame to

@@ -113,30 +113,27 @@ class WritesDuringAReadTests(SynchronousTestCase):
         self.tracked.transport = self.transport
         self.tracked.wrappedProtocol.makeConnection(self.tracked)
         self.tracked._writer = ImmediateWriter(self.transport, factory.turns)
-        self.tracked._immediate = True
 
     def test_oneSendPerRead(self) -> None:
-        """On a WebSocket connection (immediate writes), three writes while a read is
-        handled are one send(), made once it is handled (nothing goes out before: the last
-        reply is part of it); Twisted's buffer is not used."""
+        """Three writes while a read is handled are one send(), made once it is handled
+        (nothing goes out before: the last reply is part of it); Twisted's buffer is not
+        used."""
         self.tracked.dataReceived(b"a,b,c")
         self.assertEqual(self.sentDuringRead, [[]])
         self.assertEqual(self.transport.socket.sent, [b"abc"])
         self.assertEqual(self.transport.written, [])
         self.assertEqual(self.tracked.bytesOut, 3)
 
-    def test_httpKeepsTwistedsWrite(self) -> None:
-        """On a connection that has not asked for immediate writes (HTTP), writes during a
-        read and outside one go to Twisted's buffer."""
-        self.tracked._immediate = False
-        self.tracked.dataReceived(b"a,b")
+    def test_writesOutsideAReadKeepTwistedsWrite(self) -> None:
+        """On a connection that has not asked for immediate writes (HTTP), a write made
+        outside a read (a response that waited for something) goes to Twisted's buffer."""
         self.tracked.write(b"late")
-        self.assertEqual(self.transport.written, [b"a", b"b", b"late"])
+        self.assertEqual(self.transport.written, [b"late"])
         self.assertEqual(self.transport.socket.sent, [])
 
     def test_heldWritesQueueBehindTwistedsBuffer(self) -> None:
         """While Twisted's buffer holds bytes, the read's writes go behind them there."""
-        self.transport.write(b"late")
+        self.tracked.write(b"late")
         self.tracked.dataReceived(b"a,b")
         self.assertEqual(self.transport.written, [b"late", b"ab"])
         self.assertEqual(self.transport.socket.sent, [])
@@ -159,13 +156,11 @@ class WritesDuringAReadTests(SynchronousTestCase):
 
     def test_tcpOnly(self) -> None:
         """A connection on another transport than Twisted's plain TCP one (TLS, a test's
-        StringTransport) has no writer, even when asked for immediate writes: every write
-        is the transport's own."""
+        StringTransport) has no writer: every write is the transport's own."""
         factory = TrackingFactory(Factory.forProtocol(Protocol), self.clock)
         tracked = factory.buildProtocol(None)
         transport = StringTransport()
         tracked.makeConnection(transport)
-        tracked.sendImmediately()
         self.assertIsNone(tracked._writer)
         tracked.dataReceived(b"x")
         tracked.write(b"y")
