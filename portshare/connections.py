@@ -54,13 +54,8 @@ class TrackingProtocol(ProtocolWrapper):
         self.upgradedTo: str | None = None
         self._requestDeadline: IDelayedCall | None = None
         self._lostWaiters: list[Deferred[None]] = []
-        #: Twisted's plain TCP transport only (L{portshare.sendnow}): the writer that sends
-        #: to the socket itself
-        self._writer: ImmediateWriter | None = None
-        #: set by sendImmediately(): every write goes through the writer
-        self._immediate = False
-        #: while a read is handled: its writes are held and sent together when it is done
-        self._reading = False
+        #: set by sendImmediately(): this connection's writes go through it
+        self._immediate: ImmediateWriter | None = None
 
     def makeConnection(self, transport: Any) -> None:
         # Provide what the transport provides, except ISSLTransport: Autobahn takes any
@@ -70,7 +65,6 @@ class TrackingProtocol(ProtocolWrapper):
         provided = providedBy(transport).flattened()
         directlyProvides(self, *[i for i in provided if not i.isOrExtends(ISSLTransport)])
         Protocol.makeConnection(self, transport)
-        self._writer = immediateWriter(transport, self.factory.turns)
         self.factory.registerProtocol(self)
         self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]
         timeout = self.factory.requestTimeout
@@ -103,30 +97,14 @@ class TrackingProtocol(ProtocolWrapper):
             d.callback(None)
 
     def dataReceived(self, data: bytes) -> None:
-        """
-        Pass C{data} on; what the protocol writes while it handles it (an HTTP response,
-        the replies to a read's frames) is held and sent in one C{send()} when it is done,
-        instead of one C{send()} per frame or a trip through Twisted's buffer (one
-        C{epoll_ctl} to register the socket for writing, a poll, another to unregister it).
-        """
         self.bytesIn += len(data)
-        writer = self._writer
-        if writer is None or self._reading:
-            self.wrappedProtocol.dataReceived(data)
-            return
-        self._reading = True
-        writer.hold()
-        try:
-            self.wrappedProtocol.dataReceived(data)
-        finally:
-            self._reading = False
-            writer.flush()
+        self.wrappedProtocol.dataReceived(data)
 
     def write(self, data: bytes) -> None:
         self.bytesOut += len(data)
-        writer = self._writer
-        if writer is not None and (self._immediate or self._reading):
-            writer(data)
+        immediate = self._immediate
+        if immediate is not None:
+            immediate(data)
         else:
             self.transport.write(data)  # type: ignore[union-attr]
 
@@ -136,19 +114,19 @@ class TrackingProtocol(ProtocolWrapper):
         (L{portshare.sendnow}): the protocol above writes whole frames, not pieces of a
         response that are better merged into one C{send()}.
         """
-        self._immediate = True
+        self._immediate = immediateWriter(self.transport, self.factory.turns)
 
     def writeSequence(self, data: Any) -> None:
         data = list(data)
-        if self._writer is not None and (self._immediate or self._reading):
+        if self._immediate is not None:
             self.write(b"".join(data))  # behind any corked frames
             return
         self.bytesOut += sum(map(len, data))
         self.transport.writeSequence(data)  # type: ignore[union-attr]
 
     def loseConnection(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()  # held or corked frames first: a close frame may be among them
+        if self._immediate is not None:
+            self._immediate.flush()  # corked frames first: a close frame may be among them
         super().loseConnection()
 
     @property

@@ -24,15 +24,6 @@ Twisted's buffer spares the two C{epoll_ctl} calls and the poller trip per socke
 Twisted's buffered writes cost.  Corked frames are flushed before the connection is closed
 (L{portshare.connections.TrackingProtocol.loseConnection}).
 
-Reads get the same treatment (L{ImmediateWriter.hold}): what a connection writes while one
-read is handled, on any connection of the shared port (an HTTP response served at once, the
-C{101} of a handshake, the replies to the frames of a read), is held and sent in one
-C{send()} when the read is done.  An echo of a read of eight frames is then one C{send()},
-not two (the first frame at once, the rest corked); an HTTP response written during its
-request's read skips Twisted's buffer and its two C{epoll_ctl} calls.  Writes made outside
-a read (a response that waited for a database, say) keep Twisted's C{write} on HTTP
-connections.
-
 Ordering, Twisted's producer pausing (the slow-consumer policy hangs off it), and the error
 handling of a broken socket stay Twisted's own: a failed C{send()} here hands the frame to
 the transport, whose next write attempt meets the same error and closes the connection the
@@ -138,22 +129,11 @@ class ImmediateWriter:
             return
         self._write(data, turn)
 
-    def hold(self) -> None:
-        """
-        Hold every write from now until L{flush} (the handling of one read): its frames or
-        its response then go out together, in one C{send()}.
-        """
-        if self._corked is None:
-            self._corked = []
-
     def flush(self) -> None:
-        """
-        Send what was corked or held (the start of a turn, the end of a read, or before
-        the connection closes).
-        """
+        """Send what was corked (the start of a turn, or before the connection closes)."""
         corked, self._corked = self._corked, None
         if corked:
-            self._write(corked[0] if len(corked) == 1 else b"".join(corked), self._turns.now())
+            self._write(b"".join(corked), self._turns.now())
 
     def _write(self, data: bytes, turn: int) -> None:
         transport = self._transport

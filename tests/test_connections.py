@@ -70,8 +70,7 @@ class TrackingProtocolTests(SynchronousTestCase):
         self.transport = FakeServerTransport()
         self.tracked = factory.buildProtocol(None)
         self.tracked.transport = self.transport
-        self.tracked._writer = ImmediateWriter(self.transport, factory.turns)
-        self.tracked._immediate = True
+        self.tracked._immediate = ImmediateWriter(self.transport, factory.turns)
 
     def test_corkedFramesGoBeforeTheClose(self) -> None:
         """loseConnection() sends corked frames (a close frame may be among them) first."""
@@ -90,78 +89,3 @@ class TrackingProtocolTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(self.transport.socket.sent, [b"one", b"twothree"])
         self.assertEqual(self.tracked.bytesOut, 11)
-
-
-class WritesDuringAReadTests(SynchronousTestCase):
-    """What a protocol writes while it handles one read goes out in one send() after it."""
-
-    def setUp(self) -> None:
-        self.clock = Clock()
-        self.sentDuringRead: list[list[bytes]] = []
-        test = self
-
-        class Replier(Protocol):
-            def dataReceived(self, data: bytes) -> None:
-                assert self.transport is not None
-                for part in data.split(b","):
-                    self.transport.write(part)
-                test.sentDuringRead.append(list(test.transport.socket.sent))
-
-        factory = TrackingFactory(Factory.forProtocol(Replier), self.clock)
-        self.transport = FakeServerTransport()
-        self.tracked = factory.buildProtocol(None)
-        self.tracked.transport = self.transport
-        self.tracked.wrappedProtocol.makeConnection(self.tracked)
-        self.tracked._writer = ImmediateWriter(self.transport, factory.turns)
-
-    def test_oneSendPerRead(self) -> None:
-        """Three writes while a read is handled are one send(), made once it is handled
-        (nothing goes out before: the last reply is part of it); Twisted's buffer is not
-        used."""
-        self.tracked.dataReceived(b"a,b,c")
-        self.assertEqual(self.sentDuringRead, [[]])
-        self.assertEqual(self.transport.socket.sent, [b"abc"])
-        self.assertEqual(self.transport.written, [])
-        self.assertEqual(self.tracked.bytesOut, 3)
-
-    def test_writesOutsideAReadKeepTwistedsWrite(self) -> None:
-        """On a connection that has not asked for immediate writes (HTTP), a write made
-        outside a read (a response that waited for something) goes to Twisted's buffer."""
-        self.tracked.write(b"late")
-        self.assertEqual(self.transport.written, [b"late"])
-        self.assertEqual(self.transport.socket.sent, [])
-
-    def test_heldWritesQueueBehindTwistedsBuffer(self) -> None:
-        """While Twisted's buffer holds bytes, the read's writes go behind them there."""
-        self.tracked.write(b"late")
-        self.tracked.dataReceived(b"a,b")
-        self.assertEqual(self.transport.written, [b"late", b"ab"])
-        self.assertEqual(self.transport.socket.sent, [])
-
-    def test_closeDuringAReadSendsWhatWasHeldFirst(self) -> None:
-        """A close while a read is handled sends the read's earlier writes before it."""
-        closed: list[list[bytes]] = []
-        self.transport.loseConnection = lambda: closed.append(list(self.transport.socket.sent))  # type: ignore[attr-defined]
-
-        class Closer(Protocol):
-            def dataReceived(self, data: bytes) -> None:
-                assert self.transport is not None
-                self.transport.write(b"bye")
-                self.transport.loseConnection()
-
-        self.tracked.wrappedProtocol = Closer()
-        self.tracked.wrappedProtocol.makeConnection(self.tracked)
-        self.tracked.dataReceived(b"x")
-        self.assertEqual(closed, [[b"bye"]])
-
-    def test_tcpOnly(self) -> None:
-        """A connection on another transport than Twisted's plain TCP one (TLS, a test's
-        StringTransport) has no writer: every write is the transport's own."""
-        factory = TrackingFactory(Factory.forProtocol(Protocol), self.clock)
-        tracked = factory.buildProtocol(None)
-        transport = StringTransport()
-        tracked.makeConnection(transport)
-        self.assertIsNone(tracked._writer)
-        tracked.dataReceived(b"x")
-        tracked.write(b"y")
-        self.assertEqual(transport.value(), b"y")
