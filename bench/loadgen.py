@@ -124,6 +124,8 @@ class Client(WSListener):  # type: ignore[misc]
         self.closeCode: int | None = None
         self.gone = False
         self.errors = 0
+        #: payload bytes of every text frame received (scenario C: bytes per join)
+        self.bytes = 0
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -134,6 +136,7 @@ class Client(WSListener):  # type: ignore[misc]
                 self.closeCode = int(frame.get_close_code())
                 transport.disconnect()
             return
+        self.bytes += frame.payload_size
         if not self.control:
             self.count += 1
             if self.probe:
@@ -160,9 +163,10 @@ class Client(WSListener):  # type: ignore[misc]
         assert self.transport is not None
         self.transport.send(TEXT, orjson.dumps(obj))
 
-    async def join(self, room: str, nick: str, timeout: float) -> dict[str, Any]:
+    async def join(self, room: str, nick: str | None, timeout: float) -> dict[str, Any]:
         self.waiter = asyncio.get_running_loop().create_future()
-        self.send({"type": "join", "room": room, "nick": nick})
+        # no nick: an anonymous join (the server names the member)
+        self.send({"type": "join", "room": room, **({"nick": nick} if nick else {})})
         reply = await asyncio.wait_for(self.waiter, timeout)
         if reply.get("type") != "joined":
             raise RuntimeError(f"join refused: {reply}")
@@ -505,13 +509,35 @@ async def scenarioIdle(url: str, pid: int, p: dict[str, Any]) -> dict[str, Any]:
     handshake = w.close()
     rssConnected = procRss(pid)
     w = Window(pid)
-    joined, js = await joinMany(
-        clients,
-        "idle",
-        lambda i: f"user-{i}",
-        p.get("join_concurrency", 64),
-        p.get("join_timeout", 120),
-    )
+    # the joins in chunks (fifths of the room by default): the bytes that reached members
+    # per join, chunk by chunk, show whether a join costs more as the room grows
+    chunks = max(1, p.get("join_chunks", 5))
+    anonymous = p.get("anonymous", False)
+    joined, js = 0, 0.0
+    perChunk = []
+    for k in range(chunks):
+        part = clients[k * n // chunks : (k + 1) * n // chunks]
+        offset = k * n // chunks
+        before = sum(c.bytes for c in clients)
+        got, seconds = await joinMany(
+            part,
+            "idle",
+            (lambda i: None) if anonymous else (lambda i, o=offset: f"user-{o + i}"),
+            p.get("join_concurrency", 64),
+            p.get("join_timeout", 120),
+        )
+        joined += got
+        js += seconds
+        perChunk.append(
+            {
+                "members_after": (k + 1) * n // chunks,
+                "joins": got,
+                "joins_per_s": round(got / seconds) if seconds else 0,
+                "bytes_per_join": round((sum(c.bytes for c in clients) - before) / got)
+                if got
+                else None,
+            }
+        )
     joinFig = w.close()
     # let presence traffic drain, then measure at rest
     settle = time.monotonic()
@@ -531,6 +557,9 @@ async def scenarioIdle(url: str, pid: int, p: dict[str, Any]) -> dict[str, Any]:
         "joined": joined,
         "handshakes_per_s": round(n / hs),
         "joins_per_s": round(joined / js) if js else 0,
+        "connect_join_per_s": round(joined / (hs + js)) if hs + js else 0,
+        "anonymous": anonymous,
+        "join_chunks": perChunk,
         "handshake_phase": handshake,
         "join_phase": joinFig,
         "frames_to_members_during_joins": presence,

@@ -20,7 +20,9 @@ PEERS = ["autobahn", "websockets", "aiohttp", "picows"]
 PYTHON_PEERS = ["autobahn", "websockets", "aiohttp"]
 #: portshare at another commit, when the run had --baseline
 BASELINE = "baseline"
-ORDER = ["portshare", BASELINE, *PEERS]
+#: portshare with an application mounted (bench/run.py's APP_VARIANT)
+APP_VARIANT = "portshare-app"
+ORDER = ["portshare", BASELINE, APP_VARIANT, *PEERS]
 
 
 def dig(obj: Any, *path: Any) -> Any:
@@ -85,6 +87,16 @@ def fanoutRows(sizes: list[str]) -> list[Row]:
     for s in sizes:
         rows.append(
             (
+                f"B S={s}: p50 ms at first step",
+                "fanout",
+                lambda c, s=s: dig(c, "sizes", s, "latency_first_step_ms", "p50"),
+                False,
+                "{:.1f}",
+            )
+        )
+    for s in sizes:
+        rows.append(
+            (
                 f"B S={s}: p99 ms at first step",
                 "fanout",
                 lambda c, s=s: dig(c, "sizes", s, "latency_first_step_ms", "p99"),
@@ -118,6 +130,27 @@ def rows(results: dict[str, Any]) -> list[Row]:
         ),
         ("C handshakes/s", "idle", lambda c: c.get("handshakes_per_s"), True, "{:,.0f}"),
         ("C joins/s", "idle", lambda c: c.get("joins_per_s"), True, "{:,.0f}"),
+        (
+            "C connect + join /s",
+            "idle",
+            lambda c: c.get("connect_join_per_s"),
+            True,
+            "{:,.0f}",
+        ),
+        (
+            "C bytes to members per join, first fifth of the room",
+            "idle",
+            lambda c: c["join_chunks"][0]["bytes_per_join"],
+            False,
+            "{:,.0f}",
+        ),
+        (
+            "C bytes to members per join, last fifth of the room",
+            "idle",
+            lambda c: c["join_chunks"][-1]["bytes_per_join"],
+            False,
+            "{:,.0f}",
+        ),
         (
             "C frames to members during joins",
             "idle",
@@ -202,9 +235,12 @@ def table(results: dict[str, Any]) -> str:
     data = results["results"]
     servers = [s for s in ORDER if any(s in cells for cells in data.values())]
     withBaseline = BASELINE in servers
+    withApp = APP_VARIANT in servers
     head = ["metric", *servers, "vs best peer", "vs best Python peer"]
     if withBaseline:
         head.append("vs baseline")
+    if withApp:
+        head.append("with app ÷ without")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, scenario, get, higher, pattern in rows(results):
         cells = data.get(scenario)
@@ -222,6 +258,8 @@ def table(results: dict[str, Any]) -> str:
         line.append(ratio(values.get("portshare"), [values.get(p) for p in PYTHON_PEERS], higher))
         if withBaseline:
             line.append(ratio(values.get("portshare"), [values.get(BASELINE)], higher))
+        if withApp:
+            line.append(ratio(values.get(APP_VARIANT), [values.get("portshare")], higher))
         lines.append("| " + " | ".join(line) + " |")
     return "\n".join(lines)
 

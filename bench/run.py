@@ -73,7 +73,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "probes": 64,
             "text": 48,
         },
-        "idle": {"conns": 5000, "join_timeout": 150, "settle_timeout": 60},
+        "idle": {"conns": 5000, "join_timeout": 150, "settle_timeout": 60, "anonymous": True},
         "http": {
             "seconds": 8,
             "conns": 32,
@@ -100,7 +100,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "probes": 64,
             "text": 48,
         },
-        "idle": {"conns": 5000, "join_timeout": 90, "settle_timeout": 30},
+        "idle": {"conns": 5000, "join_timeout": 90, "settle_timeout": 30, "anonymous": True},
         "http": {
             "seconds": 4,
             "conns": 32,
@@ -130,7 +130,13 @@ PROFILES: dict[str, dict[str, Any]] = {
             "settle": 0.1,
             "pause": 0.1,
         },
-        "idle": {"conns": 20, "join_timeout": 10, "settle_timeout": 5, "rest": 0.2},
+        "idle": {
+            "conns": 20,
+            "join_timeout": 10,
+            "settle_timeout": 5,
+            "rest": 0.2,
+            "anonymous": True,
+        },
         "http": {
             "seconds": 1,
             "conns": 4,
@@ -152,6 +158,12 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 SCENARIOS = ["echo", "fanout", "idle", "http", "slow", "publishers"]
 SERVERS = ["portshare", "autobahn", "websockets", "aiohttp", "picows"]
+#: portshare with an application mounted (a tiny WSGI app, the chat under /chat): not in the
+#: default run; ask for it (--servers portshare,portshare-app) to measure what mounting an
+#: application costs the chat (issue 14: fan-out with one >= 0.95x fan-out without)
+APP_VARIANT = "portshare-app"
+APP_PREFIX = "/chat"
+VARIANTS = [APP_VARIANT]
 #: portshare at another commit (--baseline SRC): a refactor's before and after in one run
 BASELINE = "baseline"
 
@@ -184,8 +196,27 @@ class Server:
         self.logPath = logDir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        #: where the chat's paths are on this server (C{--chat-prefix})
+        self.prefix = APP_PREFIX if name == APP_VARIANT else ""
 
     def argv(self) -> list[str]:
+        if self.name == APP_VARIANT:
+            return [
+                self.python,
+                "-c",
+                "from twisted.scripts.twistd import run; run()",
+                "-n",
+                "--pidfile=",
+                "portshare",
+                "--port",
+                "tcp:0:interface=127.0.0.1",
+                "--echo",
+                "--wsgi",
+                "tiny_wsgi.app",
+                "--chat-prefix",
+                APP_PREFIX,
+                *portshareOptions(self.python, self.src),
+            ]
         if self.name in ("portshare", BASELINE):
             return [
                 self.python,
@@ -210,6 +241,8 @@ class Server:
     def start(self, timeout: float = 30.0) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = str(self.src)
+        if self.name == APP_VARIANT:
+            env["PYTHONPATH"] += os.pathsep + str(PEERS)  # tiny_wsgi
         start = self.logPath.stat().st_size if self.logPath.exists() else 0
         log = open(self.logPath, "ab")  # noqa: SIM115 (kept open for the child)
         self.proc = subprocess.Popen(
@@ -283,7 +316,7 @@ def runLoadgen(
             str(HERE / "loadgen.py"),
             scenario,
             "--url",
-            f"ws://127.0.0.1:{server.port}",
+            f"ws://127.0.0.1:{server.port}{server.prefix}",
             "--server-pid",
             str(server.pid),
             "--params",
@@ -321,7 +354,7 @@ def parseResult(out: str, err: str) -> dict[str, Any]:
 # -- scenario D: wrk --------------------------------------------------------------------------
 
 
-def wrk(port: int, seconds: float, conns: int) -> dict[str, Any]:
+def wrk(port: int, seconds: float, conns: int, path: str = "/") -> dict[str, Any]:
     """C{GET /} with wrk on core 1: requests/s, latency, and wrk's own CPU."""
     exe = shutil.which("wrk")
     if exe is None:
@@ -334,7 +367,7 @@ def wrk(port: int, seconds: float, conns: int) -> dict[str, Any]:
             f"-c{conns}",
             f"-d{max(1, round(seconds))}s",
             "--latency",
-            f"http://127.0.0.1:{port}/",
+            f"http://127.0.0.1:{port}{path}",
         ],
     )
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -369,7 +402,7 @@ def scenarioHttp(python: str, server: Server, p: dict[str, Any]) -> dict[str, An
     (10k deliveries/s, where B's latency is measured) and a heavy one (50k/s).
     """
     s0, t0 = procCpu(server.pid), time.monotonic()
-    alone = wrk(server.port, p["seconds"], p["conns"])
+    alone = wrk(server.port, p["seconds"], p["conns"], server.prefix + "/")
     alone["server_cpu"] = round(100 * (procCpu(server.pid) - s0) / (time.monotonic() - t0), 1)
     if "error" in alone:
         return {"alone": alone}
@@ -395,7 +428,7 @@ def httpWhileFanout(python: str, server: Server, p: dict[str, Any], rate: float)
             str(HERE / "loadgen.py"),
             "fanout-fixed",
             "--url",
-            f"ws://127.0.0.1:{server.port}",
+            f"ws://127.0.0.1:{server.port}{server.prefix}",
             "--server-pid",
             str(server.pid),
             "--params",
@@ -431,7 +464,7 @@ def httpDuring(proc: subprocess.Popen[str], server: Server, p: dict[str, Any]) -
     if ready:
         time.sleep(0.25)
         s0, t0 = procCpu(server.pid), time.monotonic()
-        during = wrk(server.port, p["seconds"], p["conns"])
+        during = wrk(server.port, p["seconds"], p["conns"], server.prefix + "/")
         during["server_cpu"] = round(100 * (procCpu(server.pid) - s0) / (time.monotonic() - t0), 1)
     else:
         during = {"error": "fan-out did not start"}
@@ -546,6 +579,7 @@ def available(name: str) -> bool:
     mod = {
         "portshare": "autobahn",
         BASELINE: "autobahn",
+        APP_VARIANT: "autobahn",
         "autobahn": "autobahn",
         "websockets": "websockets",
         "aiohttp": "aiohttp",
@@ -628,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     servers = [s for s in args.servers.split(",") if s]
     scenarios = [s for s in args.scenarios.split(",") if s]
     for s in servers:
-        if s not in SERVERS:
+        if s not in SERVERS + VARIANTS:
             parser.error(f"unknown server {s}")
     if args.baseline is not None:
         servers.insert(servers.index("portshare") + 1 if "portshare" in servers else 0, BASELINE)
