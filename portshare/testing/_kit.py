@@ -599,6 +599,8 @@ class MemoryBackplane:
     def __init__(self, history: int = 100, maxRooms: int = 10_000) -> None:
         self.shared = MemoryBroker(history, maxRooms)
         self._relays: dict[str, _Relay] = {}
+        #: each instance's answerer of the server API's commands
+        self.answerers: dict[object, Any] = {}
 
     def broker(self) -> IBroker:
         """The broker of one more instance."""
@@ -646,3 +648,10 @@ class _InstanceBroker:
 
     def unsubscribe(self, room: str) -> Deferred[None]:
         return self._plane._release(room, self)
+
+    def answerCommands(self, answerer: Any) -> None:
+        self._plane.answerers[self] = answerer
+
+    def command(self, message: dict[str, Any]) -> Deferred[list[dict[str, Any]]]:
+        """Every instance on the backplane answers, as every instance on one Redis does."""
+        return succeed([answer(message) for answer in list(self._plane.answerers.values())])
