@@ -63,6 +63,14 @@ from portshare.wire import (
 __all__ = ["Hub", "IFrontEnd", "IMember", "Subscription"]
 
 
+def memberRows(counts: dict[tuple[str | None, str], int]) -> list[dict[str, Any]]:
+    """Connection counts by (user, nick) as the server API lists members: by nick."""
+    return [
+        {"user": user, "nick": nick, "connections": n}
+        for (user, nick), n in sorted(counts.items(), key=lambda kv: (kv[0][1], kv[0][0] or ""))
+    ]
+
+
 class Subscription:
     """
     An in-process subscriber's hold on one room (L{Hub.subscribe}).
@@ -665,10 +673,7 @@ class Hub:
             for session in fanout.sessions():
                 key = (self._userOf(session), session.nick)
                 counts[key] = counts.get(key, 0) + 1
-        return [
-            {"user": user, "nick": nick, "connections": n}
-            for (user, nick), n in sorted(counts.items(), key=lambda kv: (kv[0][1], kv[0][0] or ""))
-        ]
+        return memberRows(counts)
 
     def _renick(self, session: Session, nick: str) -> None:
         old, session.nick = session.nick, nick

@@ -304,7 +304,12 @@ class PortshareService(MultiService):
             )
         #: the chat's own tree (web client, /api, /sse, /ws, /healthz, /metrics), whole
         self.chatTree = buildTree(
-            api=buildApi(self.hub, guard, connections if operatorsPublic else None),
+            api=buildApi(
+                self.hub,
+                guard,
+                connections if operatorsPublic else None,
+                server=operatorsPublic,
+            ),
             operatorPaths=operatorsPublic,
             chatFactory=self.chatFactory,
             echoFactory=self.echoFactory,
@@ -341,7 +346,7 @@ class PortshareService(MultiService):
         #: the admin endpoints' addresses, their tree and their own tracker (--admin-port)
         self.adminListening: list[str] = []
         self.adminRoot = buildAdminTree(
-            api=buildApi(self.hub, guard, connections, public=False),
+            api=buildApi(self.hub, guard, connections, public=False, server=True),
             metrics=self.metrics,
             unavailableReason=self.unavailableReason,
         )
