@@ -143,18 +143,34 @@ class ChatClient:
     user's client would, and reads what the server sends as typed events
     (L{portshare.wire}: L{Joined}, L{Message}, L{Ack}, L{Presence}, L{Error}, ...).
 
-    @ivar response: the handshake's answer: 101, or the refusal (then nothing else works).
     @ivar received: every event received, in order.
     """
 
-    def __init__(self, connection: MemoryConnection, response: HTTPResponse) -> None:
+    def __init__(self, connection: MemoryConnection) -> None:
         self._connection = connection
-        self.response = response
+        self._response: HTTPResponse | None = None
         self.received: list[ServerEvent] = []
         self._taken = 0
         self._closed: tuple[int | None, str] | None = None
         self._refs = itertools.count(1)
         self._pending = b""
+
+    @property
+    def response(self) -> HTTPResponse:
+        """
+        The handshake's answer: 101, or the refusal (then nothing else works).
+
+        @raise NoReply: not answered yet (the token's check, or the application's connect
+            rule, still waits: advance the clock, or answer the fake, then ask again).
+        """
+        if self._response is None:
+            data = self._pending + self._connection.read()
+            response, rest = parseResponse(data)
+            if response is None:
+                self._pending = data
+                raise NoReply("the handshake has no answer yet")
+            self._response, self._pending = response, rest
+        return self._response
 
     @property
     def closed(self) -> tuple[int | None, str] | None:
@@ -166,7 +182,7 @@ class ChatClient:
     @property
     def open(self) -> bool:
         """Whether the handshake succeeded and the connection is not closed."""
-        return self.response.status == 101 and self.closed is None
+        return self._handshaken() and self.closed is None
 
     # -- the contract's commands ------------------------------------------------------------
 
@@ -252,6 +268,12 @@ class ChatClient:
 
     # -- framing: the transport's ------------------------------------------------------------
 
+    def _handshaken(self) -> bool:
+        try:
+            return self.response.status == 101
+        except NoReply:
+            return False
+
     def _write(self, payload: bytes) -> None:
         raise NotImplementedError
 
@@ -275,6 +297,8 @@ class WebSocketClient(ChatClient):
         self._connection.send(clientFrame(payload))
 
     def _read(self) -> None:
+        if self._response is None and not self._handshaken():
+            return
         data = self._pending + self._connection.read()
         self._pending = b""
         for opcode, payload in serverFrames(data):
@@ -296,6 +320,8 @@ class LinesClient(ChatClient):
         self._connection.send(payload + b"\n")
 
     def _read(self) -> None:
+        if self._response is None and not self._handshaken():
+            return
         data = self._pending + self._connection.read()
         *lines, self._pending = data.split(b"\n")
         for line in lines:
@@ -438,15 +464,8 @@ class MemoryChat:
     ) -> WebSocketClient:
         """Open a chat WebSocket (C{/ws} under the chat's prefix by default)."""
         c = self.connection(peer)
-        request = _upgradeRequest(
-            path or self.prefix + "/ws", "websocket", origin, headers, websocket=True
-        )
-        c.send(request)
-        response, rest = parseResponse(c.read())
-        assert response is not None, "no handshake response"
-        client = WebSocketClient(c, response)
-        client._pending = rest
-        return client
+        c.send(_upgradeRequest(path or self.prefix + "/ws", "websocket", origin, headers, True))
+        return WebSocketClient(c)
 
     def lines(
         self,
@@ -458,11 +477,7 @@ class MemoryChat:
         """Open a chat connection over the line protocol (C{Upgrade: portshare-lines})."""
         c = self.connection(peer)
         c.send(_upgradeRequest(path or self.prefix + "/ws", LINES, None, headers))
-        response, rest = parseResponse(c.read())
-        assert response is not None, "no handshake response"
-        client = LinesClient(c, response)
-        client._pending = rest
-        return client
+        return LinesClient(c)
 
     def sse(
         self,
