@@ -245,7 +245,13 @@ class PortshareService(MultiService):
 
     log = Logger()
 
-    def __init__(self, settings: Settings, reactor: Any, broker: IBroker | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        reactor: Any,
+        broker: IBroker | None = None,
+        http: Any = None,
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.reactor = reactor
@@ -256,7 +262,7 @@ class PortshareService(MultiService):
         )
         #: the HTTP client of the JWKS fetches and the hook calls (closed at stop)
         self._httpPool: Any = None
-        self.gate = self._buildGate(settings, reactor)
+        self.gate = self._buildGate(settings, reactor, http)
         self.hub = Hub(
             self.broker,
             reactor,
@@ -363,12 +369,16 @@ class PortshareService(MultiService):
                 description, endpoint, self.adminTracker, self.adminListening, admin=True
             ).setServiceParent(self)
 
-    def _buildGate(self, settings: Settings, reactor: Any) -> Gatekeeper:
-        """Tokens and the application's rules, from the settings (L{portshare.users})."""
+    def _buildGate(self, settings: Settings, reactor: Any, http: Any) -> Gatekeeper:
+        """
+        Tokens and the application's rules, from the settings (L{portshare.users}).
+
+        @param http: the HTTP client of the JWKS fetches and hook calls (a treq client), or
+            C{None} for a pool of the service's own.
+        """
         from portshare.policy import AllOf, Authorization
 
-        http: Any = None
-        if settings.jwksUrl or settings.hookUrl:
+        if http is None and (settings.jwksUrl or settings.hookUrl):
             from portshare.httpclient import newHTTPClient
 
             http, self._httpPool = newHTTPClient(reactor, maxPerHost=settings.hookMaxInFlight)

@@ -86,7 +86,7 @@ class Gatekeeper:
             L{portshare.errors.Unavailable} (503: the keys or the hook cannot be asked now).
         """
         if not self.usesTokens:
-            return succeed(None)
+            return self.connect(None, address)  # the application's connect rule, if any
         if token is None:
             if self.mode == AUTH_REQUIRED:
                 return succeed(None)  # asked again at its auth message
