@@ -10,7 +10,7 @@ and stop the broker last so that it can flush.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,6 +186,9 @@ class Settings:
     hookFailOpen: bool = False
     #: seconds a hook's answer to a join is kept (--hook-join-cache); 0: never
     hookJoinCache: float = 0.0
+    #: headers sent with every hook call (--hook-header-file: "Name: value" lines), so that
+    #: the backend can tell portshare's calls from anyone else's
+    hookHeaders: Mapping[str, str] = field(default_factory=dict)
     #: an in-process policy (L{portshare.IPolicy}), asked before the hook: Python only
     policy: Any = None
 
@@ -416,6 +419,7 @@ class PortshareService(MultiService):
                     maxInFlight=settings.hookMaxInFlight,
                     failOpen=settings.hookFailOpen,
                     joinCacheSeconds=settings.hookJoinCache,
+                    headers=settings.hookHeaders,
                     maxText=settings.limits.maxText,
                     metrics=self.metrics,
                 )

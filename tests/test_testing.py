@@ -263,3 +263,16 @@ class UsersAndHooksKitTests(SynchronousTestCase):
                 ann.replyTo(7, Ack)
             self.assertEqual(refused.exception.code, "unavailable")
             self.assertTrue(ann.open)
+
+
+class HookHeadersTests(SynchronousTestCase):
+    def test_headersReachTheBackend(self) -> None:
+        """--hook-header-file's headers go with every hook call."""
+        from portshare.testing import FakeHookBackend
+
+        backend = FakeHookBackend()
+        with MemoryChat(hookBackend=backend, hookHeaders={"Authorization": "Bearer h00k"}) as m:
+            m.websocket().join("lobby", nick="ann")
+        self.assertTrue(backend.headers)
+        for headers in backend.headers:
+            self.assertEqual(headers.get(b"authorization"), [b"Bearer h00k"])

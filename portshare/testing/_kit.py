@@ -663,11 +663,14 @@ class FakeHookBackend:
     def __init__(self, answer: Any = None) -> None:
         self.answer = answer if answer is not None else (lambda question: {"allow": True})
         self.questions: list[dict[str, Any]] = []
+        #: the headers each question came with (C{--hook-header-file}'s among them)
+        self.headers: list[Any] = []
 
     def post(self, url: Any, data: Any = None, headers: Any = None, **kwargs: Any) -> Deferred[Any]:
         """treq's C{post}, as the hook client calls it."""
         question = orjson.loads(data if isinstance(data, bytes) else kwargs.get("json") or b"{}")
         self.questions.append(question)
+        self.headers.append(headers)
         d = maybeDeferred(self.answer, question)
         return d.addCallback(self._response)
 
