@@ -7,17 +7,15 @@ Every answer is JSON; every refusal is C{{"error": CODE, "reason": TEXT}} with i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from portshare import errors
-from portshare.auth import sameSecret
-from portshare.chat import KeyedBuckets
-from portshare.errors import BadRequest, PortshareError
+from portshare.apiguard import SAFE_METHODS, ApiPolicy, ApiResource
+from portshare.errors import BadRequest
 from portshare.httpjson import (
     ErrorResource,
     JsonResource,
@@ -28,126 +26,17 @@ from portshare.httpjson import (
     writeJson,
 )
 from portshare.hub import Hub
-from portshare.origins import OriginPolicy
-from portshare.proxies import Network, clientHost, describeAddress
+from portshare.identity import bearerToken
+from portshare.serverapi import (
+    BroadcastResource,
+    MembersResource,
+    UsersResource,
+    optionalUser,
+)
+from portshare.users import principalOf
 from portshare.wire import validNick, validRoom, validText
 
-#: methods that change nothing, which a cross-site page may send (CORS lets it read nothing)
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-class ApiResource(JsonResource):
-    """
-    A resource of the API proper, with its L{ApiPolicy}: every state-changing request
-    (C{POST}, C{PUT}, C{PATCH}, C{DELETE}) from a browser page on an origin that is not
-    allowed is refused with 403 before it is read (cross-site request forgery), whatever
-    token it carries.
-    """
-
-    def __init__(self, guard: ApiPolicy) -> None:
-        super().__init__()
-        self.guard = guard
-
-    def admit(self, request: Request, method: str) -> None:
-        super().admit(request, method)
-        if method not in SAFE_METHODS:
-            self.guard.checkOrigin(request)
-
-
-class ApiPolicy:
-    """
-    Who may do what on the API, and how often.
-
-
-    The API token check: with no token configured everything passes; otherwise requests need
-    C{Authorization: Bearer TOKEN} (401 when absent, 403 when wrong).  With
-    C{privateReads} (join tokens required on the socket) reading rooms needs it too.
-    """
-
-    def __init__(
-        self,
-        token: str | None,
-        privateReads: bool = False,
-        publishRate: KeyedBuckets | None = None,
-        clock: IReactorTime | None = None,
-        trustedProxies: Sequence[Network] = (),
-        origins: OriginPolicy | None = None,
-    ) -> None:
-        self.trustedProxies = tuple(trustedProxies)
-        #: the browser origins allowed to write (the page's own, and C{--allowed-origin})
-        self.origins = origins or OriginPolicy()
-        self.token = token
-        self.privateReads = privateReads
-        self.publishRate = publishRate
-        self.clock = clock
-
-    def checkRate(self, request: Request) -> None:
-        """
-        Publishing is rate limited per client address (429 with Retry-After beyond).
-        """
-        if self.publishRate is None or self.clock is None:
-            return
-        host = self.clientHost(request)
-        if not self.publishRate.take(host, self.clock.seconds()):
-            request.setHeader(b"retry-after", b"1")
-            raise errors.RateLimited(
-                f"more than {self.publishRate.rate:g} messages per second from {host}"
-            )
-
-    def clientHost(self, request: Request) -> str:
-        """The client's address, through trusted proxies' C{X-Forwarded-For}."""
-        peer = describeAddress(request.getClientAddress())[0]
-        forwarded = request.requestHeaders.getRawHeaders(b"x-forwarded-for", [])
-        return clientHost(peer, [v.decode("latin-1") for v in forwarded], self.trustedProxies)
-
-    def checkOrigin(self, request: Request) -> None:
-        """
-        A write from a browser page must come from the page's own origin or an allowed one
-        (C{Origin}, or C{Sec-Fetch-Site} when a browser sends no C{Origin}).
-
-        @raise Forbidden: for a page on another origin (and for C{Origin: null}).
-        """
-        header = request.getHeader
-        origin, fetchSite, host = (
-            header(b"origin"),
-            header(b"sec-fetch-site"),
-            header(b"host"),
-        )
-        refused = self.origins.refusesWrite(
-            None if origin is None else origin.decode("latin-1"),
-            None if fetchSite is None else fetchSite.decode("latin-1"),
-            None if host is None else host.decode("latin-1"),
-        )
-        if refused is not None:
-            raise errors.Forbidden(refused)
-
-    def checkRead(self, request: Request) -> None:
-        """
-        Reads (rooms, history) are open, unless rooms are private (join tokens required):
-        then they need the API token, and are refused when none is configured.
-        """
-        if not self.privateReads:
-            return
-        if self.token is None:
-            raise errors.Forbidden("rooms are private: reading them over HTTP needs --api-token")
-        self.check(request)
-
-    def check(self, request: Request) -> None:
-        """
-        Publishing and admin endpoints: open without a token, unless rooms are private (join
-        tokens required), where they are refused when no API token is configured.
-        """
-        if self.token is None:
-            if self.privateReads:
-                raise errors.Forbidden("rooms are private: this endpoint needs --api-token")
-            return
-        header = (request.getHeader(b"authorization") or b"").decode("latin-1")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            request.setHeader(b"www-authenticate", b'Bearer realm="portshare"')
-            raise PortshareError("this endpoint needs an API token", errors.UNAUTHORIZED)
-        if not sameSecret(given.strip(), self.token):
-            raise errors.Forbidden("the API token is not valid")
+__all__ = ["SAFE_METHODS", "ApiPolicy", "ApiResource", "buildApi"]
 
 
 class MessagesResource(ApiResource):
@@ -177,36 +66,79 @@ class MessagesResource(ApiResource):
         return answerLater(request, d)
 
     def render_POST(self, request: Request) -> int:
+        gate = self.hub.gate
+        token = bearerToken(request.getHeader(b"authorization"))
+        if gate.usesTokens and token is not None and not self.guard.isApiToken(token):
+            return self._publishAsUser(request, token)  # a user's own token
         self.guard.check(request)
         self.guard.checkRate(request)
         body = readJsonBody(request, self.hub.limits.maxBody)
         nick = validNick(body.get("nick"))
         text = validText(body.get("text"), self.hub.limits.maxText)
-        d = self.hub.publish(self.room, nick, text)
+        user = optionalUser(body)
+        if user is not None and self.guard.token is None:
+            raise errors.Forbidden("publishing on behalf of a user needs --api-token")
+        if gate.waitsForAuth(None) and self.guard.token is None:
+            raise errors.Unauthorized("--auth required: publish with a user's token")
+        d = self.hub.publish(self.room, nick, text, user=user)
+        d.addCallback(lambda message: {"offset": message.offset})
+        return answerLater(request, d, status=201)
+
+    def _publishAsUser(self, request: Request, token: str) -> int:
+        """A user's token on the request: published as that user, by the chat's rules."""
+        self.guard.checkRate(request)
+        body = readJsonBody(request, self.hub.limits.maxBody)
+        text = validText(body.get("text"), self.hub.limits.maxText)
+        room, hub = self.room, self.hub
+        address = self.guard.clientHost(request)
+
+        def authenticated(identity: Any) -> Any:
+            principal = principalOf(identity, identity.nick, address)
+            check = hub.gate.publish(principal, room, text)  # the token's grants, the rules
+            said = check if check is not None else None
+            if said is None:
+                return hub.publish(room, identity.nick, text, user=identity.user)
+            return said.addCallback(
+                lambda allowed: hub.publish(room, identity.nick, allowed, user=identity.user)
+            )
+
+        d = hub.gate.authenticate(token).addCallback(authenticated)
         d.addCallback(lambda message: {"offset": message.offset})
         return answerLater(request, d, status=201)
 
 
 class RoomResource(ApiResource):
-    """C{/api/rooms/{room}}: only its C{messages} child exists."""
+    """C{/api/rooms/{room}}: its C{messages} (the chat's API) and C{members} (the server
+    API's) children."""
 
-    def __init__(self, hub: Hub, guard: ApiPolicy, room: str) -> None:
+    def __init__(
+        self, hub: Hub, guard: ApiPolicy, room: str, chat: bool = True, server: bool = True
+    ) -> None:
         super().__init__(guard)
         self.hub = hub
         self.room = room
+        self.withChat = chat
+        self.withServer = server
 
     def getChild(self, path: bytes, request: Request) -> IResource:
-        if path == b"messages":
+        if path == b"messages" and self.withChat:
             return MessagesResource(self.hub, self.guard, self.room)
+        if path == b"members" and self.withServer:
+            return MembersResource(self.hub, self.guard, self.room)
         return notFound()
 
 
 class RoomsResource(ApiResource):
     """C{/api/rooms}: the rooms this service knows, with members and last offset."""
 
-    def __init__(self, hub: Hub, guard: ApiPolicy) -> None:
+    def __init__(self, hub: Hub, guard: ApiPolicy, chat: bool = True, server: bool = True) -> None:
         super().__init__(guard)
         self.hub = hub
+        self.withChat = chat
+        self.withServer = server
+
+    def methods(self) -> list[str]:
+        return super().methods() if self.withChat else []
 
     def render_GET(self, request: Request) -> int:
         self.guard.checkRead(request)
@@ -220,7 +152,7 @@ class RoomsResource(ApiResource):
         except (UnicodeDecodeError, BadRequest) as e:
             reason = e.reason if isinstance(e, BadRequest) else "room must be UTF-8"
             return ErrorResource(BadRequest(reason))
-        return RoomResource(self.hub, self.guard, room)
+        return RoomResource(self.hub, self.guard, room, chat=self.withChat, server=self.withServer)
 
 
 class ConnectionsResource(ApiResource):
@@ -244,16 +176,24 @@ class ConnectionsResource(ApiResource):
 
 
 def buildApi(
-    hub: Hub, guard: ApiPolicy, connections: ConnectionsResource | None, public: bool = True
+    hub: Hub,
+    guard: ApiPolicy,
+    connections: ConnectionsResource | None,
+    public: bool = True,
+    server: bool = True,
 ) -> Resource:
     """
-    The C{/api} subtree of the public ports (C{public}: rooms, history, publishing, and the
-    connections view unless it is the admin endpoint's alone), or of the admin endpoint
-    (the connections view).
+    An C{/api} subtree: the chat's API (C{public}: rooms, history, publishing), the server
+    API (C{server}: users, members, broadcast; L{portshare.serverapi}) and the connections
+    view (when given).  The public ports get the first two unless the admin endpoint has the
+    server API alone; the admin endpoint gets the server API and the connections view.
     """
     api = JsonResource()
-    if public:
-        api.putChild(b"rooms", RoomsResource(hub, guard))
+    if public or server:
+        api.putChild(b"rooms", RoomsResource(hub, guard, chat=public, server=server))
+    if server:
+        api.putChild(b"users", UsersResource(hub, guard))
+        api.putChild(b"broadcast", BroadcastResource(hub, guard))
     if connections is not None:
         api.putChild(b"connections", connections)
     return api

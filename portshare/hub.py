@@ -63,6 +63,14 @@ from portshare.wire import (
 __all__ = ["Hub", "IFrontEnd", "IMember", "Subscription"]
 
 
+def memberRows(counts: dict[tuple[str | None, str], int]) -> list[dict[str, Any]]:
+    """Connection counts by (user, nick) as the server API lists members: by nick."""
+    return [
+        {"user": user, "nick": nick, "connections": n}
+        for (user, nick), n in sorted(counts.items(), key=lambda kv: (kv[0][1], kv[0][0] or ""))
+    ]
+
+
 class Subscription:
     """
     An in-process subscriber's hold on one room (L{Hub.subscribe}).
@@ -124,6 +132,7 @@ class Hub:
         self.gate = gate if gate is not None else Gatekeeper()
         #: the open sessions of each authenticated user
         self._users: dict[str, set[Session]] = {}
+        broker.answerCommands(self.answerCommand)
         self._rooms: dict[str, RoomFanout] = {}
         self.sessions: set[Session] = set()
         self._noSessions: list[Deferred[None]] = []
@@ -594,6 +603,77 @@ class Hub:
     def userSessions(self, user: str) -> list[Session]:
         """This instance's open sessions of C{user}."""
         return list(self._users.get(user, ()))
+
+    # -- the server API, on every instance (through the broker's commands) ----------------
+
+    def command(self, message: dict[str, Any]) -> Deferred[list[dict[str, Any]]]:
+        """
+        Carry out a server API command on every instance the broker links (this one too):
+        C{{"op": "disconnect", "user": U, "reason": R, "refuseFor": S}}, C{{"op": "join" |
+        "leave", "user": U, "room": R}}, C{{"op": "members", "room": R}}; @return: a
+        Deferred of each instance's answer (L{answerCommand}).
+        """
+        return self.broker.command(message)
+
+    def answerCommand(self, message: dict[str, Any]) -> dict[str, Any]:
+        """This instance's part of a server API command (see L{command})."""
+        op = message.get("op")
+        if op == "disconnect":
+            return {
+                "connections": self.disconnectUser(
+                    message["user"], message.get("reason"), message.get("refuseFor")
+                )
+            }
+        if op == "join":
+            return {"connections": self.joinUser(message["user"], message["room"])}
+        if op == "leave":
+            return {"connections": self.removeUser(message["user"], message["room"])}
+        if op == "members":
+            return {"members": self.localMembers(message["room"])}
+        return {"error": f"unknown op {op!r}"}
+
+    def disconnectUser(
+        self, user: str, reason: str | None = None, refuseFor: float | None = None
+    ) -> int:
+        """Close every connection of C{user} here (4000); with C{refuseFor}, refuse the
+        user's tokens here for that many seconds.  @return: how many were closed."""
+        if refuseFor:
+            self.gate.refuse(user, self.clock.seconds() + refuseFor)
+        sessions = self.userSessions(user)
+        for session in sessions:
+            self._close(session, errors.CLOSE_DISCONNECTED, reason or "disconnected by the server")
+        return len(sessions)
+
+    def joinUser(self, user: str, room: str) -> int:
+        """Put C{user}'s open connections here into C{room}; @return: how many."""
+        sessions = [s for s in self.userSessions(user) if not s.closed and not s.waitingAuth]
+        for session in sessions:
+            if room in session.rooms or room in session.authorizing:
+                continue
+            try:
+                self._joinNow(session, Join(room=room))
+            except RemoteError as e:
+                self._refuse(session, e, None)
+        return len(sessions)
+
+    def removeUser(self, user: str, room: str) -> int:
+        """Take C{user}'s connections here out of C{room} (they get C{left}); @return: how
+        many were in it."""
+        sessions = [s for s in self.userSessions(user) if room in s.rooms]
+        for session in sessions:
+            self._removeFromRoom(session, room)
+            self._send(session, Left(room=room))
+        return len(sessions)
+
+    def localMembers(self, room: str) -> list[dict[str, Any]]:
+        """This instance's members of C{room}: user, nick, and how many connections."""
+        fanout = self._rooms.get(room)
+        counts: dict[tuple[str | None, str], int] = {}
+        if fanout is not None:
+            for session in fanout.sessions():
+                key = (self._userOf(session), session.nick)
+                counts[key] = counts.get(key, 0) + 1
+        return memberRows(counts)
 
     def _renick(self, session: Session, nick: str) -> None:
         old, session.nick = session.nick, nick

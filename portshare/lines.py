@@ -108,7 +108,9 @@ class LinesProtocol(LineOnlyReceiver):
 
     def connectionMade(self) -> None:
         hub = self.factory.hub
-        self.session = hub.connected(self)
+        self.session = hub.connected(
+            self, identity=getattr(self, "identity", None), address=getattr(self, "address", "")
+        )
         limits = hub.limits
         self.backpressure = Backpressure(
             self.factory.clock, limits.slowConsumerBytes, limits.slowConsumerSeconds, self.tooSlow

@@ -238,6 +238,10 @@ class RoomFanout:
         if onEvent in self._watchers:
             self._watchers.remove(onEvent)
 
+    def sessions(self) -> list[Session]:
+        """The room's members here whose join completed."""
+        return list(self._live)
+
     def nickCount(self) -> int:
         """How many distinct nicks the room's members here have."""
         return len({session.nick for session in (*self._joining, *self._live)})

@@ -9,7 +9,8 @@ and stop the broker last so that it can flush.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from portshare.proxies import Network, describeAddress
 from portshare.site import buildSite
 from portshare.sse import SseResource
 from portshare.upgrade import UpgradeDispatcher
+from portshare.users import AUTH_MODES, AUTH_OFF, DEFAULT_TOKEN_COOKIE, Gatekeeper
 from portshare.web import buildAdminTree, buildTree, chatPrefixSegments, placeChat
 from portshare.ws import buildChatFactory, closeWithCode, isWebSocket, plainFramesWarning
 
@@ -158,6 +160,37 @@ class Settings:
     adminPorts: Sequence[str] = ()
     #: with adminPorts, keep those paths on the public ports too (--admin-paths-public)
     adminPathsPublic: bool = False
+    # -- users and the application's rules (issue 15; portshare.users) --
+    #: off (anonymous chat, the default), optional or required (--auth)
+    auth: str = AUTH_OFF
+    #: seconds a connection without a token has to send auth, with auth required
+    authTimeout: float = 5.0
+    #: the HMAC secret that signs users' tokens (--jwt-secret-file's content)
+    jwtSecret: bytes | None = None
+    #: the PEM public key (RSA, EC, Ed25519) that checks users' tokens (--jwt-public-key-file)
+    jwtPublicKey: bytes | None = None
+    #: the URL of the key set (JWKS) that checks users' tokens (--jwks-url)
+    jwksUrl: str | None = None
+    #: the aud a token must carry (--jwt-audience), and the iss (--jwt-issuer)
+    jwtAudience: str | None = None
+    jwtIssuer: str | None = None
+    #: seconds of clock difference allowed for exp and nbf (--jwt-leeway)
+    jwtLeeway: float = 0.0
+    #: the cookie a browser presents its token in (--token-cookie)
+    tokenCookie: str = DEFAULT_TOKEN_COOKIE
+    #: the application's backend asked about connects, joins and says (--hook-url)
+    hookUrl: str | None = None
+    hookTimeout: float = 2.0
+    hookMaxInFlight: int = 64
+    #: allow what the hook could not decide (--hook-fail-open); default: refuse it
+    hookFailOpen: bool = False
+    #: seconds a hook's answer to a join is kept (--hook-join-cache); 0: never
+    hookJoinCache: float = 0.0
+    #: headers sent with every hook call (--hook-header-file: "Name: value" lines), so that
+    #: the backend can tell portshare's calls from anyone else's
+    hookHeaders: Mapping[str, str] = field(default_factory=dict)
+    #: an in-process policy (L{portshare.IPolicy}), asked before the hook: Python only
+    policy: Any = None
 
     def __post_init__(self) -> None:
         for name, descriptions in (("ports", self.ports), ("adminPorts", self.adminPorts)):
@@ -182,6 +215,24 @@ class Settings:
             raise ValueError("the join secret must be at least 16 bytes")
         chatPrefixSegments(self.chatPrefix, self.app is not None)
         parseBrokerURL(self.broker)
+        if self.auth not in AUTH_MODES:
+            raise ValueError(f"auth must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}")
+        keys = [k for k in ("jwtSecret", "jwtPublicKey", "jwksUrl") if getattr(self, k)]
+        if len(keys) > 1:
+            raise ValueError(f"give one of jwtSecret, jwtPublicKey and jwksUrl, not {keys}")
+        if self.auth != AUTH_OFF and not keys:
+            raise ValueError(f"auth {self.auth} needs jwtSecret, jwtPublicKey or jwksUrl")
+        for name in ("authTimeout", "hookTimeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.jwtLeeway < 0 or self.hookJoinCache < 0 or self.hookMaxInFlight < 1:
+            raise ValueError("jwtLeeway and hookJoinCache must be 0 or more, hookMaxInFlight 1+")
+        if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}", self.tokenCookie):
+            raise ValueError(f"tokenCookie {self.tokenCookie!r} is not a cookie name")
+        if self.hookUrl is not None and not re.match(r"https?://[^/\s]+", self.hookUrl):
+            raise ValueError(f"hookUrl {self.hookUrl!r} must be an http:// or https:// URL")
+        if self.jwksUrl is not None and not re.match(r"https?://[^/\s]+", self.jwksUrl):
+            raise ValueError(f"jwksUrl {self.jwksUrl!r} must be an http:// or https:// URL")
 
 
 class PortshareService(MultiService):
@@ -197,7 +248,13 @@ class PortshareService(MultiService):
 
     log = Logger()
 
-    def __init__(self, settings: Settings, reactor: Any, broker: IBroker | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        reactor: Any,
+        broker: IBroker | None = None,
+        http: Any = None,
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.reactor = reactor
@@ -206,12 +263,16 @@ class PortshareService(MultiService):
         self.broker: IBroker = broker or buildBroker(
             settings.broker, reactor, limits.history, limits.maxRooms
         )
+        #: the HTTP client of the JWKS fetches and the hook calls (closed at stop)
+        self._httpPool: Any = None
+        self.gate = self._buildGate(settings, reactor, http)
         self.hub = Hub(
             self.broker,
             reactor,
             limits,
             self.metrics,
             joinTokens=JoinTokens(settings.joinSecret) if settings.joinSecret else None,
+            gate=self.gate,
         )
         #: the browser origins trusted by every WebSocket endpoint and the API's writes
         self.origins = OriginPolicy(tuple(settings.allowedOrigins))
@@ -252,7 +313,12 @@ class PortshareService(MultiService):
             )
         #: the chat's own tree (web client, /api, /sse, /ws, /healthz, /metrics), whole
         self.chatTree = buildTree(
-            api=buildApi(self.hub, guard, connections if operatorsPublic else None),
+            api=buildApi(
+                self.hub,
+                guard,
+                connections if operatorsPublic else None,
+                server=operatorsPublic,
+            ),
             operatorPaths=operatorsPublic,
             chatFactory=self.chatFactory,
             echoFactory=self.echoFactory,
@@ -262,6 +328,8 @@ class PortshareService(MultiService):
             upgrades=self.upgrades,
             sse=self.sse,
             limits=limits,
+            gate=self.gate,
+            trustedProxies=settings.trustedProxies,
         )
         #: what the endpoints serve: the chat's tree, or the chat beside the application
         self.root = placeChat(
@@ -287,7 +355,7 @@ class PortshareService(MultiService):
         #: the admin endpoints' addresses, their tree and their own tracker (--admin-port)
         self.adminListening: list[str] = []
         self.adminRoot = buildAdminTree(
-            api=buildApi(self.hub, guard, connections, public=False),
+            api=buildApi(self.hub, guard, connections, public=False, server=True),
             metrics=self.metrics,
             unavailableReason=self.unavailableReason,
         )
@@ -304,6 +372,70 @@ class PortshareService(MultiService):
                 description, endpoint, self.adminTracker, self.adminListening, admin=True
             ).setServiceParent(self)
 
+    def _buildGate(self, settings: Settings, reactor: Any, http: Any) -> Gatekeeper:
+        """
+        Tokens and the application's rules, from the settings (L{portshare.users}).
+
+        @param http: the HTTP client of the JWKS fetches and hook calls (a treq client), or
+            C{None} for a pool of the service's own.
+        """
+        from portshare.policy import AllOf, Authorization
+
+        if http is None and (settings.jwksUrl or settings.hookUrl):
+            from portshare.httpclient import newHTTPClient
+
+            http, self._httpPool = newHTTPClient(reactor, maxPerHost=settings.hookMaxInFlight)
+        authenticator = None
+        self._jwks: Any = None
+        if settings.auth != AUTH_OFF:
+            from portshare import identity, jwks
+
+            keys: Any
+            if settings.jwtSecret is not None:
+                keys = identity.StaticKeys(identity.secretKeys(settings.jwtSecret))
+            elif settings.jwtPublicKey is not None:
+                keys = identity.StaticKeys(identity.publicKeys(settings.jwtPublicKey))
+            else:
+                assert settings.jwksUrl is not None
+                keys = self._jwks = jwks.JWKSKeys(
+                    settings.jwksUrl, clock=reactor, http=http, metrics=self.metrics
+                )
+            rules = identity.TokenRules(
+                audience=settings.jwtAudience,
+                issuer=settings.jwtIssuer,
+                leeway=settings.jwtLeeway,
+            )
+            authenticator = identity.Authenticator(keys, rules, reactor)
+        policies = [] if settings.policy is None else [settings.policy]
+        if settings.hookUrl is not None:
+            from portshare.hooks import HookPolicy
+
+            policies.append(
+                HookPolicy(
+                    settings.hookUrl,
+                    clock=reactor,
+                    http=http,
+                    timeout=settings.hookTimeout,
+                    maxInFlight=settings.hookMaxInFlight,
+                    failOpen=settings.hookFailOpen,
+                    joinCacheSeconds=settings.hookJoinCache,
+                    headers=settings.hookHeaders,
+                    maxText=settings.limits.maxText,
+                    metrics=self.metrics,
+                )
+            )
+        authorization = None
+        if policies:
+            policy = policies[0] if len(policies) == 1 else AllOf(*policies)
+            authorization = Authorization(policy, settings.limits.maxText)
+        return Gatekeeper(
+            settings.auth,
+            authenticator,
+            authorization,
+            authTimeout=settings.authTimeout,
+            tokenCookie=settings.tokenCookie,
+        )
+
     def unavailableReason(self) -> str | None:
         """Why the service does not accept work now, or C{None} (for C{/healthz})."""
         if self.stopping:
@@ -315,6 +447,8 @@ class PortshareService(MultiService):
 
     def privilegedStartService(self) -> None:
         self.broker.start().addErrback(lambda f: self.log.failure("broker did not start", f))
+        if self._jwks is not None:  # the first key set, fetched before the first handshake
+            self._jwks.refresh().addErrback(lambda f: None)  # (its failure is logged there)
         for factory in self._factories():
             factory.doStart()
         super().privilegedStartService()
@@ -353,6 +487,8 @@ class PortshareService(MultiService):
         self.hub.stop()
         for factory in self._factories():
             factory.doStop()
+        if self._httpPool is not None:
+            await self._httpPool.closeCachedConnections()
         await self.broker.stop()
 
     def finishRequests(self) -> Deferred[Any]:

@@ -41,6 +41,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from portshare._twistedhttp import connectionOf
+from portshare.admission import addressOf, identityOf
 from portshare.backpressure import CLOSE, DROP, Backpressure
 from portshare.errors import BadRequest, PortshareError, RateLimited, RemoteError, TooLarge
 from portshare.httpjson import JsonResource, writeError
@@ -155,7 +156,7 @@ class SseStream:
         request.notifyFinish().addBoth(self._finished)
         request.write(b"retry: %d\n: portshare sse\n\n" % RETRY_MS)
         hub = self.resource.hub
-        self.session = hub.connected(self)
+        self.session = hub.connected(self, identity=identityOf(request), address=addressOf(request))
         self.log.info("{peer} opened /sse {rooms}", peer=self.peer, rooms=",".join(self.rooms))
         for room in self.rooms:
             join: dict[str, Any] = {"type": "join", "room": room, "ref": room}

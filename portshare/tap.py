@@ -209,6 +209,12 @@ class Options(usage.Options):
     optFlags = [
         ["echo", None, "Enable the /ws/echo endpoint (for Autobahn testsuite runs)."],
         [
+            "hook-fail-open",
+            None,
+            "Allow what the --hook-url backend could not decide (down, slow, a bad answer); "
+            "by default it is refused.",
+        ],
+        [
             "admin-paths-public",
             None,
             "With --admin-port, keep /healthz, /metrics and /api/connections on the public "
@@ -276,6 +282,79 @@ class Options(usage.Options):
             "Where the chat's own paths (web client, /ws, /sse, /api) live, e.g. /chat; / "
             "keeps them at the root. /healthz and /metrics stay at the root. [default: / "
             f"without an application, {DEFAULT_APP_PREFIX} with --wsgi, --resource or --proxy]",
+        ],
+        # -- users and the application's rules (issue 15; see portshare.users) --
+        [
+            "auth",
+            None,
+            "off",
+            "Users from JSON Web Tokens: off (anonymous chat), optional (a token presented is "
+            "checked) or required (a connection without one must send auth first).",
+        ],
+        [
+            "auth-timeout",
+            None,
+            5.0,
+            "Seconds a connection without a token has to send its auth message (--auth required).",
+            float,
+        ],
+        ["jwt-secret-file", None, None, "Check users' tokens with the HMAC secret in this file."],
+        [
+            "jwt-public-key-file",
+            None,
+            None,
+            "Check users' tokens with the PEM public key (RSA, EC, Ed25519) in this file.",
+        ],
+        [
+            "jwks-url",
+            None,
+            None,
+            "Check users' tokens with the key set (JWKS) at this URL, fetched without blocking "
+            "and cached.",
+        ],
+        ["jwt-audience", None, None, "The aud a user's token must carry."],
+        ["jwt-issuer", None, None, "The iss a user's token must carry."],
+        [
+            "jwt-leeway",
+            None,
+            0.0,
+            "Seconds of clock difference allowed for a token's exp and nbf.",
+            float,
+        ],
+        [
+            "token-cookie",
+            None,
+            "portshare_token",
+            "The cookie a browser presents its token in (set by the application at login).",
+        ],
+        [
+            "hook-url",
+            None,
+            None,
+            "Ask the application's backend (POST JSON) whether a connect, join or say may "
+            "happen, or how a say is rewritten.",
+        ],
+        ["hook-timeout", None, 2.0, "Seconds a --hook-url call may take.", float],
+        [
+            "hook-max-in-flight",
+            None,
+            64,
+            "--hook-url calls waiting at once; more are refused with error unavailable.",
+            int,
+        ],
+        [
+            "hook-header-file",
+            None,
+            None,
+            "Send the headers in this file (Name: value, one per line) with every --hook-url "
+            "call, e.g. an Authorization the backend checks.",
+        ],
+        [
+            "hook-join-cache",
+            None,
+            0.0,
+            "Seconds a --hook-url answer to a join is kept (0: never).",
+            float,
         ],
         [
             "wsgi-threads",
@@ -439,6 +518,15 @@ class Options(usage.Options):
             self["join-secret"] = _readSecret(self["join-secret-file"])
             if len(self["join-secret"]) < 16:
                 raise usage.UsageError("the join secret must be at least 16 bytes")
+        self["jwt-secret"] = self["jwt-public-key"] = None
+        if self["jwt-secret-file"] is not None:
+            self["jwt-secret"] = _readSecret(self["jwt-secret-file"])
+        if self["jwt-public-key-file"] is not None:
+            self["jwt-public-key"] = _readSecret(self["jwt-public-key-file"])
+        self["hook-headers"] = {}
+        if self["hook-header-file"] is not None:
+            self["hook-headers"] = _readHeaders(self["hook-header-file"])
+        self._checkUsers()
         try:
             self["broker-url"] = parseBrokerURL(self["broker"])
         except ValueError as e:
@@ -453,6 +541,35 @@ class Options(usage.Options):
             )
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
+
+    def _checkUsers(self) -> None:
+        """The options of users and hooks, as one-line usage errors."""
+        try:
+            Settings(
+                auth=self["auth"],
+                authTimeout=self["auth-timeout"],
+                jwtSecret=self["jwt-secret"],
+                jwtPublicKey=self["jwt-public-key"],
+                jwksUrl=self["jwks-url"],
+                jwtLeeway=self["jwt-leeway"],
+                tokenCookie=self["token-cookie"],
+                hookUrl=self["hook-url"],
+                hookTimeout=self["hook-timeout"],
+                hookMaxInFlight=self["hook-max-in-flight"],
+                hookJoinCache=self["hook-join-cache"],
+            )
+        except ValueError as e:
+            raise usage.UsageError(_optionNames(str(e))) from None
+        if self["jwt-secret"] is not None or self["jwt-public-key"] is not None:
+            from portshare import identity
+
+            try:
+                if self["jwt-secret"] is not None:
+                    identity.secretKeys(self["jwt-secret"])
+                else:
+                    identity.publicKeys(self["jwt-public-key"])
+            except ValueError as e:
+                raise usage.UsageError(f"--jwt-secret-file/--jwt-public-key-file: {e}") from None
 
     def _app(self) -> AppSpec | None:
         """The application of --wsgi, --resource or --proxy (at most one, or --static)."""
@@ -503,7 +620,69 @@ class Options(usage.Options):
             chatPrefix=self["chat-prefix"],
             adminPorts=tuple(self["admin-ports"]),
             adminPathsPublic=bool(self["admin-paths-public"]),
+            auth=self["auth"],
+            authTimeout=self["auth-timeout"],
+            jwtSecret=self["jwt-secret"],
+            jwtPublicKey=self["jwt-public-key"],
+            jwksUrl=self["jwks-url"],
+            jwtAudience=self["jwt-audience"],
+            jwtIssuer=self["jwt-issuer"],
+            jwtLeeway=self["jwt-leeway"],
+            tokenCookie=self["token-cookie"],
+            hookUrl=self["hook-url"],
+            hookTimeout=self["hook-timeout"],
+            hookMaxInFlight=self["hook-max-in-flight"],
+            hookFailOpen=bool(self["hook-fail-open"]),
+            hookJoinCache=self["hook-join-cache"],
+            hookHeaders=self["hook-headers"],
         )
+
+
+#: Settings fields, as the options that set them (for the usage errors)
+_FIELD_OPTIONS = {
+    "authTimeout": "--auth-timeout",
+    "auth": "--auth",
+    "jwtSecret": "--jwt-secret-file",
+    "jwtPublicKey": "--jwt-public-key-file",
+    "jwksUrl": "--jwks-url",
+    "jwtLeeway": "--jwt-leeway",
+    "tokenCookie": "--token-cookie",
+    "hookUrl": "--hook-url",
+    "hookTimeout": "--hook-timeout",
+    "hookMaxInFlight": "--hook-max-in-flight",
+    "hookJoinCache": "--hook-join-cache",
+}
+
+
+_FIELDS = re.compile(
+    r"(?<![-\w])(" + "|".join(sorted(_FIELD_OPTIONS, key=len, reverse=True)) + r")\b"
+)
+
+
+def _optionNames(message: str) -> str:
+    """A Settings check's message, naming the options instead of the fields (one pass)."""
+    return _FIELDS.sub(lambda m: _FIELD_OPTIONS[m.group(1)], message)
+
+
+_HEADER = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}):[ \t]*([\x20-\x7e]{0,4096}?)[ \t]*")
+
+
+def _readHeaders(path: str) -> dict[str, str]:
+    """The headers of --hook-header-file: "Name: value" lines (blank lines and # ignored)."""
+    headers: dict[str, str] = {}
+    for number, line in enumerate(_readSecret(path).decode("latin-1").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _HEADER.fullmatch(line)
+        if match is None:
+            raise usage.UsageError(f"--hook-header-file {path}:{number}: not a Name: value header")
+        name, value = match.groups()
+        if name.lower() in ("content-type", "content-length", "host", "transfer-encoding"):
+            raise usage.UsageError(f"--hook-header-file {path}:{number}: {name} is portshare's")
+        headers[name] = value
+    if len(headers) > 32:
+        raise usage.UsageError(f"--hook-header-file {path}: at most 32 headers")
+    return headers
 
 
 def _readSecret(path: str) -> bytes:

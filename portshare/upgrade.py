@@ -42,7 +42,9 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from portshare._takeover import takeOver
+from portshare.admission import addressOf, identityOf
 from portshare.httpjson import notFound
+from portshare.hub import IMember
 from portshare.wire import dumps
 
 WEBSOCKET = "websocket"
@@ -82,6 +84,17 @@ def _refuse(request: Request, status: int, error: str, reason: str, offered: lis
         request.setHeader(b"connection", b"Upgrade")
     request.setHeader(b"content-type", b"application/json")
     return dumps({"error": error, "reason": reason})
+
+
+def _introduce(protocol: object, request: Request) -> None:
+    """Tell a chat protocol who connects (L{portshare.admission}), before it starts."""
+    if not IMember.providedBy(protocol):
+        return  # another protocol sharing the port: not the chat's business
+    chat: Any = protocol
+    identity = identityOf(request)
+    if identity is not None:
+        chat.identity = identity
+    chat.address = addressOf(request)
 
 
 class UpgradeDispatcher(Resource):
@@ -192,6 +205,7 @@ class UpgradeDispatcher(Resource):
         protocol = factory.buildProtocol(transport.getPeer())
         if protocol is None:
             return _refuse(request, 503, "unavailable", f"{token} is not accepting connections", [])
+        _introduce(protocol, request)
         if hasattr(transport, "upgradedTo"):
             transport.upgradedTo = token  # the connections view shows the new protocol
         leftover = takeOver(
@@ -238,6 +252,7 @@ class WebSocketEndpoint(Resource):
         protocol = self.factory.buildProtocol(transport.getPeer())
         if protocol is None:
             return _refuse(request, 503, "unavailable", "not accepting WebSockets", [])
+        _introduce(protocol, request)
         leftover = takeOver(request, protocol, releaseProducer=False)
         # Autobahn reads the handshake itself: the request again, as it came, then whatever
         # the client sent after it

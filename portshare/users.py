@@ -64,6 +64,8 @@ class Gatekeeper:
         self.authorization = authorization
         self.authTimeout = authTimeout
         self.tokenCookie = tokenCookie
+        #: users refused until a time (the server API's disconnect with refuseFor)
+        self._refused: dict[str, float] = {}
 
     @property
     def usesTokens(self) -> bool:
@@ -84,7 +86,7 @@ class Gatekeeper:
             L{portshare.errors.Unavailable} (503: the keys or the hook cannot be asked now).
         """
         if not self.usesTokens:
-            return succeed(None)
+            return self.connect(None, address)  # the application's connect rule, if any
         if token is None:
             if self.mode == AUTH_REQUIRED:
                 return succeed(None)  # asked again at its auth message
@@ -95,7 +97,23 @@ class Gatekeeper:
         """Check a token (a handshake's, or an C{auth} message's)."""
         if self.authenticator is None:
             return fail(Unauthorized("this server does not use tokens (--auth off)"))
-        return self.authenticator.authenticate(token)
+        return self.authenticator.authenticate(token).addCallback(self._notRefused)
+
+    def refuse(self, user: str, until: float) -> None:
+        """Refuse C{user}'s tokens until C{until} (seconds since the epoch, the clock's)."""
+        self._refused[user] = max(until, self._refused.get(user, 0.0))
+        if len(self._refused) > 100_000:  # bounded: the expired ones go first
+            now = self.authenticator.clock.seconds() if self.authenticator else 0.0
+            self._refused = {u: t for u, t in self._refused.items() if t > now}
+
+    def _notRefused(self, identity: Identity) -> Identity:
+        until = self._refused.get(identity.user)
+        if until is not None and self.authenticator is not None:
+            now = self.authenticator.clock.seconds()
+            if now < until:
+                raise Forbidden(f"refused by the server for {until - now:.0f} more seconds")
+            del self._refused[identity.user]
+        return identity
 
     def connect(self, identity: Identity | None, address: str) -> Deferred[Identity | None]:
         """The application's connect rule for C{identity}; @return: C{identity} if allowed."""

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from autobahn.twisted.websocket import WebSocketServerFactory
@@ -43,13 +43,16 @@ from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request
 from twisted.web.util import redirectTo
 
+from portshare.admission import Admitted
 from portshare.apps import DEFAULT_APP_PREFIX
 from portshare.httpjson import notFound
 from portshare.limits import Limits
 from portshare.metrics import Metrics
+from portshare.proxies import Network
 from portshare.staticfiles import StaticCache, StaticFile, StaticFiles, builtinClient
 from portshare.status import HealthResource, MetricsResource
 from portshare.upgrade import UpgradeDispatcher, WebSocketEndpoint
+from portshare.users import Gatekeeper
 
 
 def buildTree(
@@ -66,6 +69,8 @@ def buildTree(
     app: IResource | None = None,
     chatPrefix: str | None = None,
     operatorPaths: bool = True,
+    gate: Gatekeeper | None = None,
+    trustedProxies: Sequence[Network] = (),
 ) -> Resource:
     """
     The one resource tree every endpoint serves.
@@ -100,16 +105,24 @@ def buildTree(
     modules = StaticFiles(str(builtinClient() / "client"))
     modules.segments, modules.cache = (b"client",), builtin.cache
     root.putChild(b"client", modules)
+    # a handshake is decided first when tokens are read, or the application rules connects
+    admits = gate is not None and (gate.usesTokens or gate.authorization is not None)
     if sse is not None:
+        if admits:
+            assert gate is not None
+            sse = Admitted(sse, gate, trustedProxies, needsIdentity=True)
         root.putChild(b"sse", sse)
     ws = WebSocketEndpoint(chatFactory)
     if echoFactory is not None:
         ws.putChild(b"echo", WebSocketEndpoint(echoFactory))
+    front: IResource = ws
     if upgrades is not None:
         upgrades.websocket = ws
-        root.putChild(b"ws", upgrades)
-    else:
-        root.putChild(b"ws", ws)
+        front = upgrades
+    if admits:
+        assert gate is not None
+        front = Admitted(front, gate, trustedProxies)
+    root.putChild(b"ws", front)
     return placeChat(root, chatPrefix, app)
 
 

@@ -73,6 +73,9 @@ class PlainChatProtocol(EndpointProtocol):
     session: Any = None
     backpressure: Backpressure | None = None
     cut = False
+    #: set by the endpoint before the handshake (L{portshare.admission}): who connects
+    identity: Any = None
+    address = ""
 
     def selectSubprotocol(self, offered: list[str]) -> str | None:
         return SUBPROTOCOL if SUBPROTOCOL in offered else None
@@ -80,7 +83,7 @@ class PlainChatProtocol(EndpointProtocol):
     def onOpen(self) -> None:
         super().onOpen()
         hub: Hub = self.factory.hub
-        self.session = hub.connected(self)
+        self.session = hub.connected(self, identity=self.identity, address=self.address)
         hub.metrics.wsOpened.labels("/ws").inc()
         self.events.info("{peer} opened /ws", peer=self.peer)
         limits = hub.limits

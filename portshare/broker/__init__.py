@@ -83,6 +83,20 @@ class IBroker(Interface):
     def rooms():  # type: ignore[misc]
         """@return: a Deferred firing with a list of L{portshare.chat.RoomInfo}."""
 
+    def answerCommands(answerer):  # type: ignore[misc]
+        """
+        This instance answers the server API's commands with C{answerer} (a callable taking
+        the command, a dict, and returning the answer, a dict; the hub's).
+        """
+
+    def command(message):  # type: ignore[misc]
+        """
+        Give C{message} (a dict of JSON values) to the answerer of every instance, this one
+        included; @return: a Deferred firing with their answers, as a list (the instances
+        that answered in time: an instance gone silent is not waited for past the broker's
+        timeout).
+        """
+
 
 def buildBroker(url: str, reactor: Any, history: int, maxRooms: int) -> IBroker:
     """

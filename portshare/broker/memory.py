@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from portshare.broker import IBroker, IRoomListener
+from portshare.broker.commands import LocalCommands
 from portshare.chat import PresenceBook, Replay, RoomInfo, RoomLog
 from portshare.errors import Unavailable
 from portshare.wire import Message, Presence
@@ -27,7 +28,7 @@ def _newEpoch() -> str:
 
 
 @implementer(IBroker)
-class MemoryBroker:
+class MemoryBroker(LocalCommands):
     """
     An L{IBroker} for one process.
 

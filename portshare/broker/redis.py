@@ -62,6 +62,7 @@ from portshare.broker.codec import (
     replayOf,
     roomsOf,
 )
+from portshare.broker.commands import LocalCommands
 from portshare.broker.feed import LIVE, LOST, STARTING, RoomFeed, Step
 from portshare.broker.keys import KeyLayout
 from portshare.broker.link import Backoff, Link, Refused, openConnection
@@ -100,7 +101,7 @@ def _instanceId() -> str:
 
 
 @implementer(IBroker)
-class RedisBroker:
+class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
     """
     An L{IBroker} shared by every instance that uses the same Redis (and key prefix).
 

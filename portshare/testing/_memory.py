@@ -125,11 +125,23 @@ class MemoryConnection:
     def send(self, data: bytes) -> None:
         self.transport.protocol.dataReceived(data)  # type: ignore[attr-defined]
 
+    lost = False
+
     def lose(self) -> None:
-        """The client went away (its socket closed): the server's protocol is told."""
+        """The connection closed (the client went away, or the server's close completed):
+        the server's protocol is told, once."""
+        if self.lost:
+            return
+        self.lost = True
         self.transport.protocol.connectionLost(  # type: ignore[attr-defined]
-            Failure(ConnectionDone("the client closed the connection"))
+            Failure(ConnectionDone("the connection was closed"))
         )
+
+    def settle(self) -> None:
+        """What a network does next: a connection the server is closing closes, once what
+        it wrote has been read (as a reactor's transport does after flushing)."""
+        if self.transport.disconnecting and not self.lost:
+            self.lose()
 
     def read(self) -> bytes:
         data = self.transport.value()
