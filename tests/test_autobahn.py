@@ -118,8 +118,8 @@ class WholeFrameTests(SynchronousTestCase):
             self.assertNotEqual(self.parsed, [], data)
 
     def test_sameBytesAsAutobahnsParser(self) -> None:
-        """For whole, fragmented, split, oversized, unmasked, reserved-bit, non-minimal and
-        invalid-UTF-8 frames, the fast paths answer byte for byte what Autobahn's own path
+        """For whole, fragmented, split, oversized, unmasked, reserved-bit, non-minimal,
+        invalid-UTF-8 and control frames (a ping, close codes), the fast paths answer byte for byte what Autobahn's own path
         answers (echoes, and the close frames with their codes)."""
         plain = self.plain()
         cases = [
@@ -133,6 +133,9 @@ class WholeFrameTests(SynchronousTestCase):
             bytes([0x81, 0xFE, 0x00, 0x05]) + b"\x00" * 4 + b"hello",  # non-minimal, 1002
             clientFrame(b"y" * 70_000),  # over the echo's limit? (the same either way)
             clientFrame(b"", opcode=TEXT),
+            clientFrame(b"ping!", opcode=9) + clientFrame(b"after the ping"),
+            clientFrame((5000).to_bytes(2, "big"), opcode=8),  # invalid close code, 1002
+            clientFrame((1000).to_bytes(2, "big"), opcode=8) + clientFrame(b"late"),
         ]
         for data in cases:
             for step in (len(data), 1, 5):
