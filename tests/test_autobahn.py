@@ -119,8 +119,9 @@ class WholeFrameTests(SynchronousTestCase):
 
     def test_sameBytesAsAutobahnsParser(self) -> None:
         """For whole, fragmented, split, oversized, unmasked, reserved-bit, non-minimal,
-        invalid-UTF-8 and control frames (a ping, close codes), the fast paths answer byte for byte what Autobahn's own path
-        answers (echoes, and the close frames with their codes)."""
+        invalid-UTF-8 and control frames (a ping, close codes), the fast paths answer byte
+        for byte what Autobahn's own path answers (echoes, and the close frames with their
+        codes)."""
         plain = self.plain()
         cases = [
             clientFrame(b"hi") + clientFrame(b"x" * 200) + clientFrame(b"", opcode=BINARY),
