@@ -186,6 +186,27 @@ def aggregate(raw: Path, top: int) -> dict[str, Any]:
     return {"samples": total, "self": rows(selfCount), "inclusive": rows(inclusive)}
 
 
+def pyspyRecord(exe: str, pid: int, seconds: float, raw: Path) -> list[str]:
+    """py-spy sampling C{pid} for C{seconds} at 200 Hz into C{raw}, on the generator's core."""
+    return pinned(
+        GEN_CORE,
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(raw),
+        ],
+    )
+
+
 def pyspy(args: argparse.Namespace) -> dict[str, Any]:
     exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     server = WrappedServer([], [], args.python, args.src, Path(tempfile.mkdtemp()))
@@ -202,25 +223,7 @@ def pyspy(args: argparse.Namespace) -> dict[str, Any]:
         waitLine(gen, "READY", 300)
         time.sleep(1.0)
         subprocess.run(
-            pinned(
-                GEN_CORE,
-                [
-                    exe,
-                    "record",
-                    "--pid",
-                    str(server.pid),
-                    "--duration",
-                    str(int(args.seconds)),
-                    "--rate",
-                    "200",
-                    "--format",
-                    "raw",
-                    "--output",
-                    str(raw),
-                ],
-            ),
-            check=True,
-            capture_output=True,
+            pyspyRecord(exe, server.pid, args.seconds, raw), check=True, capture_output=True
         )
         stdout, stderr = gen.communicate(timeout=120)
         result = parseResult(stdout, stderr)
@@ -235,30 +238,15 @@ def pyspyScenario(args: argparse.Namespace) -> dict[str, Any]:
     """
     py-spy over one of the benchmark's own scenarios (its C{quick} parameters): echo, idle
     (handshakes, then joins), publishers, or http (wrk C{GET /} alone).  Sampling starts with
-    the load and lasts C{--seconds}; frames from the server's idle loop are included.
+    the load and lasts C{--seconds}; samples of the server waiting in C{epoll} are not
+    counted (py-spy's default).
     """
     exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     server = WrappedServer([], [], args.python, args.src, Path(tempfile.mkdtemp()))
     server.start()
     raw = args.out / f"pyspy.{args.label}.txt"
     spy = subprocess.Popen(
-        pinned(
-            GEN_CORE,
-            [
-                exe,
-                "record",
-                "--pid",
-                str(server.pid),
-                "--duration",
-                str(int(args.seconds)),
-                "--rate",
-                "200",
-                "--format",
-                "raw",
-                "--output",
-                str(raw),
-            ],
-        ),
+        pyspyRecord(exe, server.pid, args.seconds, raw),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -200,7 +200,8 @@ class Server:
         self.prefix = APP_PREFIX if name == APP_VARIANT else ""
 
     def argv(self) -> list[str]:
-        if self.name == APP_VARIANT:
+        if self.name in ("portshare", BASELINE, APP_VARIANT):
+            app = ["--wsgi", "tiny_wsgi.app", "--chat-prefix", APP_PREFIX]
             return [
                 self.python,
                 "-c",
@@ -211,23 +212,7 @@ class Server:
                 "--port",
                 "tcp:0:interface=127.0.0.1",
                 "--echo",
-                "--wsgi",
-                "tiny_wsgi.app",
-                "--chat-prefix",
-                APP_PREFIX,
-                *portshareOptions(self.python, self.src),
-            ]
-        if self.name in ("portshare", BASELINE):
-            return [
-                self.python,
-                "-c",
-                "from twisted.scripts.twistd import run; run()",
-                "-n",
-                "--pidfile=",
-                "portshare",
-                "--port",
-                "tcp:0:interface=127.0.0.1",
-                "--echo",
+                *(app if self.name == APP_VARIANT else []),
                 *portshareOptions(self.python, self.src),
             ]
         script = {
