@@ -121,15 +121,33 @@ class MemoryConnection:
         # as a reactor's transport does: its protocol may be replaced after a protocol switch
         self.transport.protocol = self.protocol  # type: ignore[attr-defined]
         self.protocol.makeConnection(self.transport)
+        #: whether the server's protocol was told the connection is gone
+        self.lost = False
 
     def send(self, data: bytes) -> None:
         self.transport.protocol.dataReceived(data)  # type: ignore[attr-defined]
 
     def lose(self) -> None:
-        """The client went away (its socket closed): the server's protocol is told."""
+        """The client went away (its socket closed): the server's protocol is told (once)."""
+        if self.lost:
+            return
+        self.lost = True
         self.transport.protocol.connectionLost(  # type: ignore[attr-defined]
             Failure(ConnectionDone("the client closed the connection"))
         )
+
+    def settle(self) -> None:
+        """
+        Once the server has closed the connection (C{loseConnection}, C{abortConnection})
+        and its bytes were read, tell its protocol the connection is gone, as a reactor does
+        (a C{StringTransport} only notes the close): its timers (keepalive pings, close
+        handshake timeouts) stop, as they do in production.
+        """
+        if self.transport.disconnecting and not self.lost:
+            self.lost = True
+            self.transport.protocol.connectionLost(  # type: ignore[attr-defined]
+                Failure(ConnectionDone("the server closed the connection"))
+            )
 
     def read(self) -> bytes:
         data = self.transport.value()
