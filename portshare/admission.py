@@ -94,8 +94,9 @@ class Admitted(Resource):
         setattr(request, _ADDRESS, address)
         token = requestToken(request, self.gate.tokenCookie)
         if self.needsIdentity and token is None and self.gate.waitsForAuth(None):
-            return writeError(
-                request, Unauthorized("this stream needs a token: Authorization or cookie")
+            return self._answer(
+                request,
+                Failure(Unauthorized("this stream needs a token: Authorization or cookie")),
             )
         d = self.gate.admit(token, address)
         result: list[Any] = []

@@ -125,6 +125,9 @@ class MemoryConnection:
         self.lost = False
 
     def send(self, data: bytes) -> None:
+        """The client sends C{data}; once the connection is gone it goes nowhere."""
+        if self.lost:
+            return
         self.transport.protocol.dataReceived(data)  # type: ignore[attr-defined]
 
     def lose(self) -> None:
