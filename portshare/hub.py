@@ -300,9 +300,17 @@ class Hub:
         except RemoteError as e:
             self._refuse(session, e, command.ref)
 
-    def _joinNow(self, session: Session, command: Join) -> None:
+    def _joinNow(self, session: Session, command: Join, byServer: bool = False) -> None:
+        """
+        Carry out a join that is allowed.
+
+        @param byServer: the server API's join (L{joinUser}): the application put the user
+            there, so no join token (C{--join-secret}) is asked for, and none mutes it.
+        """
         room = command.room
-        if self._joinTokens is not None:
+        if byServer:
+            session.mute.discard(room)
+        elif self._joinTokens is not None:
             grant = self._joinTokens.verify(command.token, self.clock.seconds())
             if not grant.mayJoin(room):
                 raise errors.Forbidden(f"your token does not allow joining {room}")
@@ -647,11 +655,16 @@ class Hub:
     def joinUser(self, user: str, room: str) -> int:
         """Put C{user}'s open connections here into C{room}; @return: how many."""
         sessions = [s for s in self.userSessions(user) if not s.closed and not s.waitingAuth]
+        most = self.limits.roomsPerConnection
         for session in sessions:
             if room in session.rooms or room in session.authorizing:
                 continue
             try:
-                self._joinNow(session, Join(room=room))
+                if len(session.rooms) + len(session.authorizing) >= most:
+                    # the limit holds for the server's joins too: it bounds each
+                    # connection's subscriptions and presence, whoever asks
+                    raise TooLarge(f"a connection may join at most {most} rooms")
+                self._joinNow(session, Join(room=room), byServer=True)
             except RemoteError as e:
                 self._refuse(session, e, None)
         return len(sessions)
