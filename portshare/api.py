@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
@@ -102,7 +103,14 @@ class MessagesResource(ApiResource):
                 lambda allowed: hub.publish(room, identity.nick, allowed, user=identity.user)
             )
 
+        def refused(failure: Failure) -> Failure:
+            if isinstance(failure.value, errors.Unauthorized):
+                # as every 401 of the service: the client is told which scheme to use
+                request.setHeader(b"www-authenticate", b'Bearer realm="portshare"')
+            return failure
+
         d = hub.gate.authenticate(token).addCallback(authenticated)
+        d.addErrback(refused)
         d.addCallback(lambda message: {"offset": message.offset})
         return answerLater(request, d, status=201)
 
