@@ -24,9 +24,7 @@ OTHER_SECRET = b"another-application-secret-0123456789abcdef-xyz"
 API_TOKEN = "the-api-token-of-the-tests-0123"
 
 
-def token(
-    sub: str = "ann", exp: float = 600, secret: bytes = SECRET, **claims: Any
-) -> str:
+def token(sub: str = "ann", exp: float = 600, secret: bytes = SECRET, **claims: Any) -> str:
     """An HS256 token for C{sub} until C{exp}; C{None} claims are left out."""
     payload: dict[str, Any] = {"sub": sub, "exp": exp, **claims}
     return jwt.encode({k: v for k, v in payload.items() if v is not None}, secret, "HS256")

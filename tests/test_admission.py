@@ -113,9 +113,7 @@ class HandshakeTokenTests(SynchronousTestCase):
         """With both, the Authorization header is the token (the cookie is not consulted):
         a bad bearer token is refused even with a good cookie."""
         memory = chat(self, auth="optional", jwtSecret=SECRET)
-        client = memory.websocket(
-            headers=bearer("junk"), cookies={"portshare_token": token("ann")}
-        )
+        client = memory.websocket(headers=bearer("junk"), cookies={"portshare_token": token("ann")})
         self.assertEqual(client.response.status, 401)
 
     def test_nonAsciiCookieRefused(self) -> None:

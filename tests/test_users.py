@@ -313,7 +313,9 @@ class PolicyTests(SynchronousTestCase):
         ann = self.memory.websocket(headers=bearer(token("ann")))
         with self.assertRaises(ChatError) as refused:
             ann.join("vip")
-        self.assertEqual((refused.exception.code, refused.exception.reason), ("forbidden", "members only"))
+        self.assertEqual(
+            (refused.exception.code, refused.exception.reason), ("forbidden", "members only")
+        )
         with self.assertRaises(ChatError) as said:
             ann.say("vip", "hi")
         self.assertEqual(said.exception.code, "not_joined")

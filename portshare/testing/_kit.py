@@ -595,9 +595,7 @@ class MemoryChat:
             self._loop.__exit__(None, None, None)
 
 
-def _withCookies(
-    headers: dict[str, str] | None, cookies: dict[str, str] | None
-) -> dict[str, str]:
+def _withCookies(headers: dict[str, str] | None, cookies: dict[str, str] | None) -> dict[str, str]:
     """C{headers}, with C{cookies} in one C{Cookie} header (after any the test gave)."""
     more = dict(headers or {})
     if cookies:
