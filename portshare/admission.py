@@ -99,17 +99,20 @@ class Admitted(Resource):
                 Failure(Unauthorized("this stream needs a token: Authorization or cookie")),
             )
         d = self.gate.admit(token, address)
-        result: list[Any] = []
-        d.addBoth(result.append)
-        if result:  # decided at once (a key in hand, no hook)
-            return self._answer(request, result[0])
+        # the outcome (the identity, or the Failure) is kept here and the Deferred's result
+        # consumed: what runs after it must read the outcome from here, never the Deferred's
+        # result (None after list.append), or a later refusal would let the client in
+        outcome: list[Any] = []
+        d.addBoth(outcome.append)
+        if outcome:  # decided at once (a key in hand, no hook)
+            return self._answer(request, outcome[0])
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
 
-        def decided(outcome: Any) -> None:
+        def decided(_: None) -> None:
             if gone:
                 return  # the client went away meanwhile
-            body = self._answer(request, outcome)
+            body = self._answer(request, outcome[0])
             if body is not NOT_DONE_YET:
                 request.write(body)
                 request.finish()

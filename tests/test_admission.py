@@ -305,6 +305,58 @@ class ConnectRuleTests(SynchronousTestCase):
         later.callback(ALLOW)
         self.assertIn(b"101", c.read().split(b"\r\n")[0])
 
+    def test_laterAnswerKeepsIdentity(self) -> None:
+        """A handshake held for a connect rule that answers later is its token's user once
+        allowed (not anonymous)."""
+        later: Deferred[Verdict] = Deferred()
+        memory = chat(self, auth="optional", jwtSecret=SECRET, policy=ConnectRule(later))
+        c = memory.connection()
+        c.send(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: portshare-lines\r\nConnection: Upgrade\r\n"
+            b"Authorization: Bearer " + token("ann").encode() + b"\r\n\r\n"
+        )
+        later.callback(ALLOW)
+        c.read()
+        c.send(b'{"type": "join", "room": "lobby", "ref": 1}\n')
+        self.assertIn(b'"members":["ann"]', c.read())
+
+    def test_laterDenialRefuses(self) -> None:
+        """A connect rule that denies later (a hook's answer) refuses the held handshake
+        with 403, on every front end: the connection is never switched, anonymous or not."""
+        for kind in ("lines", "websocket", "sse"):
+            with self.subTest(kind=kind):
+                later: Deferred[Verdict] = Deferred()
+                memory = chat(self, auth="optional", jwtSecret=SECRET, policy=ConnectRule(later))
+                c = memory.connection()
+                head = {
+                    "lines": b"GET /ws HTTP/1.1\r\nUpgrade: portshare-lines\r\nConnection: Upgrade\r\n",
+                    "websocket": b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+                    "sse": b"GET /sse?room=lobby HTTP/1.1\r\n",
+                }[kind]
+                c.send(head + b"Host: x\r\n\r\n")
+                self.assertEqual(c.read(), b"")
+                later.callback(Verdict.deny("not now"))
+                response = c.read()
+                self.assertIn(b" 403 ", response.split(b"\r\n")[0] + b" ")
+                self.assertIn(b'"reason":"not now"', response)
+                self.assertEqual(memory.chat.service.hub.sessions, set())
+
+    def test_laterFailureRefuses(self) -> None:
+        """A connect rule that fails later (a hook down) refuses the held handshake (503),
+        never lets it in."""
+        later: Deferred[Verdict] = Deferred()
+        memory = chat(self, auth="optional", jwtSecret=SECRET, policy=ConnectRule(later))
+        c = memory.connection()
+        c.send(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: portshare-lines\r\nConnection: Upgrade\r\n\r\n"
+        )
+        later.errback(RuntimeError("backend down"))
+        response = c.read()
+        self.assertIn(b" 503 ", response.split(b"\r\n")[0] + b" ")
+        self.assertEqual(memory.chat.service.hub.sessions, set())
+        self.flushLoggedErrors(RuntimeError)
+
     def test_requiredAuthDenied(self) -> None:
         """With --auth required, the connect rule is asked at the first auth message: a
         denial is error forbidden, and the connection closes."""
