@@ -109,7 +109,7 @@ class Admitted(Resource):
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
 
-        def decided(_: None) -> None:
+        def decided(_: object) -> None:
             if gone:
                 return  # the client went away meanwhile
             body = self._answer(request, outcome[0])

@@ -328,10 +328,11 @@ class ConnectRuleTests(SynchronousTestCase):
                 later: Deferred[Verdict] = Deferred()
                 memory = chat(self, auth="optional", jwtSecret=SECRET, policy=ConnectRule(later))
                 c = memory.connection()
+                upgrade = b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\n"
                 head = {
-                    "lines": b"GET /ws HTTP/1.1\r\nUpgrade: portshare-lines\r\nConnection: Upgrade\r\n",
-                    "websocket": b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+                    "lines": upgrade + b"Upgrade: portshare-lines\r\n",
+                    "websocket": upgrade + b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
                     "sse": b"GET /sse?room=lobby HTTP/1.1\r\n",
                 }[kind]
                 c.send(head + b"Host: x\r\n\r\n")
@@ -349,7 +350,8 @@ class ConnectRuleTests(SynchronousTestCase):
         memory = chat(self, auth="optional", jwtSecret=SECRET, policy=ConnectRule(later))
         c = memory.connection()
         c.send(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: portshare-lines\r\nConnection: Upgrade\r\n\r\n"
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: portshare-lines\r\n"
+            b"Connection: Upgrade\r\n\r\n"
         )
         later.errback(RuntimeError("backend down"))
         response = c.read()

@@ -431,10 +431,8 @@ class UserOptionsTests(SynchronousTestCase):
             ["--auth", "optional", "--jwt-secret-file", self.secretFile(b"short")],
             "--jwt-secret-file", "at least",
         )  # fmt: skip
-        self.assertUsageError(
-            ["--auth", "optional", "--jwt-secret-file", self.secretFile(b"-----BEGIN PUBLIC KEY-----" + b"x" * 40)],
-            "public key",
-        )  # fmt: skip
+        pemLike = self.secretFile(b"-----BEGIN KEY" + b"x" * 40)
+        self.assertUsageError(["--auth", "optional", "--jwt-secret-file", pemLike], "public key")
         self.assertUsageError(
             ["--auth", "optional", "--jwt-public-key-file", self.secretFile(b"not a pem" * 10)],
             "--jwt-secret-file/--jwt-public-key-file",

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
+from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.web.resource import Resource
@@ -185,9 +185,7 @@ async def test_hookInFlightCapAndFailOpen(backend: tuple[Backend, int]) -> None:
 
 
 def deferLater(seconds: float) -> Deferred[None]:
-    from twisted.internet.task import deferLater as later
-
-    return later(reactor, seconds, lambda: None)
+    return task.deferLater(reactor, seconds, lambda: None)
 
 
 @pytest_twisted.ensureDeferred
