@@ -62,6 +62,9 @@ from portshare.wire import (
 
 __all__ = ["Hub", "IFrontEnd", "IMember", "Subscription"]
 
+#: commands kept while a connection's first auth is checked (beyond: refused and closed)
+MAX_WAITING_FOR_AUTH = 32
+
 
 def memberRows(counts: dict[tuple[str | None, str], int]) -> list[dict[str, Any]]:
     """Connection counts by (user, nick) as the server API lists members: by nick."""
@@ -132,6 +135,8 @@ class Hub:
         self.gate = gate if gate is not None else Gatekeeper()
         #: the open sessions of each authenticated user
         self._users: dict[str, set[Session]] = {}
+        #: what sessions sent after their first auth, while it is checked (L{_waitForAuth})
+        self._authWaiting: dict[Session, list[Callable[[], None]]] = {}
         broker.answerCommands(self.answerCommand)
         self._rooms: dict[str, RoomFanout] = {}
         self.sessions: set[Session] = set()
@@ -179,6 +184,7 @@ class Hub:
         if session.timer is not None and session.timer.active():
             session.timer.cancel()
         session.timer = None
+        self._authWaiting.pop(session, None)
         self._forgetUser(session)
         for room in list(session.rooms):
             self._removeFromRoom(session, room)
@@ -204,12 +210,33 @@ class Hub:
             self._limited(session, command.ref)
             return
         if session.waitingAuth and type(command) is not Auth:
+            if self._waitForAuth(session, lambda: self._dispatch(session, command)):
+                return
             self._unauthorized(session, "send an auth message with your token first", command.ref)
             return
+        self._dispatch(session, command)
+
+    def _dispatch(self, session: Session, command: Command) -> None:
         try:
             self._handlers[type(command)](session, command)
         except RemoteError as e:
             self._refuse(session, e, command.ref)
+
+    def _waitForAuth(self, session: Session, later: Callable[[], None]) -> bool:
+        """
+        With C{--auth required}, what a client sends after its first C{auth} and before
+        that auth's check completed (a JWKS fetch, the connect hook) waits for it, bounded
+        (a client need not wait for C{authed}: auth was first); @return: whether C{later}
+        waits (C{False}: no auth in flight, or too much waiting: refuse and close).
+        """
+        waiting = self._authWaiting.get(session)
+        if waiting is None:
+            return False
+        if len(waiting) >= MAX_WAITING_FOR_AUTH:
+            del self._authWaiting[session]
+            return False
+        waiting.append(later)
+        return True
 
     def receivedInvalid(self, session: Session, error: RemoteError) -> None:
         """
@@ -223,6 +250,8 @@ class Hub:
             self._limited(session, error.ref)
             return
         if session.waitingAuth:
+            if self._waitForAuth(session, lambda: self._refuse(session, error, error.ref)):
+                return
             self._unauthorized(session, "send an auth message with your token first", error.ref)
             return
         self._refuse(session, error, error.ref)
@@ -520,6 +549,8 @@ class Hub:
         return session.identity.user if session.identity is not None else None
 
     def _auth(self, session: Session, command: Auth) -> None:
+        if session.waitingAuth:
+            self._authWaiting.setdefault(session, [])
         d = self.gate.authenticate(command.token)
         d.addCallback(self._authChecked, session, command)
         d.addErrback(self._authFailed, session, command.ref)
@@ -538,11 +569,16 @@ class Hub:
         d = self.gate.connect(identity, session.address)
 
         def allowed(_: object) -> None:
+            waiting = self._authWaiting.pop(session, [])
             if session.closed:
                 return
             session.waitingAuth = False
             self._authenticated(session, identity)
             self._sendAuthed(session, identity, command.ref)
+            for later in waiting:  # in the order they came
+                if session.closed:
+                    break
+                later()
 
         return d.addCallback(allowed)
 
@@ -553,6 +589,7 @@ class Hub:
         if session.closed:
             return
         if session.waitingAuth:
+            self._authWaiting.pop(session, None)  # dropped with the connection
             error: Any = failure.value
             reason = getattr(error, "reason", "the token was refused")
             code = getattr(error, "code", errors.UNAUTHORIZED)

@@ -465,3 +465,73 @@ class PolicyTests(SynchronousTestCase):
         self.assertIsNone(gate.join(Principal(None, "n", ""), "lobby"))
         self.assertIsNone(gate.publish(Principal(None, "n", ""), "lobby", "t"))
         self.assertIsInstance(succeed(None), Deferred)
+
+
+@implementer(IPolicy)
+class SlowConnect:
+    """A connect rule that answers when the test says (a hook's round trip)."""
+
+    def __init__(self) -> None:
+        self.pending: list[Deferred[Verdict]] = []
+
+    def authorizeConnect(self, principal: Any) -> Any:
+        d: Deferred[Verdict] = Deferred()
+        self.pending.append(d)
+        return d
+
+    def authorizeJoin(self, principal: Any, room: str) -> Any:
+        return ALLOW
+
+    def authorizePublish(self, principal: Any, room: str, text: str) -> Any:
+        return ALLOW
+
+
+class AuthInFlightTests(SynchronousTestCase):
+    """Commands sent right after auth, before its check completes (--auth required)."""
+
+    def setUp(self) -> None:
+        self.rule = SlowConnect()
+        self.memory = chat(self, auth="required", jwtSecret=SECRET, policy=self.rule)
+
+    def test_commandsAfterAuthWait(self) -> None:
+        """auth then join and say at once (a client that does not wait for authed): the
+        connection is not closed; once the check allows, they are carried out in order."""
+        client = self.memory.websocket()
+        client.send({"type": "auth", "token": token("ann"), "ref": "a"})
+        client.send({"type": "join", "room": "lobby", "ref": "j"})
+        client.send({"type": "say", "room": "lobby", "text": "first", "ref": "s"})
+        self.assertEqual(client.take(), [])
+        self.assertTrue(client.open)
+        self.rule.pending[0].callback(ALLOW)
+        self.assertEqual(
+            [type(e).__name__ for e in client.take(Authed, Joined, Ack)],
+            ["Authed", "Joined", "Ack"],
+        )
+        self.assertEqual([(m.text, m.user) for m in client.messages()], [("first", "ann")])
+
+    def test_commandsAfterDeniedAuth(self) -> None:
+        """If the check then refuses, the waiting commands are dropped with the connection."""
+        client = self.memory.websocket()
+        client.send({"type": "auth", "token": token("ann"), "ref": "a"})
+        client.send({"type": "join", "room": "lobby", "ref": "j"})
+        self.rule.pending[0].callback(Verdict.deny("no"))
+        self.assertEqual([e.code for e in client.take(Error)], ["forbidden"])
+        self.assertEqual(client.closed[0], 1008)  # type: ignore[index]
+        self.assertEqual(self.memory.get("/api/rooms").json()["rooms"], [])
+
+    def test_waitingBounded(self) -> None:
+        """The commands kept while auth is checked are bounded: a flood beyond is refused
+        and the connection closed, as before auth."""
+        client = self.memory.websocket()
+        client.send({"type": "auth", "token": token("ann"), "ref": "a"})
+        for n in range(40):
+            client.send({"type": "nick", "nick": f"n{n}"})
+        self.assertEqual([e.code for e in client.take(Error)][-1:], ["unauthorized"])
+        self.assertEqual(client.closed[0], 1008)  # type: ignore[index]
+
+    def test_authTimeoutStillApplies(self) -> None:
+        """An auth whose check never completes is still bound by --auth-timeout."""
+        client = self.memory.websocket()
+        client.send({"type": "auth", "token": token("ann"), "ref": "a"})
+        self.memory.advance(5.0)
+        self.assertEqual(client.closed[0], 1008)  # type: ignore[index]
