@@ -2,8 +2,9 @@
 Who opens a chat connection, decided before the connection is switched or streamed: the
 token of a WebSocket, line-protocol or SSE handshake, checked once for every front end.
 
-L{Admitted} wraps the resource of such a handshake (C{/ws}, C{/sse}).  With C{--auth off} it
-is not there at all.  Otherwise it reads the token (C{Authorization: Bearer T}, or the token
+L{Admitted} wraps the resource of such a handshake (C{/ws}, C{/sse}).  With C{--auth off} and
+no connect rule of the application it is not there at all (with one, it asks it, reading no
+token).  Otherwise it reads the token (C{Authorization: Bearer T}, or the token
 cookie an application on the same origin set at login: the browser sends it with the
 WebSocket handshake, which is the one-port advantage), asks L{portshare.users.Gatekeeper},
 and then lets the wrapped resource answer, with the identity at hand (L{identityOf}); a bad
@@ -92,7 +93,7 @@ class Admitted(Resource):
     def render(self, request: Request) -> Any:
         address = addressOf(request, self.trustedProxies)
         setattr(request, _ADDRESS, address)
-        token = requestToken(request, self.gate.tokenCookie)
+        token = requestToken(request, self.gate.tokenCookie) if self.gate.usesTokens else None
         if self.needsIdentity and token is None and self.gate.waitsForAuth(None):
             return self._answer(
                 request,

@@ -105,7 +105,7 @@ def buildTree(
     modules = StaticFiles(str(builtinClient() / "client"))
     modules.segments, modules.cache = (b"client",), builtin.cache
     root.putChild(b"client", modules)
-    admits = gate is not None and gate.usesTokens
+    admits = gate is not None and gate.admits  # tokens, or the application's connect rule
     if sse is not None:
         if admits:
             assert gate is not None

@@ -291,6 +291,23 @@ class ConnectRuleTests(SynchronousTestCase):
         (principal,) = rule.asked
         self.assertEqual((principal.user, principal.address), ("ann", "10.1.2.3"))
 
+    def test_authOffStillAsksConnect(self) -> None:
+        """With --auth off the application's connect rule is still asked at each handshake
+        (as its join and publish rules are), anonymously: a denial is a 403, and a token
+        sent is not read."""
+        rule = ConnectRule(Verdict.deny("closed today"))
+        memory = chat(self, policy=rule)
+        for response in (
+            memory.websocket(headers=bearer(token("ann"))).response,
+            memory.lines().response,
+            memory.sse(["lobby"]).response,
+        ):
+            self.assertEqual(response.status, 403)
+            self.assertEqual(response.json()["reason"], "closed today")
+        self.assertEqual([p.user for p in rule.asked], [None, None, None])
+        rule.answer = ALLOW
+        self.assertEqual(memory.websocket(headers=bearer("junk")).response.status, 101)
+
     def test_laterAnswerHoldsHandshake(self) -> None:
         """A connect rule that answers later holds the handshake until then, and its
         allowing answer completes the upgrade."""
