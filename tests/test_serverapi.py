@@ -14,7 +14,7 @@ from zope.interface import implementer
 from portshare.policy import ALLOW, IPolicy, Verdict
 from portshare.testing import ChatError, MemoryBackplane, MemoryChat, MemoryConnection
 from portshare.testing._kit import parseResponse
-from portshare.wire import Joined, Left
+from portshare.wire import Close, Joined, Left
 from tests.jwts import API_TOKEN, SECRET, bearer, token
 
 API = bearer(API_TOKEN)
@@ -105,9 +105,11 @@ class DisconnectTests(SynchronousTestCase):
             a.lines(headers=bearer(token("ann"))),
             b.websocket(headers=bearer(token("ann"))),
         ]
+        stream = b.sse(["lobby"], headers=bearer(token("ann")))
         bob = b.websocket(headers=bearer(token("bob")))
         response = a.post("/api/users/ann/disconnect", headers=API)
-        self.assertEqual((response.status, response.json()), (200, {"connections": 3}))
+        self.assertEqual((response.status, response.json()), (200, {"connections": 4}))
+        self.assertEqual([c.code for c in stream.take(Close)], [4000])
         for client in mine:
             self.assertEqual(client.closed[0], 4000)  # type: ignore[index]
         self.assertEqual(mine[0].closed, (4000, "disconnected by the server"))

@@ -21,7 +21,7 @@ from portshare.identity import Authenticator, StaticKeys, TokenRules, secretKeys
 from portshare.policy import ALLOW, IPolicy, Verdict
 from portshare.testing import ChatError, MemoryChat
 from portshare.users import Gatekeeper
-from portshare.wire import Ack, Authed, Error, Joined, Message, Presence
+from portshare.wire import Ack, Authed, Close, Error, Joined, Message, Presence
 from tests.jwts import SECRET, bearer, token
 
 
@@ -89,10 +89,13 @@ class AuthMessageTests(SynchronousTestCase):
         byHeader = memory.websocket(headers=bearer(token("ann", exp=100)))
         byMessage = memory.lines()
         byMessage.send({"type": "auth", "token": token("bob", exp=100)})
+        stream = memory.sse(["lobby"], cookies={"portshare_token": token("cy", exp=100)})
         memory.advance(104.999)
         self.assertTrue(byHeader.open)
         self.assertIsNone(byMessage.closed)
+        self.assertEqual(stream.take(Close), [])
         memory.advance(0.001)
+        self.assertEqual(stream.take(Close), [Close(code=4001, reason="token expired")])
         self.assertEqual(byHeader.closed, (4001, "token expired"))
         self.assertEqual(byMessage.closed, (4001, "token expired"))
         self.assertEqual(memory.chat.service.hub.sessions, set())
