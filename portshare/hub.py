@@ -646,8 +646,9 @@ class Hub:
         session.member.closeWith(code, reason)
 
     def userSessions(self, user: str) -> list[Session]:
-        """This instance's open sessions of C{user}."""
-        return list(self._users.get(user, ()))
+        """This instance's open sessions of C{user} (not those closing: a second disconnect
+        while the first one's close handshakes run counts none of them again)."""
+        return [s for s in self._users.get(user, ()) if not s.closed]
 
     # -- the server API, on every instance (through the broker's commands) ----------------
 
