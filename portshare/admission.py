@@ -23,9 +23,10 @@ from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from portshare.errors import PortshareError, Unauthorized, Unavailable
+from portshare.errors import Forbidden, PortshareError, Unauthorized, Unavailable
 from portshare.httpjson import writeError
 from portshare.identity import Identity, bearerToken
+from portshare.origins import OriginPolicy
 from portshare.proxies import Network, clientHost, describeAddress
 from portshare.users import Gatekeeper
 
@@ -69,6 +70,12 @@ class Admitted(Resource):
 
     @param needsIdentity: refuse (401) an anonymous request when tokens are required, for a
         front end that cannot send an C{auth} message later (SSE reads only).
+    @param origins: the browser origins allowed (the page's own, C{--allowed-origin}): a
+        token I{cookie} from a page on any other origin is refused (403).  A browser sends
+        its cookies with a cross-site WebSocket or C{EventSource} request, so without this
+        check any page on the web could connect as the user who is logged in to the
+        application (cross-site WebSocket hijacking); a Bearer token, which another page
+        cannot know, needs no such check.
     """
 
     log = Logger()
@@ -79,8 +86,10 @@ class Admitted(Resource):
         gate: Gatekeeper,
         trustedProxies: Sequence[Network] = (),
         needsIdentity: bool = False,
+        origins: OriginPolicy | None = None,
     ) -> None:
         super().__init__()
+        self.origins = origins
         self.resource = resource
         self.gate = gate
         self.trustedProxies = tuple(trustedProxies)
@@ -94,6 +103,13 @@ class Admitted(Resource):
         address = addressOf(request, self.trustedProxies)
         setattr(request, _ADDRESS, address)
         token = requestToken(request, self.gate.tokenCookie) if self.gate.usesTokens else None
+        if token is not None and self.origins is not None:
+            fromCookie = bearerToken(request.getHeader(b"authorization")) is None
+            refused = self._crossSite(request) if fromCookie else None
+            if refused is not None:
+                return self._answer(
+                    request, Failure(Forbidden(f"{refused}: the token cookie is refused"))
+                )
         if self.needsIdentity and token is None and self.gate.waitsForAuth(None):
             return self._answer(
                 request,
@@ -121,6 +137,14 @@ class Admitted(Resource):
         d.addCallback(decided)
         d.addErrback(lambda f: self.log.failure("admitting a chat connection", f))
         return NOT_DONE_YET
+
+    def _crossSite(self, request: Request) -> str | None:
+        """Why the page that sent C{request} may not present the token cookie, or C{None}."""
+        assert self.origins is not None
+        header = request.getHeader
+        values = [header(b"origin"), header(b"sec-fetch-site"), header(b"host")]
+        origin, fetchSite, host = (None if v is None else v.decode("latin-1") for v in values)
+        return self.origins.refusesWrite(origin, fetchSite, host)
 
     def _answer(self, request: Request, outcome: Any) -> Any:
         if isinstance(outcome, Failure):

@@ -321,6 +321,7 @@ class PortshareService(MultiService):
             limits=limits,
             gate=self.gate,
             trustedProxies=settings.trustedProxies,
+            origins=self.origins,
         )
         #: what the endpoints serve: the chat's tree, or the chat beside the application
         self.root = placeChat(

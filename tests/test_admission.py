@@ -116,6 +116,41 @@ class HandshakeTokenTests(SynchronousTestCase):
         client = memory.websocket(headers=bearer("junk"), cookies={"portshare_token": token("ann")})
         self.assertEqual(client.response.status, 401)
 
+    def test_cookieFromForeignOrigin(self) -> None:
+        """A token cookie is the browser's, sent by any page: from a page on another origin
+        it is refused (403) on every handshake a browser can open (WebSocket and SSE, whose
+        EventSource sends cookies cross-site), so that a foreign page cannot act as the user
+        (join rooms in its name, appear in their presence); a Bearer token, which a foreign
+        page cannot know, and the page's own origin are accepted."""
+        memory = chat(self, auth="optional", jwtSecret=SECRET)
+        cookie = {"portshare_token": token("ann")}
+        evil = {"Origin": "https://evil.example"}
+        ws = memory.websocket(origin="https://evil.example", cookies=cookie)
+        self.assertEqual(ws.response.status, 403)
+        stream = memory.sse(["lobby"], headers=evil, cookies=cookie)
+        self.assertEqual(stream.response.status, 403)
+        self.assertEqual(stream.response.json()["error"], "forbidden")
+        crossSite = memory.sse(["lobby"], headers={"Sec-Fetch-Site": "cross-site"}, cookies=cookie)
+        self.assertEqual(crossSite.response.status, 403)
+        self.assertEqual(memory.chat.service.hub.sessions, set())
+        own = {"Origin": "http://portshare.test"}
+        self.assertEqual(memory.sse(["lobby"], headers=own, cookies=cookie).response.status, 200)
+        self.assertEqual(memory.sse(["lobby"], cookies=cookie).response.status, 200)
+        byBearer = memory.sse(["lobby"], headers={**evil, **bearer(token("ann"))})
+        self.assertEqual(byBearer.response.status, 200)
+
+    def test_cookieFromAllowedOrigin(self) -> None:
+        """An origin allowed by --allowed-origin may present the cookie."""
+        memory = chat(
+            self, auth="optional", jwtSecret=SECRET, allowedOrigins=("https://app.example",)
+        )
+        stream = memory.sse(
+            ["lobby"],
+            headers={"Origin": "https://app.example"},
+            cookies={"portshare_token": token("ann")},
+        )
+        self.assertEqual(stream.response.status, 200)
+
     def test_nonAsciiCookieRefused(self) -> None:
         """A token cookie that is not ASCII is refused as a token (401), not a crash."""
         memory = chat(self, auth="optional", jwtSecret=SECRET)
