@@ -517,3 +517,53 @@ class AdminPortTests(SynchronousTestCase):
         self.assertEqual(memory.get("/api/rooms/lobby/members", headers=API).status, 200)
         response = self.adminRequest(memory, "GET", "/api/rooms/lobby/members", headers=API)
         self.assertEqual(response.status, 200)
+
+
+class ReadsUnderAuthRequiredTests(SynchronousTestCase):
+    """With --auth required the chat's history and room list are not open to anyone."""
+
+    def setUp(self) -> None:
+        self.memory = chat(self, auth="required", apiToken=API_TOKEN)
+        ann = self.memory.websocket(headers=bearer(token("ann")))
+        ann.join("secret")
+        ann.say("secret", "members only")
+
+    def test_anonymousRefused(self) -> None:
+        """Without a token, history and the room list are 401 (WWW-Authenticate); a bad
+        token 401 too."""
+        for path in ("/api/rooms/secret/messages", "/api/rooms"):
+            for headers in ({}, bearer("junk"), bearer(token("ann", exp=-1))):
+                with self.subTest(path=path, headers=headers):
+                    response = self.memory.get(path, headers=headers)
+                    self.assertEqual(response.status, 401)
+                    self.assertEqual(
+                        response.header("WWW-Authenticate"), 'Bearer realm="portshare"'
+                    )
+                    self.assertNotIn(b"members only", response.body)
+
+    def test_userReadsGrantedRooms(self) -> None:
+        """A user's token reads the history of the rooms it may join, not of others."""
+        mine = self.memory.get("/api/rooms/secret/messages", headers=bearer(token("bob")))
+        self.assertEqual(mine.status, 200)
+        self.assertEqual([m["text"] for m in mine.json()["messages"]], ["members only"])
+        narrow = bearer(token("bob", rooms=["lobby"]))
+        refused = self.memory.get("/api/rooms/secret/messages", headers=narrow)
+        self.assertEqual(refused.status, 403)
+        self.assertNotIn(b"members only", refused.body)
+        self.assertEqual(self.memory.get("/api/rooms", headers=narrow).status, 200)
+        cookie = self.memory.get(
+            "/api/rooms/secret/messages", cookies={"portshare_token": token("bob")}
+        )
+        self.assertEqual(cookie.status, 200)
+
+    def test_apiTokenReads(self) -> None:
+        """The API token reads everything."""
+        response = self.memory.get("/api/rooms/secret/messages", headers=API)
+        self.assertEqual(response.status, 200)
+        self.assertEqual(self.memory.get("/api/rooms", headers=API).status, 200)
+
+    def test_optionalStaysOpen(self) -> None:
+        """With --auth optional reads stay open, as in version 1."""
+        memory = chat(self, auth="optional")
+        self.assertEqual(memory.get("/api/rooms/lobby/messages").status, 200)
+        self.assertEqual(memory.get("/api/rooms").status, 200)
