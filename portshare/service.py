@@ -9,6 +9,7 @@ and stop the broker last so that it can flush.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -219,11 +220,16 @@ class Settings:
             raise ValueError(f"give one of jwtSecret, jwtPublicKey and jwksUrl, not {keys}")
         if self.auth != AUTH_OFF and not keys:
             raise ValueError(f"auth {self.auth} needs jwtSecret, jwtPublicKey or jwksUrl")
+        # (not "<= 0" alone: NaN passes every comparison, and a NaN or infinite timeout
+        # would leave a silent connection or a hook call waiting for ever)
         for name in ("authTimeout", "hookTimeout"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-        if self.jwtLeeway < 0 or self.hookJoinCache < 0 or self.hookMaxInFlight < 1:
-            raise ValueError("jwtLeeway and hookJoinCache must be 0 or more, hookMaxInFlight 1+")
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be a positive number of seconds")
+        for name in ("jwtLeeway", "hookJoinCache"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be 0 or more seconds")
+        if self.hookMaxInFlight < 1:
+            raise ValueError("hookMaxInFlight must be 1 or more")
         if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}", self.tokenCookie):
             raise ValueError(f"tokenCookie {self.tokenCookie!r} is not a cookie name")
         if self.hookUrl is not None and not re.match(r"https?://[^/\s]+", self.hookUrl):

@@ -461,6 +461,12 @@ class UserOptionsTests(SynchronousTestCase):
                     else args,
                     option,
                 )
+        for option in ("--auth-timeout", "--hook-timeout", "--jwt-leeway", "--hook-join-cache"):
+            for value in ("nan", "inf"):
+                with self.subTest(option=option, value=value):
+                    self.assertUsageError(
+                        ["--auth", "optional", "--jwt-secret-file", secret, option, value], option
+                    )
         for args in (["--auth-timeout", "soon"], ["--hook-max-in-flight", "many"]):
             with self.subTest(args=args), self.assertRaises(usage.UsageError):
                 parse(*args)
