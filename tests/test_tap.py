@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
@@ -224,17 +225,21 @@ class BrokerAndWorkersOptionTests(SynchronousTestCase):
         self.assertEqual(reactor.tcpServers, [])
 
 
-class AppOptionTests(SynchronousTestCase):
-    """--wsgi, --resource, --proxy and --chat-prefix (issue 14)."""
-
+class UsageErrorMixin:
     def assertUsageError(self, args: list[str], *expected: str) -> str:
-        with self.assertRaises(usage.UsageError) as caught:
+        """C{args} is one usage error, on one line, saying each of C{expected}."""
+        test: Any = self
+        with test.assertRaises(usage.UsageError) as caught:
             parse(*args)
         message = str(caught.exception)
-        self.assertNotIn("\n", message)
+        test.assertNotIn("\n", message)
         for text in expected:
-            self.assertIn(text, message, args)
+            test.assertIn(text, message, args)
         return message
+
+
+class AppOptionTests(UsageErrorMixin, SynchronousTestCase):
+    """--wsgi, --resource, --proxy and --chat-prefix (issue 14)."""
 
     def test_noAppByDefault(self) -> None:
         """Without an application option there is none, and the prefix is the default."""
@@ -347,22 +352,13 @@ class AppOptionTests(SynchronousTestCase):
         self.assertIn("tests.apps.resourceapp.wrongWithReactor: it returned the str", message)
 
 
-class UserOptionsTests(SynchronousTestCase):
+class UserOptionsTests(UsageErrorMixin, SynchronousTestCase):
     """The options of issue 15: users' tokens, hooks, the admin port."""
 
     def secretFile(self, content: bytes = b"s" * 48) -> str:
         path = Path(self.mktemp())
         path.write_bytes(content)
         return str(path)
-
-    def assertUsageError(self, args: list[str], *expected: str) -> str:
-        with self.assertRaises(usage.UsageError) as caught:
-            parse(*args)
-        message = str(caught.exception)
-        self.assertNotIn("\n", message)
-        for part in expected:
-            self.assertIn(part, message)
-        return message
 
     def test_defaults(self) -> None:
         """Without them: anonymous chat, no hook, the default cookie and timeouts."""

@@ -520,7 +520,7 @@ class AuthInFlightTests(SynchronousTestCase):
         self.rule.pending[0].callback(Verdict.deny("no"))
         self.assertEqual([e.code for e in client.take(Error)], ["forbidden"])
         self.assertEqual(client.closed[0], 1008)  # type: ignore[index]
-        self.assertEqual(self.memory.get("/api/rooms").json()["rooms"], [])
+        self.assertEqual(self.successResultOf(self.memory.chat.service.hub.rooms()), [])
 
     def test_waitingBounded(self) -> None:
         """The commands kept while auth is checked are bounded: a flood beyond is refused

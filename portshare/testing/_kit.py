@@ -56,6 +56,7 @@ from portshare.wire import (
 )
 
 _E = TypeVar("_E")
+_C = TypeVar("_C", bound="ChatClient")
 
 
 class ChatError(Exception):
@@ -484,13 +485,7 @@ class MemoryChat:
             _withCookies(headers, cookies),
             websocket=True,
         )
-        c.send(request)
-        response, rest = parseResponse(c.read())
-        assert response is not None, "no handshake response"
-        client = WebSocketClient(c, response)
-        client._pending = rest
-        self._clients.append(client)
-        return client
+        return self._opened(WebSocketClient, c, request)
 
     def lines(
         self,
@@ -503,14 +498,17 @@ class MemoryChat:
         """Open a chat connection over the line protocol (C{Upgrade: portshare-lines});
         C{cookies} as for L{websocket}."""
         c = self.connection(peer)
-        c.send(
-            _upgradeRequest(
-                path or self.prefix + "/ws", LINES, None, _withCookies(headers, cookies)
-            )
+        request = _upgradeRequest(
+            path or self.prefix + "/ws", LINES, None, _withCookies(headers, cookies)
         )
+        return self._opened(LinesClient, c, request)
+
+    def _opened(self, kind: type[_C], c: MemoryConnection, request: bytes) -> _C:
+        """Send a handshake on C{c}; the client of C{kind}, kept to read as time passes."""
+        c.send(request)
         response, rest = parseResponse(c.read())
         assert response is not None, "no handshake response"
-        client = LinesClient(c, response)
+        client = kind(c, response)
         client._pending = rest
         self._clients.append(client)
         return client
