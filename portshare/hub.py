@@ -561,11 +561,13 @@ class Hub:
         current = session.identity
         if current is not None and identity.user != current.user:
             raise errors.Unauthorized("a refreshed token must name the same user")
-        if not session.waitingAuth:
+        if current is not None:  # a refresh: the connect rule allowed this user already
             self._authenticated(session, identity)
             self._sendAuthed(session, identity, command.ref)
             return None
-        # the first token of a connection that had none: the application's connect rule
+        # the first token of a connection that had none: the application's connect rule,
+        # as at a handshake with the token (or a user it refuses would connect anonymously,
+        # then auth); with --auth optional a refusal leaves the connection anonymous
         d = self.gate.connect(identity, session.address)
 
         def allowed(_: object) -> None:

@@ -538,3 +538,52 @@ class AuthInFlightTests(SynchronousTestCase):
         client.send({"type": "auth", "token": token("ann"), "ref": "a"})
         self.memory.advance(5.0)
         self.assertEqual(client.closed[0], 1008)  # type: ignore[index]
+
+
+@implementer(IPolicy)
+class Banned:
+    """A connect rule that refuses one user (anonymous connections are welcome)."""
+
+    def authorizeConnect(self, principal: Any) -> Any:
+        return Verdict.deny("banned") if principal.user == "mallory" else ALLOW
+
+    def authorizeJoin(self, principal: Any, room: str) -> Any:
+        return ALLOW
+
+    def authorizePublish(self, principal: Any, room: str, text: str) -> Any:
+        return ALLOW
+
+
+class LateAuthConnectRuleTests(SynchronousTestCase):
+    """--auth optional: an anonymous connection that authenticates later."""
+
+    def test_connectRuleAskedAtFirstAuth(self) -> None:
+        """A user the connect rule refuses at the handshake cannot connect anonymously and
+        auth afterwards: the rule is asked at that first auth (error forbidden), and the
+        connection stays anonymous."""
+        memory = chat(self, auth="optional", jwtSecret=SECRET, policy=Banned())
+        self.assertEqual(memory.websocket(headers=bearer(token("mallory"))).response.status, 403)
+        sneaky = memory.websocket()
+        sneaky.join("lobby", nick="anon")
+        sneaky.send({"type": "auth", "token": token("mallory"), "ref": "a"})
+        self.assertEqual(
+            [(e.code, e.reason) for e in sneaky.take(Error)], [("forbidden", "banned")]
+        )
+        self.assertTrue(sneaky.open)
+        sneaky.say("lobby", "still anonymous")
+        self.assertEqual([(m.nick, m.user) for m in sneaky.messages()], [("anon", None)])
+        fine = memory.websocket()
+        fine.send({"type": "auth", "token": token("ann"), "ref": "a"})
+        self.assertEqual(fine.take(Authed), [Authed(user="ann", exp=600, ref="a")])
+
+    def test_refreshNotAskedAgain(self) -> None:
+        """A refresh of the same user does not ask the connect rule again."""
+        rule = Banned()
+        asked: list[Any] = []
+        original = rule.authorizeConnect
+        rule.authorizeConnect = lambda p: asked.append(p) or original(p)  # type: ignore[method-assign]
+        memory = chat(self, auth="optional", jwtSecret=SECRET, policy=rule)
+        client = memory.websocket(headers=bearer(token("ann")))
+        client.send({"type": "auth", "token": token("ann", exp=900), "ref": "r"})
+        client.replyTo("r", Authed)
+        self.assertEqual([p.user for p in asked], ["ann"])
