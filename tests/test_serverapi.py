@@ -117,6 +117,18 @@ class DisconnectTests(SynchronousTestCase):
         again = b.post("/api/users/ann/disconnect", headers=API)
         self.assertEqual(again.json(), {"connections": 0})
 
+    def test_stoppedInstanceNotCounted(self) -> None:
+        """An instance that stopped answers no command: its closed connections are not
+        counted."""
+        plane = MemoryBackplane()
+        a = chat(self, backplane=plane, apiToken=API_TOKEN)
+        b = MemoryChat(backplane=plane, auth="optional", jwtSecret=SECRET, apiToken=API_TOKEN)
+        b.websocket(headers=bearer(token("ann")))
+        b.stop()
+        a.websocket(headers=bearer(token("ann")))
+        response = a.post("/api/users/ann/disconnect", headers=API)
+        self.assertEqual(response.json(), {"connections": 1})
+
     def test_reason(self) -> None:
         """The reason given is the close's reason; a reason that is no short printable text
         is refused (400) and nobody is disconnected."""

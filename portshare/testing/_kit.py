@@ -701,6 +701,7 @@ class _InstanceBroker:
         return succeed(None)
 
     def stop(self) -> Deferred[None]:
+        self._plane.answerers.pop(self, None)  # a stopped instance answers no command
         return succeed(None)
 
     def subscribe(self, room: str, listener: IRoomListener) -> Deferred[None]:
