@@ -43,6 +43,9 @@ class Chat:
         Unlike C{twistd portshare}, a C{Chat} listens nowhere unless C{ports} says so.
     @param broker: the broker's URL (C{settings.broker}: C{"memory"}, C{"redis://..."}), or
         an L{portshare.broker.IBroker} object to use instead of the one the URL names.
+    @param http: the HTTP client (treq's interface) the JWKS fetches and the hook calls go
+        through, instead of a connection pool of the chat's own: a test's fake backend
+        (L{portshare.testing.FakeHookBackend}).
     @raise TypeError: an option that is not a L{Settings} field.
     @raise ValueError: an option with a value out of its range (the limits, the prefix, the
         trusted proxies), with the reason.
@@ -59,6 +62,7 @@ class Chat:
         settings: Settings | None = None,
         *,
         broker: IBroker | str | None = None,
+        http: Any = None,
         **options: Any,
     ) -> None:
         if isinstance(broker, str):
@@ -66,7 +70,7 @@ class Chat:
             broker = None
         settings = dataclasses.replace(settings or Settings(), **_normalized(options))
         self.settings = settings
-        self._service = PortshareService(settings, reactor, broker=broker)
+        self._service = PortshareService(settings, reactor, broker=broker, http=http)
 
     @property
     def service(self) -> IService:

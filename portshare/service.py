@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,9 @@ class Settings:
     hookFailOpen: bool = False
     #: seconds a hook's answer to a join is kept (--hook-join-cache); 0: never
     hookJoinCache: float = 0.0
+    #: headers sent with every hook call (--hook-header-file: "Name: value" lines), so that
+    #: the backend can tell portshare's calls from anyone else's
+    hookHeaders: Mapping[str, str] = field(default_factory=dict)
     #: an in-process policy (L{portshare.IPolicy}), asked before the hook: Python only
     policy: Any = None
 
@@ -251,7 +254,13 @@ class PortshareService(MultiService):
 
     log = Logger()
 
-    def __init__(self, settings: Settings, reactor: Any, broker: IBroker | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        reactor: Any,
+        broker: IBroker | None = None,
+        http: Any = None,
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.reactor = reactor
@@ -262,7 +271,7 @@ class PortshareService(MultiService):
         )
         #: the HTTP client of the JWKS fetches and the hook calls (closed at stop)
         self._httpPool: Any = None
-        self.gate = self._buildGate(settings, reactor)
+        self.gate = self._buildGate(settings, reactor, http)
         self.hub = Hub(
             self.broker,
             reactor,
@@ -370,12 +379,16 @@ class PortshareService(MultiService):
                 description, endpoint, self.adminTracker, self.adminListening, admin=True
             ).setServiceParent(self)
 
-    def _buildGate(self, settings: Settings, reactor: Any) -> Gatekeeper:
-        """Tokens and the application's rules, from the settings (L{portshare.users})."""
+    def _buildGate(self, settings: Settings, reactor: Any, http: Any) -> Gatekeeper:
+        """
+        Tokens and the application's rules, from the settings (L{portshare.users}).
+
+        @param http: the HTTP client of the JWKS fetches and hook calls (a treq client), or
+            C{None} for a pool of the service's own.
+        """
         from portshare.policy import AllOf, Authorization
 
-        http: Any = None
-        if settings.jwksUrl or settings.hookUrl:
+        if http is None and (settings.jwksUrl or settings.hookUrl):
             from portshare.httpclient import newHTTPClient
 
             http, self._httpPool = newHTTPClient(reactor, maxPerHost=settings.hookMaxInFlight)
@@ -413,6 +426,7 @@ class PortshareService(MultiService):
                     maxInFlight=settings.hookMaxInFlight,
                     failOpen=settings.hookFailOpen,
                     joinCacheSeconds=settings.hookJoinCache,
+                    headers=settings.hookHeaders,
                     maxText=settings.limits.maxText,
                     metrics=self.metrics,
                 )

@@ -343,6 +343,13 @@ class Options(usage.Options):
             int,
         ],
         [
+            "hook-header-file",
+            None,
+            None,
+            "Send the headers in this file (Name: value, one per line) with every --hook-url "
+            "call, e.g. an Authorization the backend checks.",
+        ],
+        [
             "hook-join-cache",
             None,
             0.0,
@@ -516,6 +523,9 @@ class Options(usage.Options):
             self["jwt-secret"] = _readSecret(self["jwt-secret-file"])
         if self["jwt-public-key-file"] is not None:
             self["jwt-public-key"] = _readSecret(self["jwt-public-key-file"])
+        self["hook-headers"] = {}
+        if self["hook-header-file"] is not None:
+            self["hook-headers"] = _readHeaders(self["hook-header-file"])
         self._checkUsers()
         try:
             self["broker-url"] = parseBrokerURL(self["broker"])
@@ -624,6 +634,7 @@ class Options(usage.Options):
             hookMaxInFlight=self["hook-max-in-flight"],
             hookFailOpen=bool(self["hook-fail-open"]),
             hookJoinCache=self["hook-join-cache"],
+            hookHeaders=self["hook-headers"],
         )
 
 
@@ -651,6 +662,27 @@ _FIELDS = re.compile(
 def _optionNames(message: str) -> str:
     """A Settings check's message, naming the options instead of the fields (one pass)."""
     return _FIELDS.sub(lambda m: _FIELD_OPTIONS[m.group(1)], message)
+
+
+_HEADER = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}):[ \t]*([\x20-\x7e]{0,4096}?)[ \t]*")
+
+
+def _readHeaders(path: str) -> dict[str, str]:
+    """The headers of --hook-header-file: "Name: value" lines (blank lines and # ignored)."""
+    headers: dict[str, str] = {}
+    for number, line in enumerate(_readSecret(path).decode("latin-1").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _HEADER.fullmatch(line)
+        if match is None:
+            raise usage.UsageError(f"--hook-header-file {path}:{number}: not a Name: value header")
+        name, value = match.groups()
+        if name.lower() in ("content-type", "content-length", "host", "transfer-encoding"):
+            raise usage.UsageError(f"--hook-header-file {path}:{number}: {name} is portshare's")
+        headers[name] = value
+    if len(headers) > 32:
+        raise usage.UsageError(f"--hook-header-file {path}: at most 32 headers")
+    return headers
 
 
 def _readSecret(path: str) -> bytes:

@@ -11,8 +11,7 @@ Theory of operation:
  - A front end asks L{Gatekeeper.admit} at its handshake, with the token it found (the
    C{Authorization: Bearer} header or the token cookie): the answer is the connection's
    L{Identity} (or C{None}), or a failure to answer with (401, 403, 503).  The connect rule
-   of the application is asked there, with the user when there is one (with C{--auth off}
-   too, anonymously: L{Gatekeeper.admits}).
+   of the application is asked there, with the user when there is one.
  - The hub asks L{Gatekeeper.authenticate} for an C{auth} message, and L{Gatekeeper.join} /
    L{Gatekeeper.publish} for each join and say, which are synchronous (C{None}) unless an
    application policy is configured: a service without one pays nothing per message.
@@ -73,13 +72,6 @@ class Gatekeeper:
         """Whether tokens are read at all (C{--auth} not C{off})."""
         return self.mode != AUTH_OFF
 
-    @property
-    def admits(self) -> bool:
-        """Whether handshakes are checked at all: tokens are read, or the application has
-        a connect rule (an in-process policy, C{--hook-url}), which is asked with
-        C{--auth off} too, anonymously."""
-        return self.usesTokens or self.authorization is not None
-
     def waitsForAuth(self, identity: Identity | None) -> bool:
         """Whether a connection admitted with C{identity} must send C{auth} first."""
         return identity is None and self.mode == AUTH_REQUIRED
@@ -94,7 +86,7 @@ class Gatekeeper:
             L{portshare.errors.Unavailable} (503: the keys or the hook cannot be asked now).
         """
         if not self.usesTokens:
-            return self.connect(None, address)  # tokens unread; the rule still asked
+            return self.connect(None, address)  # the application's connect rule, if any
         if token is None:
             if self.mode == AUTH_REQUIRED:
                 return succeed(None)  # asked again at its auth message

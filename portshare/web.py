@@ -110,7 +110,8 @@ def buildTree(
     modules = StaticFiles(str(builtinClient() / "client"))
     modules.segments, modules.cache = (b"client",), builtin.cache
     root.putChild(b"client", modules)
-    admits = gate is not None and gate.admits  # tokens, or the application's connect rule
+    # a handshake is decided first when tokens are read, or the application rules connects
+    admits = gate is not None and (gate.usesTokens or gate.authorization is not None)
     if sse is not None:
         if admits:
             assert gate is not None

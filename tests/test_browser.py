@@ -1445,6 +1445,76 @@ def test_flaskExampleChatsOnItsOwnOrigin(
         service.stop()
 
 
+def test_flaskExampleSignsUsersIntoTheChat(
+    browser: Browser, tmp_path: Path, screenshots: Path
+) -> None:
+    """
+    examples/flask with users (--auth required): the site's login sets the chat's token
+    cookie (a JWT signed with the secret the chat checks), the browser sends it with the
+    WebSocket handshake by itself, and every message carries its sender's user; the server
+    API lists the two users in the room; a page without the cookie cannot chat.
+    """
+    secret = tmp_path / "jwt.secret"
+    secret.write_bytes(b"k" * 40)
+    token = "a-very-secret-api-token"
+    service = Service(
+        tmp_path,
+        "--wsgi", "flaskchat:app",
+        "--auth", "required",
+        "--jwt-secret-file", str(secret),
+        "--api-token", token,
+    )  # fmt: skip
+    service.env["PYTHONPATH"] += os.pathsep + str(EXAMPLES / "flask")
+    service.env["PORTSHARE_JWT_SECRET_FILE"] = str(secret)
+    service.start()
+    clients: list[Client] = []
+    try:
+        origin = service.url.rstrip("/")
+        pages = {}
+        for nick in ("ann", "bob"):
+            client, _ = openAppPage(browser, service.url, nick)
+            clients.append(client)
+            page = client.page
+            page.fill("#nick", nick)
+            page.click("button[type=submit]")
+            expect(page).to_have_url(origin + "/")
+            expect(page.locator("#chat")).to_have_attribute("data-joined", "lobby")
+            cookies = {c["name"]: c for c in client.context.cookies()}
+            assert cookies["portshare_token"]["httpOnly"], cookies
+            pages[nick] = page
+        pages["ann"].fill("#text", "signed in as ann")
+        pages["ann"].press("#text", "Enter")
+        said = pages["bob"].locator("#messages li", has_text="signed in as ann")
+        expect(said).to_have_attribute("data-user", "user:ann")
+        clients[0].screenshot(screenshots, "flask-example-users")
+        members = urllib.request.urlopen(
+            urllib.request.Request(
+                origin + "/chat/api/rooms/lobby/members",
+                headers={"Authorization": f"Bearer {token}"},
+            ),
+            timeout=5,
+        )
+        listed = json.loads(members.read())["members"]
+        assert [(m["user"], m["nick"]) for m in listed] == [
+            ("user:ann", "ann"),
+            ("user:bob", "bob"),
+        ]
+
+        # the same page without the token: the chat refuses it, the site still serves it
+        stranger, _ = openAppPage(browser, service.url, "stranger")
+        clients.append(stranger)
+        stranger.page.fill("#nick", "eve")
+        stranger.page.click("button[type=submit]")
+        stranger.context.clear_cookies(name="portshare_token")
+        stranger.page.reload()
+        expect(stranger.page.locator("#status")).not_to_have_attribute("data-state", "online")
+        expect(stranger.page.locator("#chat")).not_to_have_attribute("data-joined", "lobby")
+    finally:
+        for client in clients:
+            client.context.close()
+        service.stop()
+
+
 def docsBlocks() -> list[tuple[str, str]]:
     """docs/client.md's fenced blocks: (language, code)."""
     text = DOCS_CLIENT.read_text()

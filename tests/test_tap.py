@@ -487,3 +487,47 @@ class UserOptionsTests(UsageErrorMixin, SynchronousTestCase):
         assert isinstance(service, PortshareService)
         self.assertEqual(service.gate.mode, "required")
         self.assertIsNotNone(service.gate.authorization)
+
+
+class HookHeaderFileTests(SynchronousTestCase):
+    def headerFile(self, text: str) -> str:
+        path = self.mktemp()
+        with open(path, "w", newline="") as f:
+            f.write(text)
+        return path
+
+    def test_headers(self) -> None:
+        """Name: value lines, comments and blank lines skipped, reach the settings."""
+        options = Options()
+        path = self.headerFile(
+            "# the backend checks this\nAuthorization: Bearer s3cret\n\nX-From: portshare\n"
+        )
+        options.parseOptions(["--hook-url", "http://127.0.0.1:9/h", "--hook-header-file", path])
+        self.assertEqual(
+            dict(options.settings().hookHeaders),
+            {"Authorization": "Bearer s3cret", "X-From": "portshare"},
+        )
+
+    def test_hostileHeaders(self) -> None:
+        """Header injection (a CR inside a value splits no request: each line is one
+        header or refused), portshare's own framing headers, junk: one-line usage errors."""
+        for text in (
+            "Host: evil.example\n",
+            "Content-Length: 0\n",
+            "Transfer-Encoding: chunked\n",
+            "not a header\n",
+            "X-A: ok\x00nul\n",
+            "Bad Name: x\n",
+            "".join(f"X-{n}: v\n" for n in range(33)),
+        ):
+            options = Options()
+            with self.assertRaises(usage.UsageError, msg=repr(text)) as raised:
+                options.parseOptions(
+                    [
+                        "--hook-url",
+                        "http://127.0.0.1:9/h",
+                        "--hook-header-file",
+                        self.headerFile(text),
+                    ]
+                )
+            self.assertIn("--hook-header-file", str(raised.exception))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.static import Data
@@ -232,3 +233,96 @@ class TimePassingTests(SynchronousTestCase):
             memory.get("/", headers={"Cookie": "a=1"}, cookies={"b": "2", "c": "3"})
             memory.get("/", cookies={"d": "4"})
         self.assertEqual(seen, ["a=1; b=2; c=3", "d=4"])
+
+
+SECRET = b"an-application-secret-of-32-bytes-or-more"
+
+
+class UsersAndHooksKitTests(SynchronousTestCase):
+    """The kit's side of issue 15: tokens signed as the application does, a fake hook."""
+
+    def test_tokenAndExpiry(self) -> None:
+        """A token from memory.token() admits the user; its messages carry the user; at
+        exp the connection is closed 4001, by the clock."""
+        with MemoryChat(auth="required", jwtSecret=SECRET) as memory:
+            token = memory.token("u-1", name="ann", lifetime=60)
+            ann = memory.websocket(headers={"Authorization": f"Bearer {token}"})
+            self.assertEqual(ann.response.status, 101)
+            ann.join("lobby")
+            ann.say("lobby", "hi")
+            (message,) = ann.messages()
+            self.assertEqual((message.nick, message.user), ("ann", "u-1"))
+            memory.advance(59.9)
+            self.assertIsNone(ann.closed)
+            memory.advance(0.2)
+            self.assertEqual(ann.closed, (4001, "token expired"))
+
+    def test_badTokenRefusedAtTheHandshake(self) -> None:
+        """A token signed with another secret: 401 at the handshake, in JSON."""
+        from portshare.testing import signToken
+
+        with MemoryChat(auth="optional", jwtSecret=SECRET) as memory:
+            forged = signToken(b"x" * 40, "u-1", expires=3600)
+            client = memory.websocket(headers={"Authorization": f"Bearer {forged}"})
+            self.assertEqual(client.response.status, 401)
+            self.assertEqual(orjson.loads(client.response.body)["error"], "unauthorized")
+
+    def test_fakeHookDeniesAndRewrites(self) -> None:
+        """The fake backend is asked the contract's questions; its deny and rewrite act."""
+        from portshare.testing import FakeHookBackend
+
+        def answer(question: dict[str, Any]) -> dict[str, Any]:
+            if question["event"] == "join" and question["room"] == "staff":
+                return {"allow": False, "reason": "staff only"}
+            if question["event"] == "publish":
+                return {"allow": True, "text": question["text"].replace("darn", "d***")}
+            return {"allow": True}
+
+        backend = FakeHookBackend(answer)
+        with MemoryChat(hookBackend=backend) as memory:
+            ann = memory.websocket()
+            self.assertEqual(ann.response.status, 101)
+            with self.assertRaises(ChatError) as refused:
+                ann.join("staff", nick="ann")
+            self.assertEqual(
+                (refused.exception.code, refused.exception.reason), ("forbidden", "staff only")
+            )
+            ann.join("lobby", nick="ann")
+            ann.say("lobby", "darn it")
+            self.assertEqual([m.text for m in ann.messages()], ["d*** it"])
+            events = [q["event"] for q in backend.questions]
+            self.assertEqual(events, ["connect", "join", "join", "publish"])
+
+    def test_slowHookTimesOut(self) -> None:
+        """A backend that never answers: the say gets error unavailable at --hook-timeout,
+        and the connection stays open."""
+        from twisted.internet.defer import Deferred
+
+        from portshare.testing import FakeHookBackend
+
+        backend = FakeHookBackend(
+            lambda q: {"allow": True} if q["event"] != "publish" else Deferred()
+        )
+        with MemoryChat(hookBackend=backend, hookTimeout=2.0) as memory:
+            ann = memory.websocket()
+            ann.join("lobby", nick="ann")
+            ann.send({"type": "say", "room": "lobby", "text": "anyone?", "ref": 7})
+            self.assertRaises(NoReply, ann.replyTo, 7, Ack)
+            memory.advance(2.1)
+            with self.assertRaises(ChatError) as refused:
+                ann.replyTo(7, Ack)
+            self.assertEqual(refused.exception.code, "unavailable")
+            self.assertTrue(ann.open)
+
+
+class HookHeadersTests(SynchronousTestCase):
+    def test_headersReachTheBackend(self) -> None:
+        """--hook-header-file's headers go with every hook call."""
+        from portshare.testing import FakeHookBackend
+
+        backend = FakeHookBackend()
+        with MemoryChat(hookBackend=backend, hookHeaders={"Authorization": "Bearer h00k"}) as m:
+            m.websocket().join("lobby", nick="ann")
+        self.assertTrue(backend.headers)
+        for headers in backend.headers:
+            self.assertEqual(headers.get(b"authorization"), [b"Bearer h00k"])

@@ -43,15 +43,16 @@ def test_thePageHasItsModules() -> None:
         "test_chat_trial.py",
         "test_two_instances.py",
         "test_pytest_twisted.py",
+        "test_users_and_hooks.py",
     }
 
 
 def test_underPytest(tmp_path: Path) -> None:
-    """Every test of the page passes under pytest (pytest-twisted's included): 5."""
+    """Every test of the page passes under pytest (pytest-twisted's included): 7."""
     for name, body in modules().items():
         (tmp_path / name).write_text(body)
     output = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)], tmp_path)
-    assert re.search(r"\b5 passed\b", output), output
+    assert re.search(r"\b7 passed\b", output), output
 
 
 def test_underTrial(tmp_path: Path) -> None:

@@ -8,6 +8,16 @@ no CORS and no second port.  Run it from this directory::
 
 and open http://localhost:8080/.  The nick you sign in with is kept in Flask's own session
 (a signed cookie, C{session}); the page passes it to C{connect()} of C{/chat/client.js}.
+
+With users (the chat knows who is who, and nobody takes another's nick), give the site and
+the chat one secret::
+
+    head -c 32 /dev/urandom > jwt.secret
+    PORTSHARE_JWT_SECRET_FILE=jwt.secret twistd -n --pidfile= portshare \
+        --wsgi flaskchat:app --auth required --jwt-secret-file jwt.secret
+
+At login the site then also sets the cookie C{portshare_token}: a JSON Web Token naming the
+user, which the browser sends with the chat's WebSocket handshake by itself (same origin).
 """
 
 from __future__ import annotations
@@ -56,13 +66,41 @@ def login() -> tuple[str, int] | Response:
     if not validNick(nick):
         return render_template("login.html", error="A nick is 1 to 32 printable characters."), 400
     session["nick"] = nick
-    return redirect("/", code=303)
+    response = redirect("/", code=303)
+    token = chatToken(nick)
+    if token is not None:  # the chat's users come from the site's login
+        response.set_cookie(
+            "portshare_token", token, max_age=TOKEN_SECONDS, httponly=True, samesite="Lax"
+        )
+    return response
+
+
+#: how long a chat token lasts; signing in again (or reloading after it) gives a new one
+TOKEN_SECONDS = 12 * 3600
+
+
+def chatToken(nick: str) -> str | None:
+    """A token for the chat (C{--auth ... --jwt-secret-file}), when the site has the secret."""
+    path = os.environ.get("PORTSHARE_JWT_SECRET_FILE")
+    if not path:
+        return None
+    import time
+
+    import jwt  # PyJWT: portshare's own dependency
+
+    with open(path, "rb") as f:
+        secret = f.read().strip()
+    now = int(time.time())
+    claims = {"sub": "user:" + nick, "name": nick, "iat": now, "exp": now + TOKEN_SECONDS}
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 @app.post("/logout")
 def logout() -> Response:
     session.clear()
-    return redirect("/login", code=303)
+    response = redirect("/login", code=303)
+    response.delete_cookie("portshare_token")
+    return response
 
 
 @app.get("/api/me")

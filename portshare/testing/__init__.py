@@ -9,6 +9,8 @@ For an application's tests:
    L{MemoryChat.advance} moves time.
  - L{MemoryBackplane}: one in-memory broker for several L{MemoryChat}s, to test what crosses
    instances without Redis.
+ - L{MemoryChat.token} and L{signToken}: user tokens as the application signs them;
+   L{FakeHookBackend}: the application's C{--hook-url} backend, in process.
  - L{ChatError} (a refused command), L{NoReply} (nothing answered yet), L{HTTPResponse}.
 
 For tests of the hub's collaborators: L{RecordingMember}, L{RecordingFrontEnd},
@@ -20,6 +22,7 @@ from portshare.testing._doubles import RecordingFrontEnd, RecordingMember, Synch
 from portshare.testing._kit import (
     ChatClient,
     ChatError,
+    FakeHookBackend,
     HTTPResponse,
     LinesClient,
     MemoryBackplane,
@@ -28,6 +31,7 @@ from portshare.testing._kit import (
     SseClient,
     WebSocketClient,
     parseResponse,
+    signToken,
 )
 from portshare.testing._loopback import ChatClientProtocol, connectChat
 from portshare.testing._memory import (
@@ -56,6 +60,7 @@ __all__ = [
     "ChatClient",
     "ChatClientProtocol",
     "ChatError",
+    "FakeHookBackend",
     "HTTPResponse",
     "LinesClient",
     "MemoryBackplane",
@@ -73,6 +78,7 @@ __all__ = [
     "handshakeRequest",
     "parseResponse",
     "serverFrames",
+    "signToken",
     "splitResponse",
     "startedService",
 ]

@@ -20,9 +20,12 @@ from urllib.parse import urlencode
 
 import orjson
 import txaio.testutil
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IResponse
 from zope.interface import implementer
 
 from portshare.apps import WsgiApp
@@ -146,18 +149,34 @@ class ChatClient:
     user's client would, and reads what the server sends as typed events
     (L{portshare.wire}: L{Joined}, L{Message}, L{Ack}, L{Presence}, L{Error}, ...).
 
-    @ivar response: the handshake's answer: 101, or the refusal (then nothing else works).
     @ivar received: every event received, in order.
     """
 
-    def __init__(self, connection: MemoryConnection, response: HTTPResponse) -> None:
+    def __init__(self, connection: MemoryConnection) -> None:
         self._connection = connection
-        self.response = response
+        self._response: HTTPResponse | None = None
         self.received: list[ServerEvent] = []
         self._taken = 0
         self._closed: tuple[int | None, str] | None = None
         self._refs = itertools.count(1)
         self._pending = b""
+
+    @property
+    def response(self) -> HTTPResponse:
+        """
+        The handshake's answer: 101, or the refusal (then nothing else works).
+
+        @raise NoReply: not answered yet (the token's check, or the application's connect
+            rule, still waits: advance the clock, or answer the fake, then ask again).
+        """
+        if self._response is None:
+            data = self._pending + self._connection.read()
+            response, rest = parseResponse(data)
+            if response is None:
+                self._pending = data
+                raise NoReply("the handshake has no answer yet")
+            self._response, self._pending = response, rest
+        return self._response
 
     @property
     def closed(self) -> tuple[int | None, str] | None:
@@ -169,7 +188,7 @@ class ChatClient:
     @property
     def open(self) -> bool:
         """Whether the handshake succeeded and the connection is not closed."""
-        return self.response.status == 101 and self.closed is None
+        return self._handshaken() and self.closed is None
 
     # -- the contract's commands ------------------------------------------------------------
 
@@ -255,6 +274,12 @@ class ChatClient:
 
     # -- framing: the transport's ------------------------------------------------------------
 
+    def _handshaken(self) -> bool:
+        try:
+            return self.response.status == 101
+        except NoReply:
+            return False
+
     def _write(self, payload: bytes) -> None:
         raise NotImplementedError
 
@@ -278,6 +303,8 @@ class WebSocketClient(ChatClient):
         self._connection.send(clientFrame(payload))
 
     def _read(self) -> None:
+        if self._response is None and not self._handshaken():
+            return
         data = self._pending + self._connection.read()
         self._pending = b""
         for opcode, payload in serverFrames(data):
@@ -288,7 +315,7 @@ class WebSocketClient(ChatClient):
             elif opcode == CLOSE and self._closed is None:
                 self._closed = (closeCode(payload), payload[2:].decode("utf-8", "replace"))
                 self._connection.send(clientFrame(payload[:2], opcode=CLOSE))
-        self._connection.settle()
+                self._connection.settle()  # the server drops the socket after the handshake
 
     def _closeFromClient(self) -> None:
         self._connection.send(clientFrame((1000).to_bytes(2, "big"), opcode=CLOSE))
@@ -302,6 +329,8 @@ class LinesClient(ChatClient):
         self._connection.send(payload + b"\n")
 
     def _read(self) -> None:
+        if self._response is None and not self._handshaken():
+            return
         data = self._pending + self._connection.read()
         *lines, self._pending = data.split(b"\n")
         for line in lines:
@@ -341,7 +370,6 @@ class SseClient:
         """The events received since the last C{take}, of the given types (all without)."""
         more = self._connection.read()
         self._buffer += _dechunked(more) if self._chunked() else more
-        self._connection.settle()
         *blocks, self._buffer = self._buffer.split(b"\n\n")
         for block in blocks:
             fields: dict[str, str] = {}
@@ -400,6 +428,7 @@ class MemoryChat:
         *,
         backplane: MemoryBackplane | None = None,
         clock: MemoryReactorClock | None = None,
+        hookBackend: FakeHookBackend | None = None,
         **options: Any,
     ) -> None:
         self.clock = clock if clock is not None else MemoryReactorClock()
@@ -409,8 +438,12 @@ class MemoryChat:
         if isinstance(app, WsgiApp) and app.threads is None:
             options["app"] = dataclasses.replace(app, threads=SynchronousThreads())
         broker = backplane.broker() if backplane is not None else options.pop("broker", None)
+        if hookBackend is not None:
+            options.setdefault("hookUrl", "http://hooks.test/portshare")
+        #: the fake hook backend the chat asks, if one was given
+        self.hookBackend = hookBackend
         try:
-            self.chat = Chat(self.clock, settings, broker=broker, **options)
+            self.chat = Chat(self.clock, settings, broker=broker, http=hookBackend, **options)
         except BaseException:
             self._loop.__exit__(None, None, None)
             raise
@@ -419,9 +452,10 @@ class MemoryChat:
         #: where the chat's own paths are (C{""}, or C{"/chat"} beside an application)
         self.prefix = "".join("/" + p.decode("ascii") for p in prefix)
         self._peers = itertools.count(40000)
-        self._stopped = False
+        self._connections: list[MemoryConnection] = []
         #: the chat clients opened, which read (and answer pings) while time passes
         self._clients: list[ChatClient] = []
+        self._stopped = False
         self.chat.service.startService()
 
     def __enter__(self) -> MemoryChat:
@@ -429,6 +463,16 @@ class MemoryChat:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def token(self, user: str, *, lifetime: float = 3600.0, **claims: Any) -> str:
+        """
+        A user token for this chat (its C{jwtSecret}), valid C{lifetime} seconds from now by
+        its clock; C{claims}: C{name}, C{rooms}, C{publish}, or any other claim.
+        """
+        secret = self.chat.settings.jwtSecret
+        if secret is None:
+            raise ValueError("MemoryChat(jwtSecret=...) is needed to sign tokens")
+        return signToken(secret, user, expires=self.clock.seconds() + lifetime, **claims)
 
     def advance(self, seconds: float) -> None:
         """
@@ -460,7 +504,9 @@ class MemoryChat:
 
     def connection(self, peer: str = "127.0.0.1") -> MemoryConnection:
         """A raw connection to the port, for bytes of the test's own making."""
-        return MemoryConnection(self.chat._service, port=next(self._peers), host=peer)
+        connection = MemoryConnection(self.chat._service, port=next(self._peers), host=peer)
+        self._connections.append(connection)
+        return connection
 
     def websocket(
         self,
@@ -478,14 +524,9 @@ class MemoryChat:
             page's origin (a token cookie the application set at login, C{--token-cookie}).
         """
         c = self.connection(peer)
-        request = _upgradeRequest(
-            path or self.prefix + "/ws",
-            "websocket",
-            origin,
-            _withCookies(headers, cookies),
-            websocket=True,
-        )
-        return self._opened(WebSocketClient, c, request)
+        more = _withCookies(headers, cookies)
+        c.send(_upgradeRequest(path or self.prefix + "/ws", "websocket", origin, more, True))
+        return self._kept(WebSocketClient(c))
 
     def lines(
         self,
@@ -498,18 +539,12 @@ class MemoryChat:
         """Open a chat connection over the line protocol (C{Upgrade: portshare-lines});
         C{cookies} as for L{websocket}."""
         c = self.connection(peer)
-        request = _upgradeRequest(
-            path or self.prefix + "/ws", LINES, None, _withCookies(headers, cookies)
-        )
-        return self._opened(LinesClient, c, request)
+        more = _withCookies(headers, cookies)
+        c.send(_upgradeRequest(path or self.prefix + "/ws", LINES, None, more))
+        return self._kept(LinesClient(c))
 
-    def _opened(self, kind: type[_C], c: MemoryConnection, request: bytes) -> _C:
-        """Send a handshake on C{c}; the client of C{kind}, kept to read as time passes."""
-        c.send(request)
-        response, rest = parseResponse(c.read())
-        assert response is not None, "no handshake response"
-        client = kind(c, response)
-        client._pending = rest
+    def _kept(self, client: _C) -> _C:
+        """C{client}, kept to read (and answer pings) as time passes (L{advance})."""
         self._clients.append(client)
         return client
 
@@ -581,6 +616,8 @@ class MemoryChat:
             return
         self._stopped = True
         try:
+            for connection in self._connections:
+                connection.settle()
             d = self.chat.service.stopService()
             self.clock.advance(self.chat.settings.shutdownTimeout + 0.001)
             self.clock.advance(self.chat.settings.shutdownTimeout + 0.001)
@@ -630,6 +667,102 @@ def _request(method: str, path: str, body: bytes, headers: dict[str, str]) -> by
         fields["Content-Length"] = str(len(body))
     head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
     return head.encode("latin-1") + b"\r\n" + body
+
+
+# -- the application's side: tokens and a hook backend ---------------------------------------
+
+
+@implementer(IResponse)
+class _FakeResponse:
+    """An HTTP response of a L{FakeHookBackend}, as treq's client hands one out."""
+
+    def __init__(self, code: int, body: bytes, contentType: str) -> None:
+        self.code = code
+        self.phrase = b"OK" if code == 200 else b"Not OK"
+        self.headers = Headers({b"content-type": [contentType.encode("latin-1")]})
+        self.length = len(body)
+        self.version = (b"HTTP", 1, 1)
+        self.request = None
+        self.previousResponse = None
+        self._body = body
+
+    def deliverBody(self, protocol: Any) -> None:
+        protocol.makeConnection(_NoTransport())
+        protocol.dataReceived(self._body)
+        protocol.connectionLost(Failure(ResponseDone()))
+
+    def setPreviousResponse(self, response: Any) -> None:
+        self.previousResponse = response
+
+
+class _NoTransport:
+    """What a body reader may stop (a body over its limit): nothing to stop here."""
+
+    def stopProducing(self) -> None:
+        pass
+
+    def loseConnection(self) -> None:
+        pass
+
+
+class FakeHookBackend:
+    """
+    The application's hook backend (C{--hook-url}), in process: pass it as
+    C{MemoryChat(hookBackend=...)} and portshare's real hook client (its timeout, its cap on
+    calls in flight, its strict reading of answers) talks to C{answer} instead of a server.
+
+    @param answer: called with each question (the JSON the backend would get: C{event},
+        C{user}, C{nick}, C{room}, C{text}, C{client}); returns the answer's JSON (a dict:
+        C{{"allow": True}}, C{{"allow": False, "reason": ...}}, C{{"allow": True, "text":
+        ...}}), or C{(status, body bytes)} for a broken backend, or a Deferred of either (a
+        slow one: fire it when the test says, or never, to see the timeout).
+    @ivar questions: every question asked, in order.
+    """
+
+    def __init__(self, answer: Any = None) -> None:
+        self.answer = answer if answer is not None else (lambda question: {"allow": True})
+        self.questions: list[dict[str, Any]] = []
+        #: the headers each question came with (C{--hook-header-file}'s among them)
+        self.headers: list[Any] = []
+
+    def post(self, url: Any, data: Any = None, headers: Any = None, **kwargs: Any) -> Deferred[Any]:
+        """treq's C{post}, as the hook client calls it."""
+        question = orjson.loads(data if isinstance(data, bytes) else kwargs.get("json") or b"{}")
+        self.questions.append(question)
+        self.headers.append(headers)
+        d = maybeDeferred(self.answer, question)
+        return d.addCallback(self._response)
+
+    @staticmethod
+    def _response(answer: Any) -> _FakeResponse:
+        if isinstance(answer, tuple):
+            status, body = answer
+            return _FakeResponse(status, body, "application/json")
+        return _FakeResponse(200, orjson.dumps(answer), "application/json")
+
+
+def signToken(
+    secret: bytes,
+    user: str,
+    *,
+    expires: float,
+    name: str | None = None,
+    rooms: list[str] | None = None,
+    publish: list[str] | None = None,
+    **claims: Any,
+) -> str:
+    """
+    A user token (HS256 JWT) as the application would sign it for C{--jwt-secret-file}.
+
+    @param expires: C{exp}, seconds since the epoch (a L{MemoryChat}'s clock starts at 0).
+    """
+    import jwt
+
+    payload: dict[str, Any] = {"sub": user, "exp": int(expires), **claims}
+    for key, value in (("name", name), ("rooms", rooms), ("publish", publish)):
+        if value is not None:
+            payload[key] = value
+    return jwt.encode(payload, secret, algorithm="HS256")
 
 
 # -- several instances in one process --------------------------------------------------------

@@ -121,8 +121,6 @@ class MemoryConnection:
         # as a reactor's transport does: its protocol may be replaced after a protocol switch
         self.transport.protocol = self.protocol  # type: ignore[attr-defined]
         self.protocol.makeConnection(self.transport)
-        #: whether the server's protocol was told the connection is gone
-        self.lost = False
 
     def send(self, data: bytes) -> None:
         """The client sends C{data}; once the connection is gone it goes nowhere."""
@@ -130,27 +128,23 @@ class MemoryConnection:
             return
         self.transport.protocol.dataReceived(data)  # type: ignore[attr-defined]
 
+    lost = False
+
     def lose(self) -> None:
-        """The client went away (its socket closed): the server's protocol is told (once)."""
+        """The connection closed (the client went away, or the server's close completed):
+        the server's protocol is told, once."""
         if self.lost:
             return
         self.lost = True
         self.transport.protocol.connectionLost(  # type: ignore[attr-defined]
-            Failure(ConnectionDone("the client closed the connection"))
+            Failure(ConnectionDone("the connection was closed"))
         )
 
     def settle(self) -> None:
-        """
-        Once the server has closed the connection (C{loseConnection}, C{abortConnection})
-        and its bytes were read, tell its protocol the connection is gone, as a reactor does
-        (a C{StringTransport} only notes the close): its timers (keepalive pings, close
-        handshake timeouts) stop, as they do in production.
-        """
+        """What a network does next: a connection the server is closing closes, once what
+        it wrote has been read (as a reactor's transport does after flushing)."""
         if self.transport.disconnecting and not self.lost:
-            self.lost = True
-            self.transport.protocol.connectionLost(  # type: ignore[attr-defined]
-                Failure(ConnectionDone("the server closed the connection"))
-            )
+            self.lose()
 
     def read(self) -> bytes:
         data = self.transport.value()
