@@ -16,6 +16,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from portshare import errors
+from portshare.admission import requestToken
 from portshare.apiguard import SAFE_METHODS, ApiPolicy, ApiResource
 from portshare.errors import BadRequest
 from portshare.httpjson import (
@@ -53,10 +54,7 @@ def readerChecked(request: Request, hub: Hub, guard: ApiPolicy, room: str | None
     if not hub.gate.waitsForAuth(None):
         guard.checkRead(request)
         return succeed(None)
-    token = bearerToken(request.getHeader(b"authorization"))
-    if token is None:
-        cookie = request.getCookie(hub.gate.tokenCookie.encode("ascii"))
-        token = cookie.decode("ascii", "replace") if cookie else None
+    token = requestToken(request, hub.gate.tokenCookie)
     if token is not None and guard.isApiToken(token):
         return succeed(None)
 
@@ -105,8 +103,12 @@ class MessagesResource(ApiResource):
     def render_POST(self, request: Request) -> int:
         gate = self.hub.gate
         token = bearerToken(request.getHeader(b"authorization"))
-        if gate.usesTokens and token is not None and not self.guard.isApiToken(token):
-            return self._publishAsUser(request, token)  # a user's own token
+        if gate.usesTokens and (token is None or not self.guard.isApiToken(token)):
+            # a user's own token: Bearer, or the cookie of the application's pages (a write
+            # from another origin was refused already: ApiResource.admit)
+            token = token or requestToken(request, gate.tokenCookie)
+            if token is not None:
+                return self._publishAsUser(request, token)
         self.guard.check(request)
         self.guard.checkRate(request)
         body = readJsonBody(request, self.hub.limits.maxBody)

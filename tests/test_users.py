@@ -587,3 +587,45 @@ class LateAuthConnectRuleTests(SynchronousTestCase):
         client.send({"type": "auth", "token": token("ann", exp=900), "ref": "r"})
         client.replyTo("r", Authed)
         self.assertEqual([p.user for p in asked], ["ann"])
+
+
+class ClientsOfUsersTests(SynchronousTestCase):
+    """What the web client's SSE fallback and portshare-cli send, with a user's cookie."""
+
+    def test_sseNickIgnoredForAUser(self) -> None:
+        """/sse?nick=X with a user's token joins under the token's nick (the client's nick=
+        is not an attempt to pass for someone else), and its events carry the user."""
+        from portshare.testing import SseClient
+
+        memory = chat(self, auth="required", jwtSecret=SECRET)
+        c = memory.connection()
+        c.send(
+            b"GET /sse?room=lobby&nick=somebody-else HTTP/1.1\r\nHost: x\r\n"
+            b"Cookie: portshare_token=" + token("u-9", name="nine").encode() + b"\r\n\r\n"
+        )
+        stream = SseClient(c)
+        self.assertEqual(stream.response.status, 200)
+        joined = stream.take(Joined)
+        self.assertEqual([j.members for j in joined], [("nine",)])
+
+    def test_publishWithTheCookie(self) -> None:
+        """POST .../messages from the application's own page (its cookie, no Bearer)
+        publishes as the user; the same from a foreign origin is refused before."""
+        memory = chat(self, auth="required", jwtSecret=SECRET)
+        cookie = "portshare_token=" + token("u-9", name="nine")
+        ok = memory.post(
+            "/api/rooms/lobby/messages",
+            json={"nick": "whoever", "text": "from the fallback"},
+            headers={"Cookie": cookie, "Origin": "http://portshare.test"},
+        )
+        self.assertEqual(ok.status, 201, ok.body)
+        _, (message,) = memory.chat._service.hub.history("lobby", 0, 10).result
+        self.assertEqual((message.nick, message.user), ("nine", "u-9"))
+        foreign = memory.post(
+            "/api/rooms/lobby/messages",
+            json={"nick": "x", "text": "csrf"},
+            headers={"Cookie": cookie, "Origin": "https://evil.example"},
+        )
+        self.assertEqual((foreign.status, foreign.json()["error"]), (403, "forbidden"))
+        anonymous = memory.post("/api/rooms/lobby/messages", json={"nick": "x", "text": "y"})
+        self.assertEqual(anonymous.status, 401)
