@@ -450,6 +450,7 @@ class Hub:
 
     def _removeFromRoom(self, session: Session, room: str) -> None:
         session.rooms.discard(room)
+        session.serverRooms.discard(room)
         session.mute.discard(room)
         fanout = self._rooms.get(room)
         if fanout is None:
@@ -614,6 +615,13 @@ class Hub:
         session.timer = self.clock.callLater(delay, self._expired, session)
         if first:
             self._renick(session, identity.nick)
+            return
+        # a refresh may grant less: the rooms the new token no longer allows are left (those
+        # the server API put it in stay: the application decided them)
+        for room in sorted(session.rooms - session.serverRooms):
+            if not identity.mayJoin(room):
+                self._removeFromRoom(session, room)
+                self._send(session, Left(room=room))
 
     def _forgetUser(self, session: Session) -> None:
         user = self._userOf(session)
@@ -705,6 +713,7 @@ class Hub:
                     # connection's subscriptions and presence, whoever asks
                     raise TooLarge(f"a connection may join at most {most} rooms")
                 self._joinNow(session, Join(room=room), byServer=True)
+                session.serverRooms.add(room)
             except RemoteError as e:
                 self._refuse(session, e, None)
         return len(sessions)

@@ -629,3 +629,27 @@ class ClientsOfUsersTests(SynchronousTestCase):
         self.assertEqual((foreign.status, foreign.json()["error"]), (403, "forbidden"))
         anonymous = memory.post("/api/rooms/lobby/messages", json={"nick": "x", "text": "y"})
         self.assertEqual(anonymous.status, 401)
+
+
+class NarrowerRefreshTests(SynchronousTestCase):
+    def test_refreshWithFewerRooms(self) -> None:
+        """A refreshed token that no longer grants a room makes the connection leave it
+        (left); a room the server API put the user in stays."""
+        from portshare.wire import Left
+
+        memory = chat(self, auth="required", jwtSecret=SECRET, apiToken="t" * 16)
+        ann = memory.websocket(headers=bearer(token("u-1", rooms=["a", "b"])))
+        ann.join("a")
+        ann.join("b")
+        put = memory.request(
+            "PUT", "/api/rooms/staff/members/u-1", headers={"Authorization": "Bearer " + "t" * 16}
+        )
+        self.assertEqual(put.json(), {"connections": 1})
+        ann.take()
+        ann.send({"type": "auth", "token": token("u-1", exp=900, rooms=["a"]), "ref": "r"})
+        self.assertEqual([e.room for e in ann.take(Left)], ["b"])
+        ann.say("a", "still here")
+        ann.say("staff", "still here too")
+        with self.assertRaises(ChatError) as refused:
+            ann.say("b", "gone")
+        self.assertEqual(refused.exception.code, "not_joined")
