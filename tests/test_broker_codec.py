@@ -9,6 +9,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.broker.codec import (
     Published,
+    PublishedBatch,
+    batchBody,
     historyOf,
     membersOf,
     messageBody,
@@ -48,6 +50,28 @@ class ParsingTests(SynchronousTestCase):
             parsePayload("r", payload),
             Published("e1", Message(room="r", offset=12, ts=99, nick=nick, text=text)),
         )
+
+    def test_payloadBatch(self) -> None:
+        """A batch carries consecutive offsets from its first; nicks and texts survive."""
+        items = [("ann|x", 'say "|" \u00e9\U0001f600\n', 7), ("bob", "", 8)]
+        payload = f"b|e1|12|{batchBody(items)}"
+        self.assertEqual(
+            parsePayload("r", payload),
+            PublishedBatch(
+                "e1",
+                (
+                    Message(room="r", offset=12, ts=7, nick="ann|x", text=items[0][1]),
+                    Message(room="r", offset=13, ts=8, nick="bob", text=""),
+                ),
+            ),
+        )
+
+    def test_badBatches(self) -> None:
+        """A batch that is not a list of [ts, nick, text] (or is empty) is refused."""
+        for payload in ("b|e|1|[]", "b|e|x|[[1,\"a\",\"b\"]]", "b|e|1|[[\"1\",\"a\",\"b\"]]",
+                        "b|e|1|[[1,\"a\"]]", "b|e|1|{}", "b|e|1"):  # fmt: skip
+            with self.assertRaises(ValueError, msg=payload):
+                parsePayload("r", payload)
 
     def test_payloadPresence(self) -> None:
         """Presence payloads become presence events; a nick may contain the separator."""

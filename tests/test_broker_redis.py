@@ -385,3 +385,71 @@ async def test_restartFromOlderSnapshotIsANewEpoch(
         1,
         "after",
     )
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(30)
+@pytest_twisted.ensureDeferred
+async def test_aTurnsPublishesAreOneBatch(
+    brokers: Callable[..., Any], redisServer: RedisServer
+) -> None:
+    """
+    The publishes of one reactor turn to one room travel as one script call and one pub/sub
+    message; each gets its own ack with consecutive offsets, every instance delivers them
+    once and in order, and history holds each of them.
+    """
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+    from portshare.broker.resp import RespProtocol
+
+    a, b = await brokers(history=50), await brokers(history=50)
+    listener = RecordingListener()
+    await a.subscribe("batch", listener)
+    watcher = RespProtocol(reactor, 10.0)
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", redisServer.port), watcher)
+    payloads: list[str] = []
+    watcher.onMessage = lambda channel, payload: payloads.append(payload)
+    try:
+        await watcher.subscribeTo(["portshare:{batch}:events"])
+        said = [b.publish("batch", f"n{i}", f"text {i} |", 100 + i) for i in range(10)]
+        acks = [await within(d) for d in said]
+        assert [(m.offset, m.nick, m.ts) for m in acks] == [
+            (i + 1, f"n{i}", 100 + i) for i in range(10)
+        ]
+        await eventually(lambda: len(listener.delivered) == 10)
+        assert listener.delivered == list(acks)
+        await eventually(lambda: len(payloads) == 1)
+        assert payloads[0].startswith("b|")
+        assert (await a.history("batch", 0, 100))[1] == tuple(acks)
+    finally:
+        watcher.abort()
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(30)
+@pytest_twisted.ensureDeferred
+async def test_publishWhileRedisIsDownIsUnavailable(
+    brokers: Callable[..., Any], redisServer: RedisServer
+) -> None:
+    """
+    Publishes queued in the turn Redis goes away, and those after, each get an error
+    (unavailable), none is left without an answer; once Redis is back, publishing works.
+    """
+    a = await brokers()
+    await a.publish("down", "ann", "before", 1)
+    queued = [a.publish("down", "ann", f"q{i}", i) for i in range(5)]
+    await redisServer.stop("KILL")
+    results = []
+    for d in queued:
+        try:
+            results.append((await within(d, 10)).offset)
+        except Unavailable:
+            results.append("unavailable")
+    # each answered: stored (an offset) if Redis ran the call before dying, else an error
+    assert len(results) == 5 and all(r == "unavailable" or isinstance(r, int) for r in results)
+    with pytest.raises(Unavailable):
+        await a.publish("down", "ann", "while down", 2)
+    await redisServer.start()
+    await within(a.whenReady(), 15)
+    message = await a.publish("down", "ann", "after", 3)
+    assert message.text == "after"

@@ -64,7 +64,6 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from portshare.broker import IBroker, IRoomListener
-from portshare.broker.codec import Published as _Published
 from portshare.broker.codec import (
     PublishedBatch,
     batchBody,
@@ -189,6 +188,7 @@ class RedisBroker:
         #: rooms published to or joined since the last heartbeat
         self._active: set[str] = set()
         self._keys: dict[str, RoomKeys] = {}
+        self._channelRooms: dict[str, str] = {}
         self._sweep: Any = None
 
     # -- availability ---------------------------------------------------------------------
@@ -372,7 +372,13 @@ class RedisBroker:
         return succeed(None)
 
     def _channelMessage(self, channel: str, payload: Any) -> None:
-        room = self.layout.roomOfChannel(channel)
+        room = self._channelRooms.get(channel)
+        if room is None:
+            room = self.layout.roomOfChannel(channel)
+            if room is not None and room in self._feeds:
+                if len(self._channelRooms) >= KEYS_CACHED:
+                    self._channelRooms.clear()
+                self._channelRooms[channel] = room
         feed = self._feeds.get(room) if room is not None else None
         if feed is None or room is None:
             return
@@ -382,13 +388,7 @@ class RedisBroker:
             self.log.warn("ignored on {channel}: {why}", channel=channel, why=str(e))
             return
         if type(event) is PublishedBatch:
-            epoch = event.epoch
-            step = Step()
-            for message in event.messages:
-                more = feed.received(_Published(epoch, message))
-                step.deliver.extend(more.deliver)
-                step.catchUp = step.catchUp or more.catchUp
-            self._apply(feed, step)
+            self._apply(feed, feed.receivedBatch(event.epoch, event.messages))
             return
         self._apply(feed, feed.received(event))  # type: ignore[arg-type]
 
