@@ -655,7 +655,7 @@ def available(name: str) -> bool:
     mod = {
         "portshare": "autobahn",
         BASELINE: "autobahn",
-        REDIS: "txredisapi",
+        REDIS: "hiredis",
         "autobahn": "autobahn",
         "websockets": "websockets",
         "aiohttp": "aiohttp",

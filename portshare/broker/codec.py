@@ -88,7 +88,7 @@ class PublishedBatch:
 def parsePayload(room: str, payload: Any) -> Published | PublishedBatch | Presence:
     """
     Parse what a room's channel carries: C{m|epoch|offset|ts|["nick","text"]} (one message),
-    C{b|epoch|first|[[ts,"nick","text"],...]} (a batch, from offset C{first} on), or
+    C{b|epoch|first|n|[[ts,"nick","text"],...]} (a batch of n, from offset C{first} on), or
     C{p|join|nick} / C{p|leave|nick}.
 
     @raise ValueError: for anything else.
@@ -97,7 +97,7 @@ def parsePayload(room: str, payload: Any) -> Published | PublishedBatch | Presen
     kind = text[:2]
     if kind == "b|":
         try:
-            _, epoch, first, body = text.split("|", 3)
+            _, epoch, first, count, body = text.split("|", 4)
             start = int(first)
             messages = []
             for i, (ts, nick, said) in enumerate(orjson.loads(body)):
@@ -106,8 +106,8 @@ def parsePayload(room: str, payload: Any) -> Published | PublishedBatch | Presen
                 messages.append(Message(room=room, offset=start + i, ts=ts, nick=nick, text=said))
         except (ValueError, TypeError) as e:
             raise ValueError(f"bad batch payload on {room}: {text[:80]!r}") from e
-        if not messages:
-            raise ValueError(f"empty batch payload on {room}")
+        if not messages or len(messages) != int(count):
+            raise ValueError(f"bad batch payload on {room}: {text[:80]!r}")
         return PublishedBatch(epoch, tuple(messages))
     if kind == "m|":
         try:
@@ -122,6 +122,24 @@ def parsePayload(room: str, payload: Any) -> Published | PublishedBatch | Presen
         if event in ("join", "leave") and nick:
             return Presence(room=room, event=event, nick=nick)  # type: ignore[arg-type]
     raise ValueError(f"bad payload on {room}: {text[:80]!r}")
+
+
+def isDelivered(payload: str, epoch: str | None, delivered: int) -> bool:
+    """
+    Whether C{payload} carries only messages of C{epoch} at offsets up to C{delivered}, read
+    from its head alone (the body is not decoded): a publisher's own messages, delivered
+    from the publish reply, coming back on the channel.
+    """
+    if epoch is None or payload[:2] not in ("m|", "b|"):
+        return False
+    parts = payload.split("|", 4)
+    if len(parts) < 5 or parts[1] != epoch:
+        return False
+    try:
+        last = int(parts[2]) + (int(parts[3]) - 1 if parts[0] == "b" else 0)
+    except ValueError:
+        return False
+    return last <= delivered
 
 
 def replayOf(room: str, since: int | None, clientEpoch: str | None, raw: Sequence[Any]) -> Replay:

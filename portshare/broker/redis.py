@@ -34,6 +34,10 @@ Theory of operation:
    one turn's messages at most, and the command connection at most C{maxPending} calls in
    flight (past that, publishes fail with L{Unavailable}): nothing queues without bound while
    Redis is slow.
+ - When the reply of a publish shows that its messages are the next offsets of a live feed,
+   they are delivered here from the reply at once; their pub/sub copy, when it comes, is
+   recognised from its head (epoch and offsets, L{portshare.broker.codec.isDelivered})
+   without decoding the body, and skipped.
  - Rooms this instance published to or joined are I{active}: the first time in a heartbeat
    period a room is listed in the rooms index at once (L{INDEX}); every heartbeat lists the
    period's active rooms again and refreshes their TTLs (L{TOUCH}), so the per-message
@@ -68,6 +72,7 @@ from portshare.broker.codec import (
     PublishedBatch,
     batchBody,
     historyOf,
+    isDelivered,
     membersOf,
     messageBody,
     parseEntries,
@@ -382,6 +387,8 @@ class RedisBroker:
         feed = self._feeds.get(room) if room is not None else None
         if feed is None or room is None:
             return
+        if isDelivered(payload, feed.epoch, feed.delivered) and feed.state == LIVE:
+            return  # (delivered from the publish reply, on this instance)
         try:
             event = parsePayload(room, payload)
         except ValueError as e:
@@ -555,6 +562,16 @@ class RedisBroker:
         ]
         last = first + len(acks) - 1
         feed = self._feeds.get(room)
+        if (
+            feed is not None
+            and feed.state == LIVE
+            and feed.epoch == epoch
+            and feed.delivered == first - 1
+        ):
+            # every earlier offset is delivered here: deliver these from the reply, without
+            # waiting for their pub/sub copy (skipped when it comes)
+            feed.delivered = last
+            self._deliver(feed, Step([message for message, _ in acks]))
         if feed is None or feed.state == LOST or (feed.epoch == epoch and feed.delivered >= last):
             for message, d in acks:
                 d.callback(message)

@@ -26,6 +26,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from hashlib import sha1
@@ -92,6 +93,10 @@ class RespProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.connected = True
+        noDelay = getattr(self.transport, "setTcpNoDelay", None)
+        if noDelay is not None:  # TCP (not a UNIX socket): small commands go out at once
+            with contextlib.suppress(OSError):
+                noDelay(True)
         waiting, self._whenConnected = self._whenConnected, []
         for d in waiting:
             d.callback(self)

@@ -12,6 +12,6 @@ if created then touch(KEYS[3], tonumber(ARGV[4])) end
 if n == 1 then
   redis.call('PUBLISH', ARGV[5], 'm|' .. epoch .. '|' .. first .. '|' .. ARGV[9] .. '|' .. ARGV[6])
 else
-  redis.call('PUBLISH', ARGV[5], 'b|' .. epoch .. '|' .. first .. '|' .. ARGV[6])
+  redis.call('PUBLISH', ARGV[5], 'b|' .. epoch .. '|' .. first .. '|' .. n .. '|' .. ARGV[6])
 end
 return {epoch, first}
