@@ -453,3 +453,32 @@ async def test_publishWhileRedisIsDownIsUnavailable(
     await within(a.whenReady(), 15)
     message = await a.publish("down", "ann", "after", 3)
     assert message.text == "after"
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(30)
+@pytest_twisted.ensureDeferred
+async def test_ownPublishesDeliveredOnceFromTheReply(brokers: Callable[..., Any]) -> None:
+    """
+    An instance subscribed to the room it publishes to delivers its messages (from the
+    publish reply) before their acks, each once and in order, interleaved correctly with
+    another instance's messages; the pub/sub copies are not delivered again.
+    """
+    a, b = await brokers(history=100), await brokers(history=100)
+    here, there = RecordingListener(), RecordingListener()
+    await a.subscribe("own", here)
+    await b.subscribe("own", there)
+    acked: list[int] = []
+    for rnd in range(5):
+        mine = [a.publish("own", "ann", f"a{rnd}.{i}", i) for i in range(4)]
+        theirs = [b.publish("own", "bob", f"b{rnd}.{i}", i) for i in range(3)]
+        for d in mine:
+            message = await within(d)
+            assert message in here.delivered  # delivered here before its ack
+            acked.append(message.offset)
+        for d in theirs:
+            acked.append((await within(d)).offset)
+    await eventually(lambda: len(here.delivered) >= 35 and len(there.delivered) >= 35)
+    for listener in (here, there):
+        assert [m.offset for m in listener.delivered] == list(range(1, 36))
+    assert sorted(acked) == list(range(1, 36))
