@@ -737,6 +737,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument(
+        "--redis-core",
+        default=REDIS_CORE,
+        help="the core the portshare-redis server's redis-server is pinned to ('': none)",
+    )
+    parser.add_argument(
+        "--fanout-steps",
+        default=None,
+        help="comma-separated offered deliveries/s for scenario B instead of the profile's",
+    )
+    parser.add_argument(
         "--fanout-sizes",
         default=None,
         help="comma-separated room sizes for scenario B instead of the profile's (e.g. 1000)",
@@ -746,7 +756,11 @@ def main(argv: list[str] | None = None) -> int:
     # a SIGTERM unwinds like an error: every `finally` stops the processes it started
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     profile = "smoke" if args.smoke else "quick" if args.quick else "full"
+    global REDIS_CORE
+    REDIS_CORE = args.redis_core
     params = json.loads(json.dumps(PROFILES[profile]))
+    if args.fanout_steps:
+        params["fanout"]["steps"] = [int(s) for s in args.fanout_steps.split(",") if s]
     if args.fanout_sizes:
         params["fanout"]["sizes"] = [int(s) for s in args.fanout_sizes.split(",") if s]
     servers = [s for s in args.servers.split(",") if s]
@@ -778,7 +792,7 @@ def main(argv: list[str] | None = None) -> int:
             "commit": machineFacts(args.python, args.baseline)["portshare_commit"],
             "src": str(args.baseline),
         },
-        "pinning": {"server": SERVER_CORE, "generator": GEN_CORE},
+        "pinning": {"server": SERVER_CORE, "generator": GEN_CORE, "redis": REDIS_CORE},
         "results": {},
         "skipped": [],
     }

@@ -249,6 +249,9 @@ class RedisBroker:
             d.callback(None)
         self._readyWaiters = []
         self._releaseWaiters(None)
+        if self._sweep is not None and self._sweep.active():
+            self._sweep.cancel()
+        self._sweep = None
 
     def stop(self) -> Deferred[None]:
         """Say goodbye (this instance's members leave), then close the connections."""
