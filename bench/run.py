@@ -709,6 +709,7 @@ def noisy(result: dict[str, Any], limit: float) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global REDIS_CORE
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="shorter windows and fewer steps")
@@ -756,7 +757,6 @@ def main(argv: list[str] | None = None) -> int:
     # a SIGTERM unwinds like an error: every `finally` stops the processes it started
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     profile = "smoke" if args.smoke else "quick" if args.quick else "full"
-    global REDIS_CORE
     REDIS_CORE = args.redis_core
     params = json.loads(json.dumps(PROFILES[profile]))
     if args.fanout_steps:
