@@ -173,6 +173,30 @@ class ClockTests(SynchronousTestCase):
         self.assertIsNone(broker.unavailableReason)
         self.assertEqual(len(connector.opened), 4)
 
+    def test_aTurnsPublishesAreOneCallPerRoom(self) -> None:
+        """
+        Publishes wait for the end of the reactor turn; then each room's go to Redis as one
+        script call, and every publish gets its own message (consecutive offsets).
+        """
+        broker, connector = clockBroker()
+        connector.refusing = False
+        self.successResultOf(broker.start())
+        command = connector.opened[0]
+        said = [broker.publish("r", "n", f"t{i}", i) for i in range(3)]
+        said.append(broker.publish("s", "n", "other", 9))
+        calls = lambda key: [s for s in command.sent if s == ("EVAL", key)]  # noqa: E731
+        self.assertEqual(calls("portshare:{r}:epoch"), [])
+        for d in said:
+            self.assertNoResult(d)
+        connector.clock.advance(0)
+        self.assertEqual(len(calls("portshare:{r}:epoch")), 1)
+        self.assertEqual(len(calls("portshare:{s}:epoch")), 1)
+        messages = [self.successResultOf(d) for d in said]
+        self.assertEqual(
+            [(m.room, m.offset, m.text) for m in messages],
+            [("r", 0, "t0"), ("r", 1, "t1"), ("r", 2, "t2"), ("s", 0, "other")],
+        )
+
     def test_stopCancelsEverything(self) -> None:
         """After stop, nothing is scheduled on the clock any more."""
         broker, connector = clockBroker()
