@@ -31,7 +31,7 @@ from portshare.backpressure import CLOSE, POLICIES
 from portshare.broker import IBroker, buildBroker
 from portshare.broker.url import parseBrokerURL
 from portshare.chat import KeyedBuckets
-from portshare.connections import TrackingFactory
+from portshare.connections import BehindProxy, TrackingFactory
 from portshare.echo import buildEchoFactory
 from portshare.hub import Hub, IMember
 from portshare.limits import Limits
@@ -46,6 +46,11 @@ from portshare.upgrade import UpgradeDispatcher
 from portshare.users import AUTH_MODES, AUTH_OFF, DEFAULT_TOKEN_COOKIE, Gatekeeper
 from portshare.web import buildAdminTree, buildTree, chatPrefixSegments, placeChat
 from portshare.ws import buildChatFactory, closeWithCode, isWebSocket, plainFramesWarning
+
+
+def isProxied(description: str) -> bool:
+    """Whether an endpoint string is behind the PROXY protocol (C{haproxy:tcp:8080})."""
+    return description.split(":", 1)[0].lower() == "haproxy"
 
 
 def formatAddress(address: IAddress, secure: bool = False) -> str:
@@ -352,13 +357,13 @@ class PortshareService(MultiService):
             maxPerAddress=limits.maxConnectionsPerAddress,
             requestTimeout=limits.requestTimeout,
             refused=lambda reason: self.metrics.refusedConnections.labels(reason).inc(),
+            trustedProxies=settings.trustedProxies,
         )
         self.metrics.watchConnections(self.tracker.counts)
         for description in settings.ports:
             endpoint = serverFromString(reactor, description)
-            ListeningService(description, endpoint, self.tracker, self.listening).setServiceParent(
-                self
-            )
+            factory = self.tracker if not isProxied(description) else BehindProxy(self.tracker)
+            ListeningService(description, endpoint, factory, self.listening).setServiceParent(self)
         #: the admin endpoints' addresses, their tree and their own tracker (--admin-port)
         self.adminListening: list[str] = []
         self.adminRoot = buildAdminTree(
@@ -372,11 +377,15 @@ class PortshareService(MultiService):
             maxConnections=limits.adminMaxConnections,
             requestTimeout=limits.requestTimeout,
             refused=lambda reason: self.metrics.refusedConnections.labels("admin_" + reason).inc(),
+            trustedProxies=settings.trustedProxies,
         )
         for description in settings.adminPorts:
             endpoint = serverFromString(reactor, description)
+            admin: Any = self.adminTracker
+            if isProxied(description):
+                admin = BehindProxy(self.adminTracker)
             ListeningService(
-                description, endpoint, self.adminTracker, self.adminListening, admin=True
+                description, endpoint, admin, self.adminListening, admin=True
             ).setServiceParent(self)
 
     def _buildGate(self, settings: Settings, reactor: Any, http: Any) -> Gatekeeper:
