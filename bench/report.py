@@ -22,7 +22,9 @@ PYTHON_PEERS = ["autobahn", "websockets", "aiohttp"]
 BASELINE = "baseline"
 #: portshare with an application mounted (bench/run.py's APP_VARIANT)
 APP_VARIANT = "portshare-app"
-ORDER = ["portshare", BASELINE, APP_VARIANT, *PEERS]
+#: portshare with --broker redis:// (and the run's own redis-server)
+REDIS = "portshare-redis"
+ORDER = ["portshare", REDIS, BASELINE, APP_VARIANT, *PEERS]
 
 
 def dig(obj: Any, *path: Any) -> Any:
@@ -204,6 +206,13 @@ def rows(results: dict[str, Any]) -> list[Row]:
         ("E others' rate kept", "slow", lambda c: c.get("others_ratio"), True, "{:.2f}"),
         ("F inbound say/s", "publishers", lambda c: c.get("says_per_s"), True, "{:,.0f}"),
         (
+            "F1 one publisher, one at a time, say/s",
+            "publisher",
+            lambda c: c.get("says_per_s"),
+            True,
+            "{:,.0f}",
+        ),
+        (
             "F says per server CPU-second",
             "publishers",
             lambda c: perCpu(c, "says_per_s"),
@@ -286,8 +295,81 @@ def cpuTable(results: dict[str, Any]) -> str:
             row.append(
                 f"{peak['achieved']:,} @ server {peak['server_cpu']:.0f}% / "
                 f"gen {peak['gen_cpu']:.0f}% / other {peak.get('other_cpu', 0):.0f}%"
+                + (f" / redis {peak['redis_cpu']:.0f}%" if "redis_cpu" in peak else "")
             )
         lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+#: issue 16's goals: the Redis broker's share of the memory broker's figure, in one run
+REDIS_GOALS = {"publishers": 0.7, "publisher": 0.8, "fanout": 0.9}
+
+
+def redisRows(results: dict[str, Any]) -> list[tuple[str, str, Any, Any, float]]:
+    """(label, scenario, memory cell's figure and window, Redis cell's, goal) rows."""
+    data = results["results"]
+    out: list[tuple[str, str, Any, Any, float]] = []
+    for scenario, label in (
+        ("publishers", "F many publishers, say/s"),
+        ("publisher", "F1 one publisher one at a time, say/s"),
+    ):
+        cells = data.get(scenario, {})
+        if REDIS in cells:
+            mem, red = cells.get("portshare"), cells.get(REDIS)
+            out.append((label, scenario, _said(mem), _said(red), REDIS_GOALS[scenario]))
+    cells = data.get("fanout", {})
+    if REDIS in cells:
+        for s in [str(s) for s in dig(results, "params", "fanout", "sizes") or []]:
+            out.append(
+                (
+                    f"B fan-out S={s}, max sustained deliveries/s",
+                    "fanout",
+                    _sustained(cells.get("portshare"), s),
+                    _sustained(cells.get(REDIS), s),
+                    REDIS_GOALS["fanout"],
+                )
+            )
+    return out
+
+
+def _said(cell: Any) -> tuple[Any, Any]:
+    if not cell or "error" in cell:
+        return None, None
+    return cell.get("says_per_s"), cell
+
+
+def _sustained(cell: Any, size: str) -> tuple[Any, Any]:
+    if not cell or "error" in cell:
+        return None, None
+    ok = [st for st in dig(cell, "sizes", size, "steps") or [] if st.get("ok")]
+    best = max(ok, key=lambda st: st["achieved"]) if ok else None
+    return dig(cell, "sizes", size, "max_sustained"), best
+
+
+def _cpu(window: Any) -> str:
+    if not window:
+        return "-"
+    text = f"portshare {window.get('server_cpu', 0):.0f}%"
+    if "redis_cpu" in window:
+        text += f" / redis {window['redis_cpu']:.0f}%"
+    return text
+
+
+def redisTable(results: dict[str, Any]) -> str:
+    """The memory broker beside the Redis broker, the ratio and issue 16's goal for it."""
+    rows_ = redisRows(results)
+    if not rows_:
+        return ""
+    lines = [
+        "| metric | memory | redis | redis / memory | goal | CPU (memory) | CPU (redis) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, _, (mem, memWin), (red, redWin), goal in rows_:
+        r = f"{red / mem:.2f}x" if mem and red is not None else "-"
+        lines.append(
+            f"| {label} | {fmt(mem, '{:,.0f}')} | {fmt(red, '{:,.0f}')} | {r} | "
+            f">= {goal}x | {_cpu(memWin)} | {_cpu(redWin)} |"
+        )
     return "\n".join(lines)
 
 
@@ -300,6 +382,7 @@ def otherTable(results: dict[str, Any]) -> str:
         "idle": lambda c: c.get("join_phase"),
         "slow": lambda c: c.get("stall"),
         "publishers": lambda c: c,
+        "publisher": lambda c: c,
         "http": lambda c: c.get("alone"),
     }
     lines = ["| scenario | " + " | ".join(servers) + " |", "|" + "---|" * (len(servers) + 1)]
@@ -315,9 +398,10 @@ def otherTable(results: dict[str, Any]) -> str:
             elif scenario == "http":
                 row.append(f"server {fig.get('server_cpu', 0):.0f}% / wrk {fig['wrk_cpu']:.0f}%")
             else:
+                redis = f" / redis {fig['redis_cpu']:.0f}%" if "redis_cpu" in fig else ""
                 row.append(
                     f"server {fig['server_cpu']:.0f}% / gen {fig['gen_cpu']:.0f}% / "
-                    f"other {fig.get('other_cpu', 0):.0f}%"
+                    f"other {fig.get('other_cpu', 0):.0f}%{redis}"
                 )
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -429,6 +513,17 @@ def render(results: dict[str, Any]) -> str:
             "",
             otherTable(results),
             "",
+            *(
+                [
+                    "The memory broker beside the Redis broker (the same run; CPU in % of one "
+                    "core, at the window of the figure):",
+                    "",
+                    redisTable(results),
+                    "",
+                ]
+                if redisRows(results)
+                else []
+            ),
         ]
     )
 

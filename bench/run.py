@@ -7,7 +7,14 @@ portshare's benchmark: every scenario against portshare and its peers, in one ru
 
 Scenarios (issue 7): A echo, B fan-out at S = 100 / 1,000 / 5,000 with stepped offered rate,
 C idle joined connections (RSS per connection, handshakes and joins per second), D C{GET /}
-with wrk alone and during fan-out, E a slow consumer, F many publishers.
+with wrk alone and during fan-out, E a slow consumer, F many publishers, F1 (C{publisher})
+one publisher saying one message at a time.
+
+The server C{portshare-redis} is portshare with C{--broker redis://}: the run starts its own
+C{redis-server} (no persistence) on a free loopback port beside it, and reports that
+process's CPU (C{redis_cpu}) and C{INFO commandstats} next to portshare's.  It runs the
+fan-out and publisher scenarios only (L{REDIS_SCENARIOS}); the report puts it beside the
+memory broker.
 
 Each server runs pinned to core 0 (C{taskset -c 0}), the generator (L{loadgen}, picows on
 uvloop) and wrk to core 1; both CPU figures are recorded for every window, and so is the CPU
@@ -26,6 +33,7 @@ import platform
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -89,6 +97,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "seconds": 15.0,
         },
         "publishers": {"publishers": 100, "window": 8, "warmup": 1.0, "seconds": 5.0},
+        "publisher": {"publishers": 1, "window": 1, "warmup": 1.0, "seconds": 5.0},
     },
     "quick": {
         "echo": {"conns": 100, "window": 8, "size": 64, "warmup": 0.5, "seconds": 3.0},
@@ -116,6 +125,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "seconds": 12.0,
         },
         "publishers": {"publishers": 100, "window": 8, "warmup": 0.5, "seconds": 3.0},
+        "publisher": {"publishers": 1, "window": 1, "warmup": 0.5, "seconds": 3.0},
     },
     "smoke": {
         "echo": {"conns": 4, "window": 2, "size": 64, "warmup": 0.1, "seconds": 0.3},
@@ -153,11 +163,16 @@ PROFILES: dict[str, dict[str, Any]] = {
             "rest": 0.1,
         },
         "publishers": {"publishers": 3, "window": 2, "warmup": 0.1, "seconds": 0.3},
+        "publisher": {"publishers": 1, "window": 1, "warmup": 0.1, "seconds": 0.3},
     },
 }
 
-SCENARIOS = ["echo", "fanout", "idle", "http", "slow", "publishers"]
-SERVERS = ["portshare", "autobahn", "websockets", "aiohttp", "picows"]
+SCENARIOS = ["echo", "fanout", "idle", "http", "slow", "publishers", "publisher"]
+#: portshare with --broker redis:// and a redis-server of its own
+REDIS = "portshare-redis"
+SERVERS = ["portshare", REDIS, "autobahn", "websockets", "aiohttp", "picows"]
+#: the scenarios the Redis variant runs (the others measure nothing of the broker)
+REDIS_SCENARIOS = {"fanout", "publishers", "publisher"}
 #: portshare with an application mounted (a tiny WSGI app, the chat under /chat): not in the
 #: default run; ask for it (--servers portshare,portshare-app) to measure what mounting an
 #: application costs the chat (issue 14: fan-out with one >= 0.95x fan-out without)
@@ -166,6 +181,8 @@ APP_PREFIX = "/chat"
 VARIANTS = [APP_VARIANT]
 #: portshare at another commit (--baseline SRC): a refactor's before and after in one run
 BASELINE = "baseline"
+#: the core the run's redis-server is pinned to ("" for none: the scheduler decides)
+REDIS_CORE = ""
 
 # portshare's limits that a benchmark would trip, raised when this version has the option
 PORTSHARE_RAISED = {
@@ -198,10 +215,17 @@ class Server:
         self.port = 0
         #: where the chat's paths are on this server (C{--chat-prefix})
         self.prefix = APP_PREFIX if name == APP_VARIANT else ""
+        self.redis: RedisServer | None = RedisServer(logDir) if name == REDIS else None
+
+    @property
+    def redisPid(self) -> int:
+        """The PID of this server's redis-server (0 for none)."""
+        return self.redis.pid if self.redis is not None else 0
 
     def argv(self) -> list[str]:
-        if self.name in ("portshare", BASELINE, APP_VARIANT):
+        if self.name in ("portshare", BASELINE, REDIS, APP_VARIANT):
             app = ["--wsgi", "tiny_wsgi.app", "--chat-prefix", APP_PREFIX]
+            broker = [] if self.redis is None else ["--broker", self.redis.url]
             return [
                 self.python,
                 "-c",
@@ -214,6 +238,7 @@ class Server:
                 "--echo",
                 *(app if self.name == APP_VARIANT else []),
                 *portshareOptions(self.python, self.src),
+                *broker,
             ]
         script = {
             "autobahn": "autobahn_site.py",
@@ -224,6 +249,8 @@ class Server:
         return [self.python, str(PEERS / script), "--port", "0", "--static", str(STATIC)]
 
     def start(self, timeout: float = 30.0) -> None:
+        if self.redis is not None:
+            self.redis.start()
         env = dict(os.environ)
         env["PYTHONPATH"] = str(self.src)
         if self.name == APP_VARIANT:
@@ -257,14 +284,92 @@ class Server:
         return self.proc.pid
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+            self._stopServer()
+        finally:
+            if self.redis is not None:
+                self.redis.stop()
+
+    def _stopServer(self) -> None:
+        terminate(self.proc)
+
+
+def terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a process we started, by its PID: SIGTERM, then SIGKILL after 10 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+class RedisServer:
+    """
+    The redis-server of the C{portshare-redis} server: a free loopback port, no
+    persistence, a temporary directory; stopped by its PID.
+    """
+
+    def __init__(self, logDir: Path) -> None:
+        self.logDir = logDir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc is not None else 0
+
+    def start(self, timeout: float = 15.0) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        work = Path(tempfile.mkdtemp(prefix="redis-", dir=self.logDir))
+        argv = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(work), "--daemonize", "no"]  # fmt: skip
+        log = open(self.logDir / "redis-server.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            pinned(REDIS_CORE, argv) if REDIS_CORE else argv, stdout=log, stderr=log
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(64).startswith(b"+PONG"):
+                        return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not start")
+
+    def commandStats(self) -> dict[str, Any]:
+        """Redis's C{INFO commandstats}: calls and microseconds per call of each command."""
+        with socket.create_connection(("127.0.0.1", self.port), 5) as s:
+            s.sendall(b"INFO commandstats\r\n")
+            data = b""
+            while not data.endswith(b"\r\n\r\n") and len(data) < 1 << 20:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        stats: dict[str, Any] = {}
+        for line in data.decode(errors="replace").splitlines():
+            m = re.match(r"cmdstat_(\w+):calls=(\d+),usec=(\d+),usec_per_call=([\d.]+)", line)
+            if m:
+                stats[m.group(1)] = {"calls": int(m.group(2)), "usec_per_call": float(m.group(4))}
+        return stats
+
+    def stop(self) -> None:
+        terminate(self.proc)
 
 
 _OPTION_CACHE: dict[tuple[str, str], list[str]] = {}
@@ -308,6 +413,8 @@ def runLoadgen(
             json.dumps(params),
             "--timeout",
             str(timeout),
+            "--redis-pid",
+            str(server.redisPid),
         ],
     )
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -565,6 +672,7 @@ def available(name: str) -> bool:
         "portshare": "autobahn",
         BASELINE: "autobahn",
         APP_VARIANT: "autobahn",
+        REDIS: "hiredis",
         "autobahn": "autobahn",
         "websockets": "websockets",
         "aiohttp": "aiohttp",
@@ -588,8 +696,15 @@ def runCell(
         "idle": "idle",
         "slow": "slow",
         "publishers": "publishers",
+        "publisher": "publishers",
     }[scenario]
-    return runLoadgen(python, gen, server, params, timeout)
+    cell = runLoadgen(python, gen, server, params, timeout)
+    if server.redis is not None and "error" not in cell:
+        try:
+            cell["redis_commandstats"] = server.redis.commandStats()
+        except OSError as e:
+            cell["redis_commandstats"] = {"error": str(e)}
+    return cell
 
 
 def noisy(result: dict[str, Any], limit: float) -> bool:
@@ -611,6 +726,7 @@ def noisy(result: dict[str, Any], limit: float) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global REDIS_CORE
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="shorter windows and fewer steps")
@@ -638,12 +754,32 @@ def main(argv: list[str] | None = None) -> int:
         "--cell-wait", type=float, default=180, help="seconds to wait for quiet before a cell"
     )
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument(
+        "--redis-core",
+        default=REDIS_CORE,
+        help="the core the portshare-redis server's redis-server is pinned to ('': none)",
+    )
+    parser.add_argument(
+        "--fanout-steps",
+        default=None,
+        help="comma-separated offered deliveries/s for scenario B instead of the profile's",
+    )
+    parser.add_argument(
+        "--fanout-sizes",
+        default=None,
+        help="comma-separated room sizes for scenario B instead of the profile's (e.g. 1000)",
+    )
     args = parser.parse_args(argv)
 
     # a SIGTERM unwinds like an error: every `finally` stops the processes it started
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     profile = "smoke" if args.smoke else "quick" if args.quick else "full"
-    params = PROFILES[profile]
+    REDIS_CORE = args.redis_core
+    params = json.loads(json.dumps(PROFILES[profile]))
+    if args.fanout_steps:
+        params["fanout"]["steps"] = [int(s) for s in args.fanout_steps.split(",") if s]
+    if args.fanout_sizes:
+        params["fanout"]["sizes"] = [int(s) for s in args.fanout_sizes.split(",") if s]
     servers = [s for s in args.servers.split(",") if s]
     scenarios = [s for s in args.scenarios.split(",") if s]
     for s in servers:
@@ -673,7 +809,7 @@ def main(argv: list[str] | None = None) -> int:
             "commit": machineFacts(args.python, args.baseline)["portshare_commit"],
             "src": str(args.baseline),
         },
-        "pinning": {"server": SERVER_CORE, "generator": GEN_CORE},
+        "pinning": {"server": SERVER_CORE, "generator": GEN_CORE, "redis": REDIS_CORE},
         "results": {},
         "skipped": [],
     }
@@ -692,6 +828,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 server.start()
                 for scenario in scenarios:
+                    if name == REDIS and scenario not in REDIS_SCENARIOS:
+                        continue
                     t0 = time.monotonic()
                     try:
                         cell = runCell(scenario, server, args.python, params[scenario], 60.0)
@@ -710,6 +848,8 @@ def main(argv: list[str] | None = None) -> int:
             if not available(name):
                 if name not in results["skipped"]:
                     results["skipped"].append(name)
+                continue
+            if name == REDIS and scenario not in REDIS_SCENARIOS:
                 continue
             for attempt in range(2):
                 quiet = waitQuietCell(args.noise_limit, args.cell_wait)
@@ -773,8 +913,9 @@ def summary(scenario: str, cell: dict[str, Any]) -> str:
             f"cut={cell['cut']} after {cell['cut_after_s']} s, "
             f"rss +{cell['rss_growth'] // 1024} KiB, others {cell['others_ratio']}"
         )
-    if scenario == "publishers":
-        return f"{cell['says_per_s']} say/s"
+    if scenario in ("publishers", "publisher"):
+        extra = f" (redis {cell['redis_cpu']}% CPU)" if "redis_cpu" in cell else ""
+        return f"{cell['says_per_s']} say/s{extra}"
     return ""
 
 

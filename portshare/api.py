@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from portshare import errors
+from portshare.admission import requestToken
 from portshare.apiguard import SAFE_METHODS, ApiPolicy, ApiResource
 from portshare.errors import BadRequest
 from portshare.httpjson import (
@@ -39,6 +42,38 @@ from portshare.wire import validNick, validRoom, validText
 __all__ = ["SAFE_METHODS", "ApiPolicy", "ApiResource", "buildApi"]
 
 
+def readerChecked(request: Request, hub: Hub, guard: ApiPolicy, room: str | None) -> Deferred[None]:
+    """
+    Who may read rooms (their history, C{room}; the room list, C{None}) over HTTP.
+
+    Open, as in version 1 (unless rooms are private: L{ApiPolicy.checkRead}), except with
+    C{--auth required}, where the chat is for users only: reading needs the API token or a
+    user's token (C{Authorization: Bearer}, or the token cookie) whose C{rooms} grant lets it
+    join C{room}; without one it is 401, as a handshake would be.
+    """
+    if not hub.gate.waitsForAuth(None):
+        guard.checkRead(request)
+        return succeed(None)
+    token = requestToken(request, hub.gate.tokenCookie)
+    if token is not None and guard.isApiToken(token):
+        return succeed(None)
+
+    def granted(identity: Any) -> None:
+        if room is not None and not identity.mayJoin(room):
+            raise errors.Forbidden(f"your token does not allow reading {room}")
+
+    def refused(failure: Failure) -> Failure:
+        if isinstance(failure.value, errors.Unauthorized):
+            request.setHeader(b"www-authenticate", b'Bearer realm="portshare"')
+        return failure
+
+    if token is None:
+        d: Deferred[Any] = fail(errors.Unauthorized("--auth required: read with a token"))
+    else:
+        d = hub.gate.authenticate(token).addCallback(granted)
+    return d.addErrback(refused)
+
+
 class MessagesResource(ApiResource):
     """C{/api/rooms/{room}/messages}: history (GET) and publishing (POST)."""
 
@@ -50,12 +85,12 @@ class MessagesResource(ApiResource):
         self.room = room
 
     def render_GET(self, request: Request) -> int:
-        self.guard.checkRead(request)
         limits = self.hub.limits
         since = queryInt(request, "since", 0)
         limit = min(queryInt(request, "limit", limits.historyPageLimit), limits.historyPageLimit)
-        room = self.room
-        d = self.hub.history(room, since, limit)
+        room, hub = self.room, self.hub
+        d: Deferred[Any] = readerChecked(request, hub, self.guard, room)
+        d.addCallback(lambda _: hub.history(room, since, limit))
         d.addCallback(
             lambda result: {
                 "room": room,
@@ -68,8 +103,12 @@ class MessagesResource(ApiResource):
     def render_POST(self, request: Request) -> int:
         gate = self.hub.gate
         token = bearerToken(request.getHeader(b"authorization"))
-        if gate.usesTokens and token is not None and not self.guard.isApiToken(token):
-            return self._publishAsUser(request, token)  # a user's own token
+        if gate.usesTokens and (token is None or not self.guard.isApiToken(token)):
+            # a user's own token: Bearer, or the cookie of the application's pages (a write
+            # from another origin was refused already: ApiResource.admit)
+            token = token or requestToken(request, gate.tokenCookie)
+            if token is not None:
+                return self._publishAsUser(request, token)
         self.guard.check(request)
         self.guard.checkRate(request)
         body = readJsonBody(request, self.hub.limits.maxBody)
@@ -102,7 +141,14 @@ class MessagesResource(ApiResource):
                 lambda allowed: hub.publish(room, identity.nick, allowed, user=identity.user)
             )
 
+        def refused(failure: Failure) -> Failure:
+            if isinstance(failure.value, errors.Unauthorized):
+                # as every 401 of the service: the client is told which scheme to use
+                request.setHeader(b"www-authenticate", b'Bearer realm="portshare"')
+            return failure
+
         d = hub.gate.authenticate(token).addCallback(authenticated)
+        d.addErrback(refused)
         d.addCallback(lambda message: {"offset": message.offset})
         return answerLater(request, d, status=201)
 
@@ -141,8 +187,8 @@ class RoomsResource(ApiResource):
         return super().methods() if self.withChat else []
 
     def render_GET(self, request: Request) -> int:
-        self.guard.checkRead(request)
-        d = self.hub.rooms()
+        d: Deferred[Any] = readerChecked(request, self.hub, self.guard, None)
+        d.addCallback(lambda _: self.hub.rooms())
         d.addCallback(lambda rooms: {"rooms": [info.toDict() for info in rooms]})
         return answerLater(request, d)
 

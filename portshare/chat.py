@@ -308,6 +308,7 @@ class Session:
         "nick",
         "rooms",
         "says",
+        "serverRooms",
         "strikes",
         "timer",
         "waitingAuth",
@@ -334,6 +335,8 @@ class Session:
         self.authorizing: set[str] = set()
         #: says waiting for the application's answer, in the order they came
         self.says: Any = None
+        #: rooms the server API put it in (its token's grants do not apply to them)
+        self.serverRooms: set[str] = set()
 
     def admit(self, now: float) -> bool:
         """Whether this message fits the rate limit; counts strikes when it does not."""

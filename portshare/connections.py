@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from autobahn.websocket.protocol import WebSocketProtocol
@@ -30,7 +30,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
-from portshare.proxies import describeAddress
+from portshare.proxies import Network, describeAddress, isTrusted
 from portshare.sendnow import ImmediateWriter, Turns, immediateWriter
 
 HTTP = "http/1.1"
@@ -56,6 +56,10 @@ class TrackingProtocol(ProtocolWrapper):
         self._lostWaiters: list[Deferred[None]] = []
         #: set by sendImmediately(): this connection's writes go through it
         self._immediate: ImmediateWriter | None = None
+        #: whether the client's address is known for good (after the first data)
+        self._placed = False
+        #: whether this connection counts against C{host}'s cap
+        self.counted = False
 
     def makeConnection(self, transport: Any) -> None:
         # Provide what the transport provides, except ISSLTransport: Autobahn takes any
@@ -65,6 +69,11 @@ class TrackingProtocol(ProtocolWrapper):
         provided = providedBy(transport).flattened()
         directlyProvides(self, *[i for i in provided if not i.isOrExtends(ISSLTransport)])
         Protocol.makeConnection(self, transport)
+        # behind the PROXY protocol (a haproxy: endpoint) the client's address is in the
+        # header the proxy sends first, which the endpoint's wrapper reads before passing
+        # anything on: the connection is placed again at its first data (once; for a plain
+        # connection the address is the same)
+        self._placed = False
         self.factory.registerProtocol(self)
         self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]
         timeout = self.factory.requestTimeout
@@ -97,6 +106,10 @@ class TrackingProtocol(ProtocolWrapper):
             d.callback(None)
 
     def dataReceived(self, data: bytes) -> None:
+        if not self._placed:
+            self._placed = True
+            if not self.factory.place(self):
+                return
         self.bytesIn += len(data)
         self.wrappedProtocol.dataReceived(data)
 
@@ -181,8 +194,11 @@ class TrackingFactory(WrappingFactory):
         maxPerAddress: int | None = None,
         requestTimeout: float | None = None,
         refused: Callable[[str], None] | None = None,
+        trustedProxies: Sequence[Network] = (),
     ) -> None:
         super().__init__(wrappedFactory)
+        #: the proxies whose PROXY headers are believed (none: a haproxy: port's own)
+        self.trustedProxies = tuple(trustedProxies)
         self.clock = clock
         self.ids = itertools.count(1)
         self.listening: list[str] = []
@@ -193,8 +209,15 @@ class TrackingFactory(WrappingFactory):
         self._perAddress: Counter[str] = Counter()
         self.turns = Turns(clock)
 
-    def buildProtocol(self, addr: IAddress | None) -> Any:  # type: ignore[override]
-        """Accept the connection, unless it is over the total or per-address limit."""
+    def buildProtocol(  # type: ignore[override]
+        self, addr: IAddress | None, behindProxy: bool = False
+    ) -> Any:
+        """
+        Accept the connection, unless it is over the total or per-address limit.
+
+        @param behindProxy: it comes through the PROXY protocol (L{BehindProxy}): C{addr}
+            is the proxy's, so the per-address cap waits for the client's (L{place}).
+        """
         host = describeAddress(addr)[0] if addr is not None else ""
         if self.maxConnections is not None and len(self.protocols) >= self.maxConnections:
             self.log.warn(
@@ -202,7 +225,11 @@ class TrackingFactory(WrappingFactory):
             )
             self.refused("max-connections")
             return None
-        if self.maxPerAddress is not None and self._perAddress[host] >= self.maxPerAddress:
+        if (
+            not behindProxy
+            and self.maxPerAddress is not None
+            and self._perAddress[host] >= self.maxPerAddress
+        ):
             self.log.warn(
                 "refused {host}: {limit} connections open from it",
                 host=host,
@@ -213,11 +240,48 @@ class TrackingFactory(WrappingFactory):
         protocol: Any = super().buildProtocol(addr)
         if protocol is not None:
             protocol.host = host
-            self._perAddress[host] += 1
+            if not behindProxy:
+                protocol.counted = True
+                self._perAddress[host] += 1
         return protocol
 
+    def place(self, protocol: TrackingProtocol) -> bool:
+        """
+        A connection behind the PROXY protocol sent its first data: the header told the
+        client's address, which counts against the per-address cap from now on (in place
+        of the proxy's).  @return: whether it may stay (else it is aborted).
+        """
+        host = describeAddress(protocol.transport.getPeer())[0]  # type: ignore[union-attr]
+        if host == protocol.host:
+            return True
+        proxy = protocol.host
+        self.forget(protocol)
+        if self.trustedProxies and not isTrusted(proxy, self.trustedProxies):
+            self.log.warn("refused {proxy}: a PROXY header from an untrusted peer", proxy=proxy)
+            return self._refuse(protocol, "untrusted-proxy")
+        protocol.host = host
+        if self.maxPerAddress is not None and self._perAddress[host] >= self.maxPerAddress:
+            self.log.warn(
+                "refused {host} (through {proxy}): {limit} connections open from it",
+                host=host,
+                proxy=proxy,
+                limit=self.maxPerAddress,
+            )
+            return self._refuse(protocol, "max-connections-per-address")
+        protocol.counted = True
+        self._perAddress[host] += 1
+        return True
+
+    def _refuse(self, protocol: TrackingProtocol, reason: str) -> bool:
+        self.refused(reason)
+        protocol.transport.abortConnection()  # type: ignore[union-attr]
+        return False
+
     def forget(self, protocol: TrackingProtocol) -> None:
-        """A connection closed: it no longer counts against its address."""
+        """A connection closed (or moved): it no longer counts against its address."""
+        if not protocol.counted:
+            return
+        protocol.counted = False
         count = self._perAddress[protocol.host] - 1
         if count > 0:
             self._perAddress[protocol.host] = count
@@ -246,3 +310,20 @@ class TrackingFactory(WrappingFactory):
         for p in self.protocols:
             counts[p.protocolName] = counts.get(p.protocolName, 0.0) + 1
         return counts
+
+
+class BehindProxy:
+    """
+    What a C{haproxy:} endpoint listens with: the tracker, told that each connection's
+    address is the proxy's until the PROXY header names the client's
+    (L{TrackingFactory.place}).  Everything else is the tracker's.
+    """
+
+    def __init__(self, tracker: TrackingFactory) -> None:
+        self.tracker = tracker
+
+    def buildProtocol(self, addr: IAddress | None) -> Any:
+        return self.tracker.buildProtocol(addr, behindProxy=True)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tracker, name)

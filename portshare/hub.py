@@ -62,6 +62,9 @@ from portshare.wire import (
 
 __all__ = ["Hub", "IFrontEnd", "IMember", "Subscription"]
 
+#: commands kept while a connection's first auth is checked (beyond: refused and closed)
+MAX_WAITING_FOR_AUTH = 32
+
 
 def memberRows(counts: dict[tuple[str | None, str], int]) -> list[dict[str, Any]]:
     """Connection counts by (user, nick) as the server API lists members: by nick."""
@@ -132,6 +135,8 @@ class Hub:
         self.gate = gate if gate is not None else Gatekeeper()
         #: the open sessions of each authenticated user
         self._users: dict[str, set[Session]] = {}
+        #: what sessions sent after their first auth, while it is checked (L{_waitForAuth})
+        self._authWaiting: dict[Session, list[Callable[[], None]]] = {}
         broker.answerCommands(self.answerCommand)
         self._rooms: dict[str, RoomFanout] = {}
         self.sessions: set[Session] = set()
@@ -179,6 +184,7 @@ class Hub:
         if session.timer is not None and session.timer.active():
             session.timer.cancel()
         session.timer = None
+        self._authWaiting.pop(session, None)
         self._forgetUser(session)
         for room in list(session.rooms):
             self._removeFromRoom(session, room)
@@ -204,12 +210,33 @@ class Hub:
             self._limited(session, command.ref)
             return
         if session.waitingAuth and type(command) is not Auth:
+            if self._waitForAuth(session, lambda: self._dispatch(session, command)):
+                return
             self._unauthorized(session, "send an auth message with your token first", command.ref)
             return
+        self._dispatch(session, command)
+
+    def _dispatch(self, session: Session, command: Command) -> None:
         try:
             self._handlers[type(command)](session, command)
         except RemoteError as e:
             self._refuse(session, e, command.ref)
+
+    def _waitForAuth(self, session: Session, later: Callable[[], None]) -> bool:
+        """
+        With C{--auth required}, what a client sends after its first C{auth} and before
+        that auth's check completed (a JWKS fetch, the connect hook) waits for it, bounded
+        (a client need not wait for C{authed}: auth was first); @return: whether C{later}
+        waits (C{False}: no auth in flight, or too much waiting: refuse and close).
+        """
+        waiting = self._authWaiting.get(session)
+        if waiting is None:
+            return False
+        if len(waiting) >= MAX_WAITING_FOR_AUTH:
+            del self._authWaiting[session]
+            return False
+        waiting.append(later)
+        return True
 
     def receivedInvalid(self, session: Session, error: RemoteError) -> None:
         """
@@ -223,6 +250,8 @@ class Hub:
             self._limited(session, error.ref)
             return
         if session.waitingAuth:
+            if self._waitForAuth(session, lambda: self._refuse(session, error, error.ref)):
+                return
             self._unauthorized(session, "send an auth message with your token first", error.ref)
             return
         self._refuse(session, error, error.ref)
@@ -300,9 +329,17 @@ class Hub:
         except RemoteError as e:
             self._refuse(session, e, command.ref)
 
-    def _joinNow(self, session: Session, command: Join) -> None:
+    def _joinNow(self, session: Session, command: Join, byServer: bool = False) -> None:
+        """
+        Carry out a join that is allowed.
+
+        @param byServer: the server API's join (L{joinUser}): the application put the user
+            there, so no join token (C{--join-secret}) is asked for, and none mutes it.
+        """
         room = command.room
-        if self._joinTokens is not None:
+        if byServer:
+            session.mute.discard(room)
+        elif self._joinTokens is not None:
             grant = self._joinTokens.verify(command.token, self.clock.seconds())
             if not grant.mayJoin(room):
                 raise errors.Forbidden(f"your token does not allow joining {room}")
@@ -413,6 +450,7 @@ class Hub:
 
     def _removeFromRoom(self, session: Session, room: str) -> None:
         session.rooms.discard(room)
+        session.serverRooms.discard(room)
         session.mute.discard(room)
         fanout = self._rooms.get(room)
         if fanout is None:
@@ -512,6 +550,8 @@ class Hub:
         return session.identity.user if session.identity is not None else None
 
     def _auth(self, session: Session, command: Auth) -> None:
+        if session.waitingAuth:
+            self._authWaiting.setdefault(session, [])
         d = self.gate.authenticate(command.token)
         d.addCallback(self._authChecked, session, command)
         d.addErrback(self._authFailed, session, command.ref)
@@ -522,19 +562,26 @@ class Hub:
         current = session.identity
         if current is not None and identity.user != current.user:
             raise errors.Unauthorized("a refreshed token must name the same user")
-        if not session.waitingAuth:
+        if current is not None:  # a refresh: the connect rule allowed this user already
             self._authenticated(session, identity)
             self._sendAuthed(session, identity, command.ref)
             return None
-        # the first token of a connection that had none: the application's connect rule
+        # the first token of a connection that had none: the application's connect rule,
+        # as at a handshake with the token (or a user it refuses would connect anonymously,
+        # then auth); with --auth optional a refusal leaves the connection anonymous
         d = self.gate.connect(identity, session.address)
 
         def allowed(_: object) -> None:
+            waiting = self._authWaiting.pop(session, [])
             if session.closed:
                 return
             session.waitingAuth = False
             self._authenticated(session, identity)
             self._sendAuthed(session, identity, command.ref)
+            for later in waiting:  # in the order they came
+                if session.closed:
+                    break
+                later()
 
         return d.addCallback(allowed)
 
@@ -545,6 +592,7 @@ class Hub:
         if session.closed:
             return
         if session.waitingAuth:
+            self._authWaiting.pop(session, None)  # dropped with the connection
             error: Any = failure.value
             reason = getattr(error, "reason", "the token was refused")
             code = getattr(error, "code", errors.UNAUTHORIZED)
@@ -567,6 +615,13 @@ class Hub:
         session.timer = self.clock.callLater(delay, self._expired, session)
         if first:
             self._renick(session, identity.nick)
+            return
+        # a refresh may grant less: the rooms the new token no longer allows are left (those
+        # the server API put it in stay: the application decided them)
+        for room in sorted(session.rooms - session.serverRooms):
+            if not identity.mayJoin(room):
+                self._removeFromRoom(session, room)
+                self._send(session, Left(room=room))
 
     def _forgetUser(self, session: Session) -> None:
         user = self._userOf(session)
@@ -601,8 +656,9 @@ class Hub:
         session.member.closeWith(code, reason)
 
     def userSessions(self, user: str) -> list[Session]:
-        """This instance's open sessions of C{user}."""
-        return list(self._users.get(user, ()))
+        """This instance's open sessions of C{user} (not those closing: a second disconnect
+        while the first one's close handshakes run counts none of them again)."""
+        return [s for s in self._users.get(user, ()) if not s.closed]
 
     # -- the server API, on every instance (through the broker's commands) ----------------
 
@@ -647,11 +703,17 @@ class Hub:
     def joinUser(self, user: str, room: str) -> int:
         """Put C{user}'s open connections here into C{room}; @return: how many."""
         sessions = [s for s in self.userSessions(user) if not s.closed and not s.waitingAuth]
+        most = self.limits.roomsPerConnection
         for session in sessions:
             if room in session.rooms or room in session.authorizing:
                 continue
             try:
-                self._joinNow(session, Join(room=room))
+                if len(session.rooms) + len(session.authorizing) >= most:
+                    # the limit holds for the server's joins too: it bounds each
+                    # connection's subscriptions and presence, whoever asks
+                    raise TooLarge(f"a connection may join at most {most} rooms")
+                self._joinNow(session, Join(room=room), byServer=True)
+                session.serverRooms.add(room)
             except RemoteError as e:
                 self._refuse(session, e, None)
         return len(sessions)

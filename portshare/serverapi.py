@@ -17,7 +17,6 @@ C{"user"} in C{POST /api/rooms/{room}/messages} (L{portshare.api}) or in a broad
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote
 
 from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.python.failure import Failure
@@ -25,9 +24,9 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request
 
 from portshare import errors
-from portshare.apiguard import ApiPolicy, ApiResource
+from portshare.apiguard import SAFE_METHODS, ApiPolicy, ApiResource
 from portshare.errors import BadRequest
-from portshare.httpjson import answerLater, notFound, readJsonBody
+from portshare.httpjson import answerLater, notFound, readJsonBody, writeError
 from portshare.hub import Hub, memberRows
 from portshare.wire import validNick, validRoom, validText
 
@@ -35,15 +34,23 @@ from portshare.wire import validNick, validRoom, validText
 MAX_USER = 256
 #: the most rooms one broadcast may name
 MAX_BROADCAST_ROOMS = 100
+#: the longest reason of a disconnect, in UTF-8 bytes (a WebSocket close frame's limit)
+MAX_REASON_BYTES = 123
 #: the longest refusal a disconnect may ask for, in seconds (a week)
 MAX_REFUSE_FOR = 7 * 24 * 3600.0
 
 
 def validUser(segment: bytes) -> str:
-    """A user id from a path segment (percent-decoded UTF-8), as a token's C{sub} may be."""
+    """
+    A user id from a path segment, as a token's C{sub} may be.
+
+    twisted.web has percent-decoded the segment already (C{Request.postpath}): it is decoded
+    as UTF-8 here and not unquoted again, or C{a%2541} (the user C{a%41}) would reach the
+    user C{aA}, and every non-ASCII id would be refused.
+    """
     try:
-        user = unquote(segment.decode("ascii"), errors="strict")
-    except (UnicodeDecodeError, ValueError):
+        user = segment.decode("utf-8")
+    except UnicodeDecodeError:
         raise BadRequest("the user id must be percent-encoded UTF-8") from None
     if not 1 <= len(user) <= MAX_USER or not user.isprintable() or user.isspace():
         raise BadRequest(f"the user id must be 1 to {MAX_USER} printable characters")
@@ -93,8 +100,14 @@ class DisconnectResource(ServerApiResource):
     def render_POST(self, request: Request) -> int:
         body = _optionalBody(request, self.hub.limits.maxBody)
         reason = body.get("reason")
-        if reason is not None and (not isinstance(reason, str) or len(reason) > 120):
-            raise BadRequest("reason must be a string of at most 120 characters")
+        if reason is not None and (
+            not isinstance(reason, str)
+            or not reason.isprintable()
+            or len(reason.encode("utf-8", "replace")) > MAX_REASON_BYTES
+        ):
+            # the reason of a WebSocket close frame: at most 123 bytes of UTF-8, and what
+            # the client shows, so printable (no line breaks, no terminal escapes)
+            raise BadRequest(f"reason must be printable text of at most {MAX_REASON_BYTES} bytes")
         refuseFor = body.get("refuseFor")
         if refuseFor is not None and (
             isinstance(refuseFor, bool)
@@ -113,7 +126,7 @@ class UsersResource(ServerApiResource):
         try:
             user = validUser(path)
         except BadRequest as e:
-            return _refusal(e)
+            return RefusedResource(self.hub, self.guard, e)
         postpath, prepath = request.postpath, request.prepath
         if postpath == [b"disconnect"] and prepath is not None:
             postpath.pop()
@@ -168,7 +181,7 @@ class MembersResource(ServerApiResource):
         try:
             return MemberResource(self.hub, self.guard, self.room, validUser(path))
         except BadRequest as e:
-            return _refusal(e)
+            return RefusedResource(self.hub, self.guard, e)
 
 
 class BroadcastResource(ServerApiResource):
@@ -214,10 +227,28 @@ def _optionalBody(request: Request, maxBody: int) -> dict[str, Any]:
     return {} if empty else readJsonBody(request, maxBody)
 
 
-def _refusal(error: errors.PortshareError) -> IResource:
-    from portshare.httpjson import ErrorResource
+class RefusedResource(ServerApiResource):
+    """
+    A server API path that is refused (a hostile user segment): refused for its token
+    first, as every server API request is, so that a caller without the API token learns
+    nothing from the path's validation (401 or 403, never the 400).
+    """
 
-    return ErrorResource(error)
+    isLeaf = True
+
+    def __init__(self, hub: Hub, guard: ApiPolicy, error: errors.PortshareError) -> None:
+        super().__init__(hub, guard)
+        self.error = error
+
+    def render(self, request: Request) -> bytes:
+        method = request.method.decode("ascii", "replace")
+        try:
+            if method not in SAFE_METHODS:
+                self.guard.checkOrigin(request)
+            self.guard.checkServer(request)
+        except errors.PortshareError as e:
+            return writeError(request, e)
+        return writeError(request, self.error)
 
 
 __all__ = [

@@ -9,6 +9,7 @@ and stop the broker last so that it can flush.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from portshare.backpressure import CLOSE, POLICIES
 from portshare.broker import IBroker, buildBroker
 from portshare.broker.url import parseBrokerURL
 from portshare.chat import KeyedBuckets
-from portshare.connections import TrackingFactory
+from portshare.connections import BehindProxy, TrackingFactory
 from portshare.echo import buildEchoFactory
 from portshare.hub import Hub, IMember
 from portshare.limits import Limits
@@ -45,6 +46,11 @@ from portshare.upgrade import UpgradeDispatcher
 from portshare.users import AUTH_MODES, AUTH_OFF, DEFAULT_TOKEN_COOKIE, Gatekeeper
 from portshare.web import buildAdminTree, buildTree, chatPrefixSegments, placeChat
 from portshare.ws import buildChatFactory, closeWithCode, isWebSocket, plainFramesWarning
+
+
+def isProxied(description: str) -> bool:
+    """Whether an endpoint string is behind the PROXY protocol (C{haproxy:tcp:8080})."""
+    return description.split(":", 1)[0].lower() == "haproxy"
 
 
 def formatAddress(address: IAddress, secure: bool = False) -> str:
@@ -222,11 +228,16 @@ class Settings:
             raise ValueError(f"give one of jwtSecret, jwtPublicKey and jwksUrl, not {keys}")
         if self.auth != AUTH_OFF and not keys:
             raise ValueError(f"auth {self.auth} needs jwtSecret, jwtPublicKey or jwksUrl")
+        # (not "<= 0" alone: NaN passes every comparison, and a NaN or infinite timeout
+        # would leave a silent connection or a hook call waiting for ever)
         for name in ("authTimeout", "hookTimeout"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-        if self.jwtLeeway < 0 or self.hookJoinCache < 0 or self.hookMaxInFlight < 1:
-            raise ValueError("jwtLeeway and hookJoinCache must be 0 or more, hookMaxInFlight 1+")
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be a positive number of seconds")
+        for name in ("jwtLeeway", "hookJoinCache"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be 0 or more seconds")
+        if self.hookMaxInFlight < 1:
+            raise ValueError("hookMaxInFlight must be 1 or more")
         if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}", self.tokenCookie):
             raise ValueError(f"tokenCookie {self.tokenCookie!r} is not a cookie name")
         if self.hookUrl is not None and not re.match(r"https?://[^/\s]+", self.hookUrl):
@@ -330,6 +341,7 @@ class PortshareService(MultiService):
             limits=limits,
             gate=self.gate,
             trustedProxies=settings.trustedProxies,
+            origins=self.origins,
         )
         #: what the endpoints serve: the chat's tree, or the chat beside the application
         self.root = placeChat(
@@ -345,13 +357,13 @@ class PortshareService(MultiService):
             maxPerAddress=limits.maxConnectionsPerAddress,
             requestTimeout=limits.requestTimeout,
             refused=lambda reason: self.metrics.refusedConnections.labels(reason).inc(),
+            trustedProxies=settings.trustedProxies,
         )
         self.metrics.watchConnections(self.tracker.counts)
         for description in settings.ports:
             endpoint = serverFromString(reactor, description)
-            ListeningService(description, endpoint, self.tracker, self.listening).setServiceParent(
-                self
-            )
+            factory = self.tracker if not isProxied(description) else BehindProxy(self.tracker)
+            ListeningService(description, endpoint, factory, self.listening).setServiceParent(self)
         #: the admin endpoints' addresses, their tree and their own tracker (--admin-port)
         self.adminListening: list[str] = []
         self.adminRoot = buildAdminTree(
@@ -365,11 +377,15 @@ class PortshareService(MultiService):
             maxConnections=limits.adminMaxConnections,
             requestTimeout=limits.requestTimeout,
             refused=lambda reason: self.metrics.refusedConnections.labels("admin_" + reason).inc(),
+            trustedProxies=settings.trustedProxies,
         )
         for description in settings.adminPorts:
             endpoint = serverFromString(reactor, description)
+            admin: Any = self.adminTracker
+            if isProxied(description):
+                admin = BehindProxy(self.adminTracker)
             ListeningService(
-                description, endpoint, self.adminTracker, self.adminListening, admin=True
+                description, endpoint, admin, self.adminListening, admin=True
             ).setServiceParent(self)
 
     def _buildGate(self, settings: Settings, reactor: Any, http: Any) -> Gatekeeper:

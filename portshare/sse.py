@@ -330,7 +330,10 @@ class SseResource(JsonResource):
         stream = SseStream(self, request, rooms, positions)
         self.streams.add(stream)
         self._perConnection[key] += 1
-        stream.start(_field(request, b"nick"), _field(request, b"token"))
+        # a user's nick is its token's: the nick= a client sends anyway (the web client's
+        # fallback, portshare-cli) is not a request to pass for someone else, just unneeded
+        nick = None if identityOf(request) is not None else _field(request, b"nick")
+        stream.start(nick, _field(request, b"token"))
         return NOT_DONE_YET
 
     def _rooms(self, request: Request) -> list[str]:

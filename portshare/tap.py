@@ -531,7 +531,7 @@ class Options(usage.Options):
             self["broker-url"] = parseBrokerURL(self["broker"])
         except ValueError as e:
             raise usage.UsageError(f"--broker: {e}") from None
-        if self["broker-url"].shared and importlib.util.find_spec("txredisapi") is None:
+        if self["broker-url"].shared and importlib.util.find_spec("hiredis") is None:
             raise usage.UsageError(
                 "--broker redis needs the redis extra: pip install 'portshare[redis]'"
             )

@@ -48,6 +48,7 @@ from portshare.apps import DEFAULT_APP_PREFIX
 from portshare.httpjson import notFound
 from portshare.limits import Limits
 from portshare.metrics import Metrics
+from portshare.origins import OriginPolicy
 from portshare.proxies import Network
 from portshare.staticfiles import StaticCache, StaticFile, StaticFiles, builtinClient
 from portshare.status import HealthResource, MetricsResource
@@ -71,9 +72,13 @@ def buildTree(
     operatorPaths: bool = True,
     gate: Gatekeeper | None = None,
     trustedProxies: Sequence[Network] = (),
+    origins: OriginPolicy | None = None,
 ) -> Resource:
     """
     The one resource tree every endpoint serves.
+
+    @param origins: the browser origins allowed to present the token cookie at the chat's
+        handshakes (L{portshare.admission.Admitted}).
 
     @param operatorPaths: C{/healthz} and C{/metrics} are in it (not when the admin
         endpoint has them alone: L{buildAdminTree}).
@@ -110,7 +115,7 @@ def buildTree(
     if sse is not None:
         if admits:
             assert gate is not None
-            sse = Admitted(sse, gate, trustedProxies, needsIdentity=True)
+            sse = Admitted(sse, gate, trustedProxies, needsIdentity=True, origins=origins)
         root.putChild(b"sse", sse)
     ws = WebSocketEndpoint(chatFactory)
     if echoFactory is not None:
@@ -121,7 +126,7 @@ def buildTree(
         front = upgrades
     if admits:
         assert gate is not None
-        front = Admitted(front, gate, trustedProxies)
+        front = Admitted(front, gate, trustedProxies, origins=origins)
     root.putChild(b"ws", front)
     return placeChat(root, chatPrefix, app)
 

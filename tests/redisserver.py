@@ -101,3 +101,21 @@ class RedisServer:
         """Stop and start again on the same port (with an empty dataset)."""
         await self.stop(signal)
         await self.start()
+
+
+async def rawCommand(port: int, *command: Any) -> Any:
+    """
+    One command to the redis-server on C{port}, on a connection of its own (the broker's
+    protocol, L{portshare.broker.resp}, opened and closed here): for tests that look at
+    Redis beside the broker, or act on it.
+    """
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+    from portshare.broker.resp import RespProtocol
+
+    client = RespProtocol(reactor, 10.0)  # type: ignore[arg-type]
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+    try:
+        return await client.execute(*command)
+    finally:
+        client.abort()

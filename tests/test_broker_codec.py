@@ -9,7 +9,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.broker.codec import (
     Published,
+    PublishedBatch,
+    batchBody,
     historyOf,
+    isDelivered,
     membersOf,
     messageBody,
     parseEntries,
@@ -48,6 +51,41 @@ class ParsingTests(SynchronousTestCase):
             parsePayload("r", payload),
             Published("e1", Message(room="r", offset=12, ts=99, nick=nick, text=text)),
         )
+
+    def test_payloadBatch(self) -> None:
+        """A batch carries consecutive offsets from its first; nicks and texts survive."""
+        items = [("ann|x", 'say "|" \u00e9\U0001f600\n', 7), ("bob", "", 8)]
+        payload = f"b|e1|12|2|{batchBody(items)}"
+        self.assertEqual(
+            parsePayload("r", payload),
+            PublishedBatch(
+                "e1",
+                (
+                    Message(room="r", offset=12, ts=7, nick="ann|x", text=items[0][1]),
+                    Message(room="r", offset=13, ts=8, nick="bob", text=""),
+                ),
+            ),
+        )
+
+    def test_badBatches(self) -> None:
+        """A batch that is not a list of [ts, nick, text] (or is empty) is refused."""
+        one = '[[1,"a","b"]]'
+        for payload in ("b|e|1|0|[]", f"b|e|x|1|{one}", 'b|e|1|1|[["1","a","b"]]',
+                        'b|e|1|1|[[1,"a"]]', "b|e|1|1|{}", "b|e|1", f"b|e|1|2|{one}"):  # fmt: skip
+            with self.assertRaises(ValueError, msg=payload):
+                parsePayload("r", payload)
+
+    def test_isDelivered(self) -> None:
+        """A payload is recognised as delivered from its head: epoch, and last offset."""
+        body = batchBody([("a", "b", 1), ("c", "d", 2)])
+        self.assertTrue(isDelivered(f"b|e|4|2|{body}", "e", 5))
+        self.assertFalse(isDelivered(f"b|e|4|2|{body}", "e", 4))  # offset 5 is not yet
+        self.assertFalse(isDelivered(f"b|e|4|2|{body}", "f", 9))  # another epoch
+        self.assertTrue(isDelivered(f"m|e|3|9|{messageBody('a', 'b')}", "e", 3))
+        self.assertFalse(isDelivered(f"m|e|4|9|{messageBody('a', 'b')}", "e", 3))
+        for other in ("p|join|e", "m|e|x|1|[]", "b|e|1", "", "m|e|1|1|[]"):
+            self.assertFalse(isDelivered(other, None, 9), other)
+            self.assertFalse(isDelivered(other, "e", 0), other)
 
     def test_payloadPresence(self) -> None:
         """Presence payloads become presence events; a nick may contain the separator."""

@@ -136,3 +136,29 @@ class RoomFeedTests(SynchronousTestCase):
         self.assertEqual((feed.epoch, feed.delivered, feed.state), (None, 0, LIVE))
         step = feed.received(published(1, "e2"))
         self.assertTrue(step.catchUp)
+
+    def test_batchNextOffsets(self) -> None:
+        """A live feed's next offsets, as one batch, are delivered at once, in order."""
+        feed = RoomFeed("r", 10)
+        feed.started("e", 2)
+        batch = [published(i).message for i in (3, 4, 5)]
+        step = feed.receivedBatch("e", batch)
+        self.assertEqual(
+            (offsets(step.deliver), step.catchUp, feed.delivered), ([3, 4, 5], False, 5)
+        )
+
+    def test_batchAfterAGap(self) -> None:
+        """A batch past a gap is held and the stream read, as its messages one by one would."""
+        feed = RoomFeed("r", 10)
+        feed.started("e", 2)
+        step = feed.receivedBatch("e", [published(i).message for i in (5, 6)])
+        self.assertEqual((step.deliver, step.catchUp, feed.state), ([], True, CATCHING_UP))
+        caught = feed.caughtUp("e", 4, [published(i).message for i in (3, 4)])
+        self.assertEqual(offsets(caught.deliver), [3, 4, 5, 6])
+
+    def test_batchOfAnotherEpoch(self) -> None:
+        """A batch under another epoch is not delivered: the stream says what happened."""
+        feed = RoomFeed("r", 10)
+        feed.started("e", 2)
+        step = feed.receivedBatch("f", [published(3, "f").message])
+        self.assertEqual((step.deliver, step.catchUp), ([], True))

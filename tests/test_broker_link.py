@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import txredisapi
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
@@ -16,6 +15,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.broker.link import Backoff, Link, Refused
+from portshare.broker.resp import ConnectionLost, ResponseError
 from portshare.broker.scripts import MEMBERS
 from portshare.errors import Unavailable
 
@@ -90,20 +90,20 @@ class LinkCommandsTests(SynchronousTestCase):
     def test_refusedScriptIsUnavailable(self) -> None:
         """A script Redis refuses fails with Unavailable, logged as a warning naming it."""
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-        link, _ = upLink(lambda: fail(txredisapi.ResponseError("ERR no")))
+        link, _ = upLink(lambda: fail(ResponseError("ERR no")))
         self.failureResultOf(link.run(MEMBERS, ["k"], []), Unavailable)
         said = [e for e in events if e.get("log_format") == "redis refused {what}: {why}"]
         self.assertEqual([(e["what"], e["why"]) for e in said], [("members", "ERR no")])
 
     def test_lostConnectionIsUnavailable(self) -> None:
         """A script whose connection is lost fails with Unavailable, and is no bug."""
-        link, _ = upLink(lambda: fail(txredisapi.ConnectionError("Lost connection")))
+        link, _ = upLink(lambda: fail(ConnectionLost("Lost connection")))
         self.failureResultOf(link.run(MEMBERS, ["k"], []), Unavailable)
         self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_refusedCommand(self) -> None:
         """A command Redis refuses fails with Refused, carrying Redis's message."""
-        link, command = upLink(lambda: fail(txredisapi.ResponseError("ERR unknown command")))
+        link, command = upLink(lambda: fail(ResponseError("ERR unknown command")))
         failure = self.failureResultOf(link.execute("CONFIG", "GET", "appendonly"), Refused)
         self.assertEqual(str(failure.value), "ERR unknown command")
         self.assertEqual(command.sent, [("CONFIG", "GET", "appendonly")])

@@ -25,7 +25,7 @@ from portshare.broker.redis import RedisBroker
 from portshare.broker.url import parseBrokerURL
 from portshare.errors import Unavailable
 from portshare.wire import Message, Presence
-from tests.redisserver import RedisServer
+from tests.redisserver import RedisServer, rawCommand
 from tests.test_broker_memory import RecordingListener
 from tests.test_scaling import eventually, within
 
@@ -173,6 +173,30 @@ class ClockTests(SynchronousTestCase):
         self.assertIsNone(broker.unavailableReason)
         self.assertEqual(len(connector.opened), 4)
 
+    def test_aTurnsPublishesAreOneCallPerRoom(self) -> None:
+        """
+        Publishes wait for the end of the reactor turn; then each room's go to Redis as one
+        script call, and every publish gets its own message (consecutive offsets).
+        """
+        broker, connector = clockBroker()
+        connector.refusing = False
+        self.successResultOf(broker.start())
+        command = connector.opened[0]
+        said = [broker.publish("r", "n", f"t{i}", i) for i in range(3)]
+        said.append(broker.publish("s", "n", "other", 9))
+        calls = lambda key: [s for s in command.sent if s == ("EVAL", key)]  # noqa: E731
+        self.assertEqual(calls("portshare:{r}:epoch"), [])
+        for d in said:
+            self.assertNoResult(d)
+        connector.clock.advance(0)
+        self.assertEqual(len(calls("portshare:{r}:epoch")), 1)
+        self.assertEqual(len(calls("portshare:{s}:epoch")), 1)
+        messages = [self.successResultOf(d) for d in said]
+        self.assertEqual(
+            [(m.room, m.offset, m.text) for m in messages],
+            [("r", 0, "t0"), ("r", 1, "t1"), ("r", 2, "t2"), ("s", 0, "other")],
+        )
+
     def test_stopCancelsEverything(self) -> None:
         """After stop, nothing is scheduled on the clock any more."""
         broker, connector = clockBroker()
@@ -204,13 +228,7 @@ async def brokers(redisServer: RedisServer) -> AsyncIterator[Callable[..., Any]]
 
 
 async def raw(redisServer: RedisServer, *command: Any) -> Any:
-    import txredisapi
-
-    client = await txredisapi.Connection("127.0.0.1", redisServer.port, reconnect=False)
-    try:
-        return await client.execute_command(*command)
-    finally:
-        await client.disconnect()
+    return await rawCommand(redisServer.port, *command)
 
 
 @pytest.mark.e2e
@@ -381,7 +399,7 @@ async def test_restartFromOlderSnapshotIsANewEpoch(
     await redisServer.stop("KILL")
     await redisServer.start()
     await within(a.whenReady(), 15)
-    assert await raw(redisServer, "GET", "portshare:{snap}:seq") == 3  # rolled back
+    assert int(await raw(redisServer, "GET", "portshare:{snap}:seq")) == 3  # rolled back
     replay = await a.replay("snap", 5, epoch)
     assert (replay.epoch != epoch, replay.last, replay.recovered) == (True, 0, False)
     message = await a.publish("snap", "ann", "after", 6)
@@ -391,3 +409,100 @@ async def test_restartFromOlderSnapshotIsANewEpoch(
         1,
         "after",
     )
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(30)
+@pytest_twisted.ensureDeferred
+async def test_aTurnsPublishesAreOneBatch(
+    brokers: Callable[..., Any], redisServer: RedisServer
+) -> None:
+    """
+    The publishes of one reactor turn to one room travel as one script call and one pub/sub
+    message; each gets its own ack with consecutive offsets, every instance delivers them
+    once and in order, and history holds each of them.
+    """
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+    from portshare.broker.resp import RespProtocol
+
+    a, b = await brokers(history=50), await brokers(history=50)
+    listener = RecordingListener()
+    await a.subscribe("batch", listener)
+    watcher = RespProtocol(reactor, 10.0)
+    await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", redisServer.port), watcher)
+    payloads: list[str] = []
+    watcher.onMessage = lambda channel, payload: payloads.append(payload)
+    try:
+        await watcher.subscribeTo(["portshare:{batch}:events"])
+        said = [b.publish("batch", f"n{i}", f"text {i} |", 100 + i) for i in range(10)]
+        acks = [await within(d) for d in said]
+        assert [(m.offset, m.nick, m.ts) for m in acks] == [
+            (i + 1, f"n{i}", 100 + i) for i in range(10)
+        ]
+        await eventually(lambda: len(listener.delivered) == 10)
+        assert listener.delivered == list(acks)
+        await eventually(lambda: len(payloads) == 1)
+        assert payloads[0].startswith("b|")
+        assert (await a.history("batch", 0, 100))[1] == tuple(acks)
+    finally:
+        watcher.abort()
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(30)
+@pytest_twisted.ensureDeferred
+async def test_publishWhileRedisIsDownIsUnavailable(
+    brokers: Callable[..., Any], redisServer: RedisServer
+) -> None:
+    """
+    Publishes queued in the turn Redis goes away, and those after, each get an error
+    (unavailable), none is left without an answer; once Redis is back, publishing works.
+    """
+    a = await brokers()
+    await a.publish("down", "ann", "before", 1)
+    queued = [a.publish("down", "ann", f"q{i}", i) for i in range(5)]
+    await redisServer.stop("KILL")
+    results = []
+    for d in queued:
+        try:
+            results.append((await within(d, 10)).offset)
+        except Unavailable:
+            results.append("unavailable")
+    # each answered: stored (an offset) if Redis ran the call before dying, else an error
+    assert len(results) == 5 and all(r == "unavailable" or isinstance(r, int) for r in results)
+    with pytest.raises(Unavailable):
+        await a.publish("down", "ann", "while down", 2)
+    await redisServer.start()
+    await within(a.whenReady(), 15)
+    message = await a.publish("down", "ann", "after", 3)
+    assert message.text == "after"
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(30)
+@pytest_twisted.ensureDeferred
+async def test_ownPublishesDeliveredOnceFromTheReply(brokers: Callable[..., Any]) -> None:
+    """
+    An instance subscribed to the room it publishes to delivers its messages (from the
+    publish reply) before their acks, each once and in order, interleaved correctly with
+    another instance's messages; the pub/sub copies are not delivered again.
+    """
+    a, b = await brokers(history=100), await brokers(history=100)
+    here, there = RecordingListener(), RecordingListener()
+    await a.subscribe("own", here)
+    await b.subscribe("own", there)
+    acked: list[int] = []
+    for rnd in range(5):
+        mine = [a.publish("own", "ann", f"a{rnd}.{i}", i) for i in range(4)]
+        theirs = [b.publish("own", "bob", f"b{rnd}.{i}", i) for i in range(3)]
+        for d in mine:
+            message = await within(d)
+            assert message in here.delivered  # delivered here before its ack
+            acked.append(message.offset)
+        for d in theirs:
+            acked.append((await within(d)).offset)
+    await eventually(lambda: len(here.delivered) >= 35 and len(there.delivered) >= 35)
+    for listener in (here, there):
+        assert [m.offset for m in listener.delivered] == list(range(1, 36))
+    assert sorted(acked) == list(range(1, 36))

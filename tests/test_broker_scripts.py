@@ -12,22 +12,25 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.broker.scripts import SCRIPTS
 
-#: The SHA1 of each script's full text (the shared prelude and the script), as computed from
-#: the scripts written as Python strings in portshare/broker/rediscore.py at 59ef69d, before
-#: they moved to .lua files.  Redis names a script by this SHA1 (EVALSHA): a change here is a
-#: change of what Redis runs, never a mere move.
+#: The SHA1 of each script's full text (the shared prelude and the script).  Redis names a
+#: script by this SHA1 (EVALSHA): a change here is a change of what Redis runs, never a mere
+#: move.  History: first computed from the scripts written as Python strings in
+#: portshare/broker/rediscore.py at 59ef69d; changed by issue 16's throughput work (a batched,
+#: leaner PUBLISH; the generation passed in; TOUCH and INDEX added; see CHANGELOG.md).
 PINNED_SHA1 = {
-    "server": "edd82696e8bff0cb52c182b9fd4ec2e2c9af5389",
-    "publish": "86e9151a21ec67d0bb2df73b6cb9213e354bd368",
-    "snapshot": "6f0adb8ce07aaee8702aac2891a2d6c38f25873b",
-    "history": "428b5e0912e1010e1ca5aaed015a7812683a8103",
-    "catch-up": "3679ae58607aba5aacc7973d368750b782911a7e",
-    "enter": "26b2c10c3b3d52ac679d74c1eb4d1080730e2cff",
-    "exit": "9e9f7409b62e90f5c58e2af6dacfe3beee669a0d",
-    "sync": "12f543843860a29f0b88d9686ec095101f4dea7f",
-    "members": "a960451107fe8be7a3fe18529ad554649a25dc59",
-    "tick": "d0d6eca0d87f017636a74e0dd9000c3a9b0003cd",
-    "rooms": "efcecb2959c9878d48b6e8296e3b9d31b65c1f1d",
+    "server": "30112767be818dd8d968495f6a0440235a0d478e",
+    "publish": "7c5ea7dd8febfd7f72a7838abd42c65bf3d31633",
+    "snapshot": "c1da90a3c42de16e5c061a0e07c8e7997c88b7c2",
+    "history": "6ca807a8b30ba7c8ed91a6d74253fda9ec77e621",
+    "catch-up": "6a3171f8e42b5f9d0a6cf182cb28788eb96a0ce7",
+    "enter": "57836297a1912f2e66d8404b360eecf8e32450ea",
+    "exit": "9235c30ae64ad19d410ab796be66fc98f760b2fc",
+    "sync": "b6890f5a5fecfc2a1bed709ba1e7ca65e35008d4",
+    "members": "117f932ca76a6ab92cc9dd458cd32eb8c65a98a0",
+    "tick": "0776f8b95d2d4c9d88e927feeb0bb8498303c38a",
+    "rooms": "917b285cadd6ee9b992ee9ed32da7a6469eb899a",
+    "touch": "6ae9857b251b295d66684ff79a7d5b2076fd8fad",
+    "index": "adc4a257c05abe0ee097d867e991b6bb1d555ab8",
 }
 
 

@@ -910,3 +910,86 @@ class NoSessionsTests(HubTestMixin, SynchronousTestCase):
         self.failureResultOf(d)
         self.hub.disconnected(one)  # no AlreadyCalledError
         self.assertEqual(self.hub._noSessions, [])
+
+
+class ServerCommandTests(HubTestMixin, SynchronousTestCase):
+    """The server API's commands on one instance (L{Hub.answerCommand})."""
+
+    def setUp(self) -> None:
+        from portshare.identity import Authenticator, StaticKeys, TokenRules, secretKeys
+        from portshare.users import Gatekeeper
+
+        self.makeHub()
+        secret = b"k" * 40
+        self.gate = Gatekeeper(
+            "optional", Authenticator(StaticKeys(secretKeys(secret)), TokenRules(), self.clock)
+        )
+        self.hub.gate = self.gate
+        self.secret = secret
+
+    def connectAs(self, user: str) -> tuple[RecordingMember, Any]:
+        from portshare.identity import Identity
+
+        member = RecordingMember(frontEnd=self.frontEnd)
+        identity = Identity(user=user, nick=user, expires=self.clock.seconds() + 600)
+        return member, self.hub.connected(member, identity=identity)
+
+    def test_unknownOp(self) -> None:
+        """An unknown op is answered with an error, not an exception."""
+        self.assertIn("error", self.hub.answerCommand({"op": "explode"}))
+
+    def test_disconnectCountsOpenOnly(self) -> None:
+        """disconnect closes the user's sessions (4000, the reason) and counts them; a
+        second disconnect before they are gone counts none again."""
+        (a, _), (b, _), (other, _) = (
+            self.connectAs("ann"),
+            self.connectAs("ann"),
+            self.connectAs("bob"),
+        )
+        answer = self.hub.answerCommand({"op": "disconnect", "user": "ann", "reason": "bye"})
+        self.assertEqual(answer, {"connections": 2})
+        self.assertEqual((a.closed, b.closed), ((4000, "bye"), (4000, "bye")))
+        self.assertFalse(hasattr(other, "closed") and other.closed)
+        self.assertEqual(
+            self.hub.answerCommand({"op": "disconnect", "user": "ann"}), {"connections": 0}
+        )
+
+    def test_refuseFor(self) -> None:
+        """disconnect with refuseFor refuses the user's tokens on this instance for that
+        long; without it (or 0) nothing is refused."""
+        import jwt
+
+        good = jwt.encode({"sub": "ann", "exp": self.clock.seconds() + 900}, self.secret, "HS256")
+        self.hub.answerCommand({"op": "disconnect", "user": "ann", "refuseFor": 0})
+        self.successResultOf(self.gate.authenticate(good))
+        self.hub.answerCommand({"op": "disconnect", "user": "ann", "refuseFor": 30})
+        self.failureResultOf(self.gate.authenticate(good), errors.Forbidden)
+        self.clock.advance(30)
+        self.successResultOf(self.gate.authenticate(good))
+
+    def test_joinLeaveMembers(self) -> None:
+        """join puts the user's sessions in the room, members counts them by (user, nick),
+        leave takes them out again with a left event."""
+        (a, _), (b, _) = self.connectAs("ann"), self.connectAs("ann")
+        self.connectAs("bob")
+        self.assertEqual(
+            self.hub.answerCommand({"op": "join", "user": "ann", "room": "r"}), {"connections": 2}
+        )
+        self.assertEqual([e["room"] for e in a.ofType("joined")], ["r"])
+        self.assertEqual(
+            self.hub.answerCommand({"op": "members", "room": "r"}),
+            {"members": [{"user": "ann", "nick": "ann", "connections": 2}]},
+        )
+        self.assertEqual(
+            self.hub.answerCommand({"op": "leave", "user": "ann", "room": "r"}), {"connections": 2}
+        )
+        self.assertEqual([e["room"] for e in b.ofType("left")], ["r"])
+        self.assertEqual(self.hub.answerCommand({"op": "members", "room": "r"}), {"members": []})
+
+    def test_closingSessionsSkipped(self) -> None:
+        """Sessions closing (disconnected, their close handshake running) are not joined."""
+        member, _ = self.connectAs("ann")
+        self.hub.answerCommand({"op": "disconnect", "user": "ann"})
+        answer = self.hub.answerCommand({"op": "join", "user": "ann", "room": "r"})
+        self.assertEqual(answer, {"connections": 0})
+        self.assertEqual(member.ofType("joined"), [])

@@ -382,20 +382,16 @@ async def test_redisRestartWithAppendOnlyFile(tmp_path: Path) -> None:
 
 async def killConnections(server: RedisServer, name: str) -> int:
     """CLIENT KILL every connection of C{server} whose name contains C{name}."""
-    import txredisapi
+    from tests.redisserver import rawCommand
 
-    client = await txredisapi.Connection("127.0.0.1", server.port, reconnect=False)
-    try:
-        listing = await client.execute_command("CLIENT", "LIST")
-        killed = 0
-        for line in listing.splitlines():
-            fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-            if name in fields.get("name", ""):
-                await client.execute_command("CLIENT", "KILL", "ID", fields["id"])
-                killed += 1
-        return killed
-    finally:
-        await client.disconnect()
+    listing = await rawCommand(server.port, "CLIENT", "LIST")
+    killed = 0
+    for line in listing.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if name in fields.get("name", ""):
+            await rawCommand(server.port, "CLIENT", "KILL", "ID", fields["id"])
+            killed += 1
+    return killed
 
 
 @pytest_twisted.ensureDeferred

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
@@ -224,17 +225,21 @@ class BrokerAndWorkersOptionTests(SynchronousTestCase):
         self.assertEqual(reactor.tcpServers, [])
 
 
-class AppOptionTests(SynchronousTestCase):
-    """--wsgi, --resource, --proxy and --chat-prefix (issue 14)."""
-
+class UsageErrorMixin:
     def assertUsageError(self, args: list[str], *expected: str) -> str:
-        with self.assertRaises(usage.UsageError) as caught:
+        """C{args} is one usage error, on one line, saying each of C{expected}."""
+        test: Any = self
+        with test.assertRaises(usage.UsageError) as caught:
             parse(*args)
         message = str(caught.exception)
-        self.assertNotIn("\n", message)
+        test.assertNotIn("\n", message)
         for text in expected:
-            self.assertIn(text, message, args)
+            test.assertIn(text, message, args)
         return message
+
+
+class AppOptionTests(UsageErrorMixin, SynchronousTestCase):
+    """--wsgi, --resource, --proxy and --chat-prefix (issue 14)."""
 
     def test_noAppByDefault(self) -> None:
         """Without an application option there is none, and the prefix is the default."""
@@ -345,6 +350,143 @@ class AppOptionTests(SynchronousTestCase):
         self.assertNotIn("\n", message)
         self.assertIn("--resource", message)
         self.assertIn("tests.apps.resourceapp.wrongWithReactor: it returned the str", message)
+
+
+class UserOptionsTests(UsageErrorMixin, SynchronousTestCase):
+    """The options of issue 15: users' tokens, hooks, the admin port."""
+
+    def secretFile(self, content: bytes = b"s" * 48) -> str:
+        path = Path(self.mktemp())
+        path.write_bytes(content)
+        return str(path)
+
+    def test_defaults(self) -> None:
+        """Without them: anonymous chat, no hook, the default cookie and timeouts."""
+        s = parse().settings()
+        self.assertEqual(
+            (s.auth, s.authTimeout, s.jwtSecret, s.jwtPublicKey, s.jwksUrl, s.tokenCookie),
+            ("off", 5.0, None, None, None, "portshare_token"),
+        )
+        self.assertEqual(
+            (s.hookUrl, s.hookTimeout, s.hookMaxInFlight, s.hookFailOpen, s.hookJoinCache),
+            (None, 2.0, 64, False, 0.0),
+        )
+
+    def test_everyOptionParses(self) -> None:
+        """Each option lands in its Settings field."""
+        s = parse(
+            "--auth", "required",
+            "--auth-timeout", "2.5",
+            "--jwt-secret-file", self.secretFile(b"k" * 40 + b"\n"),
+            "--jwt-audience", "chat",
+            "--jwt-issuer", "https://id.example",
+            "--jwt-leeway", "30",
+            "--token-cookie", "app_jwt",
+            "--hook-url", "http://127.0.0.1:9/hook",
+            "--hook-timeout", "0.5",
+            "--hook-max-in-flight", "8",
+            "--hook-fail-open",
+            "--hook-join-cache", "60",
+        ).settings()  # fmt: skip
+        self.assertEqual(
+            (s.auth, s.authTimeout, s.jwtSecret, s.jwtAudience, s.jwtIssuer, s.jwtLeeway),
+            ("required", 2.5, b"k" * 40, "chat", "https://id.example", 30.0),
+        )
+        self.assertEqual(
+            (s.tokenCookie, s.hookUrl, s.hookTimeout, s.hookMaxInFlight, s.hookFailOpen),
+            ("app_jwt", "http://127.0.0.1:9/hook", 0.5, 8, True),
+        )
+        self.assertEqual(s.hookJoinCache, 60.0)
+        jwks = parse("--auth", "optional", "--jwks-url", "https://id.example/jwks").settings()
+        self.assertEqual(jwks.jwksUrl, "https://id.example/jwks")
+
+    def test_publicKeyFile(self) -> None:
+        """--jwt-public-key-file takes a PEM public key."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        pem = (
+            ec.generate_private_key(ec.SECP256R1())
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        s = parse("--auth", "optional", "--jwt-public-key-file", self.secretFile(pem)).settings()
+        self.assertEqual(s.jwtPublicKey, pem.strip())
+
+    def test_badValues(self) -> None:
+        """Bad values are one-line usage errors naming the option."""
+        secret = self.secretFile()
+        self.assertUsageError(["--auth", "sometimes"], "--auth", "off, optional, required")
+        self.assertUsageError(["--auth", "required"], "--auth required", "--jwt-secret-file")
+        self.assertUsageError(
+            ["--auth", "optional", "--jwt-secret-file", "/no/such/file"], "cannot read"
+        )
+        self.assertUsageError(
+            ["--auth", "optional", "--jwt-secret-file", self.secretFile(b"short")],
+            "--jwt-secret-file", "at least",
+        )  # fmt: skip
+        pemLike = self.secretFile(b"-----BEGIN KEY" + b"x" * 40)
+        self.assertUsageError(["--auth", "optional", "--jwt-secret-file", pemLike], "public key")
+        self.assertUsageError(
+            ["--auth", "optional", "--jwt-public-key-file", self.secretFile(b"not a pem" * 10)],
+            "--jwt-secret-file/--jwt-public-key-file",
+        )  # fmt: skip
+        self.assertUsageError(
+            ["--auth", "optional", "--jwt-secret-file", secret, "--jwks-url", "https://x/j"],
+            "--jwt-secret-file", "--jwks-url",
+        )  # fmt: skip
+        for args, option in (
+            (["--auth-timeout", "0"], "--auth-timeout"),
+            (["--auth-timeout", "-1"], "--auth-timeout"),
+            (["--hook-timeout", "0"], "--hook-timeout"),
+            (["--jwt-leeway", "-5"], "--jwt-leeway"),
+            (["--hook-join-cache", "-1"], "--hook-join-cache"),
+            (["--hook-max-in-flight", "0"], "--hook-max-in-flight"),
+            (["--token-cookie", "a b"], "--token-cookie"),
+            (["--token-cookie", "a;b=c"], "--token-cookie"),
+            (["--hook-url", "ftp://h/x"], "--hook-url"),
+            (["--hook-url", "127.0.0.1:9"], "--hook-url"),
+            (["--auth", "optional", "--jwks-url", "file:///etc/passwd"], "--jwks-url"),
+        ):
+            with self.subTest(args=args):
+                self.assertUsageError(
+                    ["--auth", "optional", "--jwt-secret-file", secret, *args]
+                    if "--jwks-url" not in args
+                    else args,
+                    option,
+                )
+        for option in ("--auth-timeout", "--hook-timeout", "--jwt-leeway", "--hook-join-cache"):
+            for value in ("nan", "inf"):
+                with self.subTest(option=option, value=value):
+                    self.assertUsageError(
+                        ["--auth", "optional", "--jwt-secret-file", secret, option, value], option
+                    )
+        for args in (["--auth-timeout", "soon"], ["--hook-max-in-flight", "many"]):
+            with self.subTest(args=args), self.assertRaises(usage.UsageError):
+                parse(*args)
+
+    def test_adminPort(self) -> None:
+        """--admin-port is repeatable; --admin-paths-public needs it."""
+        s = parse("--admin-port", "tcp:9090", "--admin-port", "unix:/tmp/a.sock").settings()
+        self.assertEqual(s.adminPorts, ("tcp:9090", "unix:/tmp/a.sock"))
+        self.assertTrue(
+            parse("--admin-port", "tcp:9090", "--admin-paths-public").settings().adminPathsPublic
+        )
+        self.assertUsageError(["--admin-paths-public"], "--admin-port")
+
+    def test_buildsWithUsers(self) -> None:
+        """The service built from the options checks tokens and has the hook."""
+        reactor = MemoryReactorClock()
+        options = parse(
+            "--port", "tcp:0", "--auth", "required", "--jwt-secret-file", self.secretFile(),
+            "--hook-url", "http://127.0.0.1:9/hook",
+        )  # fmt: skip
+        service = makeService(options, reactor)
+        assert isinstance(service, PortshareService)
+        self.assertEqual(service.gate.mode, "required")
+        self.assertIsNotNone(service.gate.authorization)
 
 
 class HookHeaderFileTests(SynchronousTestCase):

@@ -185,6 +185,56 @@ class BackplaneTests(SynchronousTestCase):
             self.assertIn(Presence(room="lobby", event="leave", nick="bob"), ann.presence())
 
 
+class TimePassingTests(SynchronousTestCase):
+    """MemoryChat.advance as time passes for live clients."""
+
+    def test_longAdvanceKeepsClients(self) -> None:
+        """Clients answer the server's keepalive pings as browsers do: minutes of advance do
+        not drop them (the ping timeout would, for a client that never answers)."""
+        with MemoryChat(limits=Limits(pingInterval=30.0, pingTimeout=10.0)) as memory:
+            ann, lines = memory.websocket(), memory.lines()
+            ann.join("lobby", nick="ann")
+            memory.advance(300)
+            self.assertTrue(ann.open)
+            self.assertIsNone(lines.closed)
+            self.assertEqual(ann.say("lobby", "still here").offset, 1)
+
+    def test_timersFireInOrder(self) -> None:
+        """Timers due within one advance fire at their own times, in order."""
+        with MemoryChat() as memory:
+            seen: list[float] = []
+            for at in (3.0, 1.0, 2.0):
+                memory.clock.callLater(at, lambda: seen.append(memory.clock.seconds()))
+            memory.advance(10)
+            self.assertEqual(seen, [1.0, 2.0, 3.0])
+            self.assertEqual(memory.clock.seconds(), 10.0)
+
+    def test_serverCloseReachesProtocol(self) -> None:
+        """A connection the server closes is gone for the server too (its session ends),
+        and what the client sends afterwards goes nowhere."""
+        with MemoryChat(limits=Limits(rate=1, burst=1, floodStrikes=1)) as memory:
+            ann = memory.websocket()
+            for _ in range(5):
+                ann.nick("a")
+            self.assertEqual(ann.closed, (1008, "message rate limit exceeded"))
+            self.assertEqual(memory.chat.service.hub.sessions, set())
+            ann.nick("b")  # no error: the socket is closed
+
+    def test_cookies(self) -> None:
+        """cookies= is sent as one Cookie header, after the test's own."""
+        seen: list[str] = []
+
+        def app(environ: Any, start: Any) -> list[bytes]:
+            seen.append(environ.get("HTTP_COOKIE", ""))
+            start("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok"]
+
+        with MemoryChat(app=WsgiApp(app)) as memory:
+            memory.get("/", headers={"Cookie": "a=1"}, cookies={"b": "2", "c": "3"})
+            memory.get("/", cookies={"d": "4"})
+        self.assertEqual(seen, ["a=1; b=2; c=3", "d=4"])
+
+
 SECRET = b"an-application-secret-of-32-bytes-or-more"
 
 

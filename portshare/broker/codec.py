@@ -61,6 +61,14 @@ def messageBody(nick: str, text: str) -> str:
     return orjson.dumps([nick, text]).decode("utf-8")
 
 
+def batchBody(items: Sequence[tuple[str, str, int]]) -> str:
+    """
+    The part of a published batch's payload (several messages to one room, one PUBLISH)
+    that the publisher encodes: C{[[ts, nick, text], ...]} for C{(nick, text, ts)} items.
+    """
+    return orjson.dumps([[ts, nick, text] for nick, text, ts in items]).decode("utf-8")
+
+
 @dataclass(frozen=True, slots=True)
 class Published:
     """A message as it arrives on a room's channel: the message and its epoch."""
@@ -69,15 +77,38 @@ class Published:
     message: Message
 
 
-def parsePayload(room: str, payload: Any) -> Published | Presence:
+@dataclass(frozen=True, slots=True)
+class PublishedBatch:
+    """Several messages to one room, published by one script call: consecutive offsets."""
+
+    epoch: str
+    messages: tuple[Message, ...]
+
+
+def parsePayload(room: str, payload: Any) -> Published | PublishedBatch | Presence:
     """
-    Parse what a room's channel carries: C{m|epoch|offset|ts|["nick","text"]} or
+    Parse what a room's channel carries: C{m|epoch|offset|ts|["nick","text"]} (one message),
+    C{b|epoch|first|n|[[ts,"nick","text"],...]} (a batch of n, from offset C{first} on), or
     C{p|join|nick} / C{p|leave|nick}.
 
     @raise ValueError: for anything else.
     """
     text = _text(payload)
     kind = text[:2]
+    if kind == "b|":
+        try:
+            _, epoch, first, count, body = text.split("|", 4)
+            start = int(first)
+            messages = []
+            for i, (ts, nick, said) in enumerate(orjson.loads(body)):
+                if not (type(ts) is int and type(nick) is str and type(said) is str):
+                    raise TypeError("not [ts, nick, text]")
+                messages.append(Message(room=room, offset=start + i, ts=ts, nick=nick, text=said))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"bad batch payload on {room}: {text[:80]!r}") from e
+        if not messages or len(messages) != int(count):
+            raise ValueError(f"bad batch payload on {room}: {text[:80]!r}")
+        return PublishedBatch(epoch, tuple(messages))
     if kind == "m|":
         try:
             _, epoch, offset, ts, body = text.split("|", 4)
@@ -91,6 +122,24 @@ def parsePayload(room: str, payload: Any) -> Published | Presence:
         if event in ("join", "leave") and nick:
             return Presence(room=room, event=event, nick=nick)  # type: ignore[arg-type]
     raise ValueError(f"bad payload on {room}: {text[:80]!r}")
+
+
+def isDelivered(payload: str, epoch: str | None, delivered: int) -> bool:
+    """
+    Whether C{payload} carries only messages of C{epoch} at offsets up to C{delivered}, read
+    from its head alone (the body is not decoded): a publisher's own messages, delivered
+    from the publish reply, coming back on the channel.
+    """
+    if epoch is None or payload[:2] not in ("m|", "b|"):
+        return False
+    parts = payload.split("|", 4)
+    if len(parts) < 5 or parts[1] != epoch:
+        return False
+    try:
+        last = int(parts[2]) + (int(parts[3]) - 1 if parts[0] == "b" else 0)
+    except ValueError:
+        return False
+    return last <= delivered
 
 
 def replayOf(room: str, since: int | None, clientEpoch: str | None, raw: Sequence[Any]) -> Replay:

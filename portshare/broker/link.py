@@ -2,23 +2,18 @@
 The Redis broker's connections: the plumbing under L{portshare.broker.redis.RedisBroker}.
 
 L{RedisBroker} is the broker's logic (rooms, delivery, presence); this module is how it
-reaches Redis: txredisapi's protocols for the Redis wire format, the endpoint a L{BrokerURL}
-names, the two connections (one for commands and scripts, one for pub/sub) kept up as one
-L{Link} with a L{Backoff} on the injected reactor, and the commands and scripts run on it with
-Redis's errors turned into portshare's (L{Unavailable} when the link cannot answer, L{Refused}
-when Redis refuses a command).  No other module of portshare imports txredisapi.
-
-L{_Subscriber} relies on internals of txredisapi's C{RedisProtocol} (C{replyReceived},
-C{replyQueue}, C{_build_command}, C{connected}, C{callLater}), as of txredisapi 1.6.0, the
-version the tests run on (pyproject.toml asks for 1.4.10 or later).
+reaches Redis: L{portshare.broker.resp}'s protocol for the Redis wire format, the endpoint
+a L{BrokerURL} names, the two connections (one for commands and scripts, one for pub/sub)
+kept up as one L{Link} with a L{Backoff} on the injected reactor, and the commands and
+scripts run on it with Redis's errors turned into portshare's (L{Unavailable} when the link
+cannot answer, L{Refused} when Redis refuses a command).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-import txredisapi
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime
@@ -27,7 +22,8 @@ from twisted.internet.ssl import optionsForClientTLS
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from portshare.broker.scripts import Script
+from portshare.broker.resp import ResponseError, RespProtocol
+from portshare.broker.scripts import SCRIPTS, Script
 from portshare.broker.url import BrokerURL
 from portshare.errors import Unavailable
 
@@ -64,119 +60,18 @@ class Backoff:
         self.attempts = 0
 
 
-class _Commands(txredisapi.RedisProtocol):  # type: ignore[misc]
-    """txredisapi's protocol with its timers on the injected clock."""
-
-    def __init__(self, clock: IReactorTime, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.callLater = clock.callLater
-
-
-class _Subscriber(_Commands):
-    """
-    A connection in pub/sub mode.  Confirmations are matched to requests by channel (a
-    SUBSCRIBE of n channels gets n of them), messages go to C{onMessage(channel, payload)}.
-    """
-
-    def __init__(self, clock: IReactorTime, **kwargs: Any) -> None:
-        super().__init__(clock, **kwargs)
-        self._clock = clock
-        self.onMessage: Callable[[str, Any], None] = lambda channel, payload: None
-        self._confirmations: dict[tuple[str, str], list[Deferred[None]]] = {}
-        self._pongs: list[Deferred[None]] = []
-
-    def replyReceived(self, reply: Any) -> None:
-        if isinstance(reply, list) and reply:
-            kind = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
-            if kind == "message" and len(reply) == 3:
-                channel = reply[1].decode() if isinstance(reply[1], bytes) else reply[1]
-                self.onMessage(channel, reply[2])
-                return
-            if kind in ("subscribe", "unsubscribe") and len(reply) == 3:
-                channel = reply[1].decode() if isinstance(reply[1], bytes) else reply[1]
-                waiting = self._confirmations.get((kind, channel))
-                if waiting:
-                    d = waiting.pop(0)
-                    if not waiting:
-                        del self._confirmations[(kind, channel)]
-                    d.callback(None)
-                return
-            if kind == "pong" and self._pongs:
-                self._pongs.pop(0).callback(None)
-                return
-        if reply in ("PONG", b"PONG") and self._pongs:  # not subscribed to anything yet
-            self._pongs.pop(0).callback(None)
-            return
-        if self.replyQueue.waiting:
-            super().replyReceived(reply)  # AUTH, SELECT, CLIENT SETNAME before subscribing
-        elif self.transport is not None:
-            # an unexpected reply in pub/sub mode (a refused command): state unknown
-            self.transport.abortConnection()
-
-    def _send(self, kind: str, channels: Sequence[str]) -> Deferred[Any]:
-        if not self.connected:
-            return fail(txredisapi.ConnectionError("Not connected"))
-        waits: list[Deferred[None]] = []
-        for channel in channels:
-            d: Deferred[None] = Deferred()
-            self._confirmations.setdefault((kind, channel), []).append(d)
-            waits.append(d)
-        self.transport.write(self._build_command(kind.upper(), *channels))
-        return DeferredList(waits, fireOnOneErrback=True, consumeErrors=True)
-
-    def subscribeTo(self, channels: Sequence[str]) -> Deferred[Any]:
-        """Subscribe; fires once Redis confirmed every channel."""
-        return self._send("subscribe", channels)
-
-    def unsubscribeFrom(self, channels: Sequence[str]) -> Deferred[Any]:
-        """Unsubscribe; fires once Redis confirmed every channel."""
-        return self._send("unsubscribe", channels)
-
-    def ping(self, timeout: float) -> Deferred[None]:
-        """PING in pub/sub mode; a pong not back within C{timeout} drops the connection."""
-        if not self.connected:
-            return fail(txredisapi.ConnectionError("Not connected"))
-        d: Deferred[None] = Deferred()
-        self._pongs.append(d)
-        self.transport.write(self._build_command("PING"))
-
-        def late(failure: Failure | None, timeout: float) -> Failure:
-            if self.transport is not None:
-                self.transport.abortConnection()
-            return failure or Failure(TimeoutError("no pong"))
-
-        d.addTimeout(timeout, self._clock, onTimeoutCancel=late)
-        return d
-
-    def connectionLost(self, why: Failure) -> None:
-        waiting = [d for ds in self._confirmations.values() for d in ds] + self._pongs
-        self._confirmations, self._pongs = {}, []
-        super().connectionLost(why)
-        for d in waiting:
-            if not d.called:
-                d.errback(txredisapi.ConnectionError("Lost connection"))
-
-
 class _Factory(Factory):
-    """Builds one protocol; keeps what txredisapi reports when AUTH or SELECT fails."""
+    """Builds the one protocol of one connection attempt."""
 
-    isLazy = False
     noisy = False
 
-    def __init__(self, build: Callable[[], Any]) -> None:
+    def __init__(self, build: Callable[[], RespProtocol]) -> None:
         self._build = build
-        self.error: str | None = None
 
-    def buildProtocol(self, addr: Any) -> Any:
+    def buildProtocol(self, addr: Any) -> RespProtocol:
         protocol = self._build()
         protocol.factory = self
         return protocol
-
-    def stopTrying(self) -> None:
-        pass  # the link decides when to try again
-
-    def connectionError(self, message: str) -> None:
-        self.error = message
 
 
 def openConnection(reactor: Any, url: BrokerURL, instanceId: str, kind: str) -> Deferred[Any]:
@@ -186,8 +81,9 @@ def openConnection(reactor: Any, url: BrokerURL, instanceId: str, kind: str) -> 
     @param reactor: connects, and runs the connection's timers.
     @param instanceId: the instance the connection is named after (C{CLIENT SETNAME}).
     @param kind: C{"command"} or C{"subscriber"} (pub/sub).
-    @return: a Deferred firing with the protocol once it is usable (after AUTH, SELECT and
-        CLIENT SETNAME), or failing when it cannot be opened.
+    @return: a Deferred firing with the protocol (a L{RespProtocol}) once it is usable
+        (after AUTH, SELECT and CLIENT SETNAME, and for C{"command"} once Redis holds every
+        script), or failing when it cannot be opened.
     """
     endpoint: Any
     if url.scheme == "unix":
@@ -198,41 +94,39 @@ def openConnection(reactor: Any, url: BrokerURL, instanceId: str, kind: str) -> 
         endpoint = HostnameEndpoint(reactor, url.host, url.port, timeout=url.timeout)
         if url.scheme == "rediss":
             endpoint = wrapClientTLS(optionsForClientTLS(url.host), endpoint)
-    protocolClass = _Subscriber if kind == "subscriber" else _Commands
-    factory = _Factory(
-        lambda: protocolClass(
-            reactor,
-            charset="utf-8",
-            convertNumbers=False,
-            replyTimeout=url.timeout,
-            password=url.password,
-            username=url.username,
-            dbid=url.db or None,
-        )
-    )
-    ready: Deferred[Any] = Deferred()
-
-    def connected(protocol: Any) -> None:
-        def usable(_: Any) -> None:
-            # named, so that CLIENT LIST tells which instance holds which connection
-            named = protocol.execute_command("CLIENT", "SETNAME", f"portshare-{kind}-{instanceId}")
-            named.addBoth(lambda _: None if ready.called else ready.callback(protocol))
-
-        def lost(_: Any) -> None:
-            if not ready.called:
-                ready.errback(ConnectionError(factory.error or "connection lost"))
-
-        protocol.whenDisconnected().addCallback(lost)
-        protocol.whenConnected().addCallback(usable)
-
-    def failed(failure: Failure) -> None:
-        if not ready.called:
-            ready.errback(failure)
-
-    connecting = endpoint.connect(factory)
-    connecting.addCallbacks(connected, failed)
+    factory = _Factory(lambda: RespProtocol(reactor, url.timeout))
+    ready = Deferred.fromCoroutine(_prepare(endpoint, factory, url, instanceId, kind))
     ready.addTimeout(2 * url.timeout, reactor)
     return ready
+
+
+async def _prepare(
+    endpoint: Any, factory: _Factory, url: BrokerURL, instanceId: str, kind: str
+) -> RespProtocol:
+    protocol: RespProtocol = await endpoint.connect(factory)
+    try:
+        # pipelined: one write, the replies in order
+        steps: list[Deferred[Any]] = []
+        if url.password is not None:
+            auth = [url.username, url.password] if url.username else [url.password]
+            steps.append(protocol.execute("AUTH", *auth))
+        if url.db:
+            steps.append(protocol.execute("SELECT", url.db))
+        # named, so that CLIENT LIST tells which instance holds which connection
+        named = protocol.execute("CLIENT", "SETNAME", f"portshare-{kind}-{instanceId}")
+        named.addErrback(lambda _: None)  # an old Redis without it still serves
+        if kind == "command":
+            steps += [protocol.execute("SCRIPT", "LOAD", script.text) for script in SCRIPTS]
+        for step in steps:
+            await step
+        await named
+    except ResponseError as e:
+        protocol.abort()
+        raise ConnectionError(str(e)) from None
+    except BaseException:
+        protocol.abort()
+        raise
+    return protocol
 
 
 def _describeFailure(failure: Failure) -> str:
@@ -373,8 +267,8 @@ class Link:
 
     def run(self, script: Script, keys: list[str], args: list[Any]) -> Deferred[Any]:
         """
-        Run C{script} on the command connection (txredisapi sends its SHA1, C{EVALSHA}, once
-        Redis has it, and the whole text, C{EVAL}, when not).
+        Run C{script} on the command connection (by its SHA1, C{EVALSHA}; its whole text,
+        C{EVAL}, when Redis lacks it).
 
         @return: a Deferred firing with the script's reply, or failing with L{Unavailable}
             whatever went wrong (a refusal is logged as a warning, anything but a lost
@@ -384,7 +278,7 @@ class Link:
             d: Deferred[Any] = self._commandConnection().eval(script.text, keys, args)
         except Unavailable as e:
             return fail(e)
-        except txredisapi.ConnectionError:  # lost, and the link does not know yet
+        except ConnectionError:  # lost, and the link does not know yet
             return fail(Unavailable("the message broker is not available"))
         d.addErrback(self._unavailable, script.name)
         return d
@@ -392,9 +286,9 @@ class Link:
     def _unavailable(self, failure: Failure, what: str) -> Failure:
         if failure.check(Unavailable):
             return failure
-        if failure.check(txredisapi.ResponseError):
+        if failure.check(ResponseError):
             self.log.warn("redis refused {what}: {why}", what=what, why=_describeFailure(failure))
-        elif not failure.check(txredisapi.ConnectionError):
+        elif not failure.check(ConnectionError):
             self.log.failure("redis {what} failed", failure, what=what)
         return Failure(Unavailable("the message broker is not available"))
 
@@ -404,7 +298,7 @@ class Link:
 
         @return: a Deferred firing with the reply, or failing with L{Refused} (Redis's
             message) when Redis answers with an error, with L{Unavailable} while the link is
-            not up, and as txredisapi says when the connection is lost or the reply is late.
+            not up, and with L{ConnectionLost} when the connection is lost or the reply is late.
         """
         try:
             d: Deferred[Any] = self._commandConnection().execute_command(*command)
@@ -414,5 +308,5 @@ class Link:
 
 
 def _refused(failure: Failure) -> None:
-    failure.trap(txredisapi.ResponseError)
+    failure.trap(ResponseError)
     raise Refused(str(failure.value)) from failure.value

@@ -27,6 +27,21 @@ Theory of operation:
  - A publish is acknowledged once this instance has delivered the message to the room's
    local members (when it has any), so a sender sees its message before its C{ack}, as with
    the in-memory broker.
+ - Publishes are batched per reactor turn and room: L{RedisBroker.publish} queues the message
+   in the turn's outbox, and at the end of the turn (a C{callLater(0)}) each room's queued
+   messages go to Redis as one L{PUBLISH} call (at most L{PUBLISH_BATCH} messages a call) and
+   come back as one pub/sub message; all calls of a turn leave in one write.  The outbox holds
+   one turn's messages at most, and the command connection at most C{maxPending} calls in
+   flight (past that, publishes fail with L{Unavailable}): nothing queues without bound while
+   Redis is slow.
+ - When the reply of a publish shows that its messages are the next offsets of a live feed,
+   they are delivered here from the reply at once; their pub/sub copy, when it comes, is
+   recognised from its head (epoch and offsets, L{portshare.broker.codec.isDelivered})
+   without decoding the body, and skipped.
+ - Rooms this instance published to or joined are I{active}: the first time in a heartbeat
+   period a room is listed in the rooms index at once (L{INDEX}); every heartbeat lists the
+   period's active rooms again and refreshes their TTLs (L{TOUCH}), so the per-message
+   script does neither.
 """
 
 from __future__ import annotations
@@ -54,7 +69,10 @@ from zope.interface import implementer
 
 from portshare.broker import IBroker, IRoomListener
 from portshare.broker.codec import (
+    PublishedBatch,
+    batchBody,
     historyOf,
+    isDelivered,
     membersOf,
     messageBody,
     parseEntries,
@@ -64,13 +82,14 @@ from portshare.broker.codec import (
 )
 from portshare.broker.commands import LocalCommands
 from portshare.broker.feed import LIVE, LOST, STARTING, RoomFeed, Step
-from portshare.broker.keys import KeyLayout
+from portshare.broker.keys import KeyLayout, RoomKeys
 from portshare.broker.link import Backoff, Link, Refused, openConnection
 from portshare.broker.scripts import (
     CATCH_UP,
     ENTER,
     EXIT,
     HISTORY,
+    INDEX,
     MEMBERS,
     PUBLISH,
     ROOMS,
@@ -78,6 +97,7 @@ from portshare.broker.scripts import (
     SNAPSHOT,
     SYNC,
     TICK,
+    TOUCH,
     Script,
 )
 from portshare.broker.url import BrokerURL
@@ -89,6 +109,12 @@ from portshare.wire import Message
 CATCH_UP_BATCH = 500
 #: rooms caught up at once after a reconnect
 CATCH_UP_CONCURRENCY = 16
+#: messages to one room sent in one PUBLISH call at most
+PUBLISH_BATCH = 64
+#: rooms whose keys are kept built (L{RedisBroker._keysOf})
+KEYS_CACHED = 4096
+
+_UNAVAILABLE = "the message broker is not available"
 
 
 def _newEpoch() -> str:
@@ -148,7 +174,9 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         self._feeds: dict[str, RoomFeed] = {}
         self._listeners: dict[str, IRoomListener] = {}
         self._reading: dict[str, RoomFeed] = {}
-        self._waiters: dict[str, list[tuple[str, int, Deferred[None]]]] = {}
+        #: publishes acknowledged once delivered here: (epoch, last offset, deadline,
+        #: [(message, Deferred)]) by room
+        self._waiters: dict[str, list[tuple[str, int, float, list[Any]]]] = {}
         self._presence = PresenceBook()
         self._dirty: set[str] = set()
         self._ready = False
@@ -158,6 +186,16 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         self._readyWaiters: list[Deferred[None]] = []
         self._heartbeat = LoopingCall(self._tick)
         self._heartbeat.clock = reactor
+        #: the generation, once read on the current connection (None: not yet)
+        self._generationArg: str | None = None
+        #: this turn's publishes, by room: (nick, text, ts, Deferred)
+        self._outbox: dict[str, list[tuple[str, str, int, Deferred[Message]]]] = {}
+        self._flushing = False
+        #: rooms published to or joined since the last heartbeat
+        self._active: set[str] = set()
+        self._keys: dict[str, RoomKeys] = {}
+        self._channelRooms: dict[str, str] = {}
+        self._sweep: Any = None
 
     # -- availability ---------------------------------------------------------------------
 
@@ -212,6 +250,9 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
             d.callback(None)
         self._readyWaiters = []
         self._releaseWaiters(None)
+        if self._sweep is not None and self._sweep.active():
+            self._sweep.cancel()
+        self._sweep = None
 
     def stop(self) -> Deferred[None]:
         """Say goodbye (this instance's members leave), then close the connections."""
@@ -262,6 +303,9 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
                 "be noticed",
                 why=str(e),
             )
+            self._generationArg = str(
+                int(await self.link.execute("GET", self.layout.generation) or 0)
+            )
             return
         runId = next(
             (
@@ -290,9 +334,11 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
                     generation=generation,
                 )
             self._generation = generation
+        self._generationArg = str(generation)
 
     def _linkDown(self, reason: str) -> None:
         self._ready = False
+        self._generationArg = None
         for feed in self._feeds.values():
             feed.lost()
         self._reading.clear()
@@ -335,16 +381,27 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         return succeed(None)
 
     def _channelMessage(self, channel: str, payload: Any) -> None:
-        room = self.layout.roomOfChannel(channel)
+        room = self._channelRooms.get(channel)
+        if room is None:
+            room = self.layout.roomOfChannel(channel)
+            if room is not None and room in self._feeds:
+                if len(self._channelRooms) >= KEYS_CACHED:
+                    self._channelRooms.clear()
+                self._channelRooms[channel] = room
         feed = self._feeds.get(room) if room is not None else None
         if feed is None or room is None:
             return
+        if isDelivered(payload, feed.epoch, feed.delivered) and feed.state == LIVE:
+            return  # (delivered from the publish reply, on this instance)
         try:
             event = parsePayload(room, payload)
         except ValueError as e:
             self.log.warn("ignored on {channel}: {why}", channel=channel, why=str(e))
             return
-        self._apply(feed, feed.received(event))
+        if type(event) is PublishedBatch:
+            self._apply(feed, feed.receivedBatch(event.epoch, event.messages))
+            return
+        self._apply(feed, feed.received(event))  # type: ignore[arg-type]
 
     def _apply(self, feed: RoomFeed, step: Step) -> None:
         """Deliver what C{step} says, then start catching up when it says so."""
@@ -377,8 +434,14 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
             while True:
                 raw = await self.link.run(
                     CATCH_UP,
-                    [*keys.history, self.layout.generation],
-                    [feed.epoch or "", feed.delivered, CATCH_UP_BATCH, self._history],
+                    keys.history,
+                    [
+                        feed.epoch or "",
+                        feed.delivered,
+                        CATCH_UP_BATCH,
+                        self._history,
+                        self._generationNow(),
+                    ],
                 )
                 if self._feeds.get(room) is not feed or feed.state == LOST:
                     return
@@ -400,57 +463,173 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
 
     # -- publish ---------------------------------------------------------------------------
 
+    def _generationNow(self) -> str:
+        """
+        The generation to pass a room's script: read once per connection (L{SERVER}).
+        @raise Unavailable: before it is read on the current connection.
+        """
+        generation = self._generationArg
+        if generation is None or not self.link.up:
+            raise Unavailable(_UNAVAILABLE)
+        return generation
+
+    def _keysOf(self, room: str) -> RoomKeys:
+        keys = self._keys.get(room)
+        if keys is None:
+            if len(self._keys) >= KEYS_CACHED:
+                self._keys.clear()
+            keys = self._keys[room] = self.layout.room(room)
+        return keys
+
+    def _markActive(self, room: str) -> None:
+        """A room was used: list it in the rooms index now if not yet this period."""
+        if room in self._active:
+            return
+        self._active.add(room)
+        d = self.link.run(INDEX, [self.layout.rooms], [room])
+        d.addErrback(lambda _: None)  # the next heartbeat lists it again
+
     def publish(
         self, room: str, nick: str, text: str, ts: int, user: str | None = None
     ) -> Deferred[Message]:
-        """Give the message the room's next offset, keep and publish it (one Lua script)."""
-        keys = self.layout.room(room)
-        d = self.link.run(
-            PUBLISH,
-            [keys.epoch, keys.seq, keys.log, self.layout.rooms, keys.gen, self.layout.generation],
-            [
+        """
+        Give the message the room's next offset, keep and publish it: queued for this
+        reactor turn's L{PUBLISH} call of the room (see the theory of operation).
+        """
+        if self._generationArg is None or not self.link.up:
+            return fail(Unavailable(_UNAVAILABLE))
+        d: Deferred[Message] = Deferred()
+        queued = self._outbox.get(room)
+        if queued is None:
+            queued = self._outbox[room] = []
+        queued.append((nick, text, ts, d))
+        if not self._flushing:
+            self._flushing = True
+            self._reactor.callLater(0, self._flush)
+        return d
+
+    def _flush(self) -> None:
+        self._flushing = False
+        outbox, self._outbox = self._outbox, {}
+        for room, queued in outbox.items():
+            for i in range(0, len(queued), PUBLISH_BATCH):
+                self._publishBatch(room, queued[i : i + PUBLISH_BATCH])
+
+    def _publishBatch(
+        self, room: str, queued: list[tuple[str, str, int, Deferred[Message]]]
+    ) -> None:
+        try:
+            generation = self._generationNow()
+        except Unavailable as e:
+            for *_, d in queued:
+                d.errback(Unavailable(str(e)))
+            return
+        self._markActive(room)
+        keys = self._keysOf(room)
+        if len(queued) == 1:
+            nick, text, ts, _ = queued[0]
+            args: list[Any] = [
                 self._newEpoch(),
                 self._history,
+                generation,
                 self._roomTtlMs,
-                room,
                 keys.channel,
+                messageBody(nick, text),
                 nick,
                 text,
                 ts,
-                messageBody(nick, text),
-            ],
+            ]
+        else:
+            args = [
+                self._newEpoch(),
+                self._history,
+                generation,
+                self._roomTtlMs,
+                keys.channel,
+                batchBody([(nick, text, ts) for nick, text, ts, _ in queued]),
+            ]
+            for nick, text, ts, _ in queued:
+                args += (nick, text, ts)
+        d = self.link.run(PUBLISH, keys.history, args)
+        d.addCallbacks(
+            self._published,
+            self._publishFailed,
+            callbackArgs=(room, queued),
+            errbackArgs=(queued,),
         )
 
-        def published(raw: Sequence[Any]) -> Deferred[Message]:
-            epoch, offset = str(raw[0]), int(raw[1])
-            message = Message(room=room, offset=offset, ts=ts, nick=nick, text=text)
-            return self._whenDelivered(room, epoch, offset).addCallback(lambda _: message)
-
-        return d.addCallback(published)
-
-    def _whenDelivered(self, room: str, epoch: str, offset: int) -> Deferred[None]:
+    def _published(
+        self, raw: Sequence[Any], room: str, queued: list[tuple[str, str, int, Deferred[Message]]]
+    ) -> None:
+        epoch, first = str(raw[0]), int(raw[1])
+        acks = [
+            (Message(room=room, offset=first + i, ts=ts, nick=nick, text=text), d)
+            for i, (nick, text, ts, d) in enumerate(queued)
+        ]
+        last = first + len(acks) - 1
         feed = self._feeds.get(room)
-        if feed is None or feed.state == LOST or (feed.epoch == epoch and feed.delivered >= offset):
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        self._waiters.setdefault(room, []).append((epoch, offset, d))
-        d.addTimeout(self.url.timeout, self._reactor, onTimeoutCancel=lambda r, t: None)
-        return d
+        if (
+            feed is not None
+            and feed.state == LIVE
+            and feed.epoch == epoch
+            and feed.delivered == first - 1
+        ):
+            # every earlier offset is delivered here: deliver these from the reply, without
+            # waiting for their pub/sub copy (skipped when it comes)
+            feed.delivered = last
+            self._deliver(feed, Step([message for message, _ in acks]))
+        if feed is None or feed.state == LOST or (feed.epoch == epoch and feed.delivered >= last):
+            for message, d in acks:
+                d.callback(message)
+            return
+        self._waiters.setdefault(room, []).append(
+            (epoch, last, self._reactor.seconds() + self.url.timeout, acks)
+        )
+        if self._sweep is None:
+            self._sweep = self._reactor.callLater(self.url.timeout, self._sweepWaiters)
+
+    def _publishFailed(
+        self, failure: Failure, queued: list[tuple[str, str, int, Deferred[Message]]]
+    ) -> None:
+        for *_, d in queued:
+            d.errback(Unavailable(_UNAVAILABLE))
+
+    def _sweepWaiters(self) -> None:
+        """
+        Acknowledge the publishes whose local delivery is late (they are kept in Redis; the
+        pub/sub message may be lost): one timer for all, not one per publish.
+        """
+        self._sweep = None
+        now = self._reactor.seconds()
+        for room in list(self._waiters):
+            keep = []
+            for waiter in self._waiters[room]:
+                if waiter[2] <= now:
+                    for message, d in waiter[3]:
+                        d.callback(message)
+                else:
+                    keep.append(waiter)
+            if keep:
+                self._waiters[room] = keep
+            else:
+                del self._waiters[room]
+        if self._waiters:
+            self._sweep = self._reactor.callLater(self.url.timeout / 2, self._sweepWaiters)
 
     def _releaseDelivered(self, feed: RoomFeed) -> None:
         waiters = self._waiters.get(feed.room)
         if not waiters:
             return
         keep = []
-        for epoch, offset, d in waiters:
-            if d.called:
-                continue
+        for waiter in waiters:
+            epoch, offset = waiter[0], waiter[1]
             if (feed.state == LIVE and (epoch != feed.epoch or offset <= feed.delivered)) or (
                 epoch == feed.epoch and offset <= feed.delivered
             ):
-                d.callback(None)
+                for message, d in waiter[3]:
+                    d.callback(message)
             else:
-                keep.append((epoch, offset, d))
+                keep.append(waiter)
         if keep:
             self._waiters[feed.room] = keep
         else:
@@ -459,21 +638,25 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
     def _releaseWaiters(self, room: str | None) -> None:
         rooms = [room] if room is not None else list(self._waiters)
         for name in rooms:
-            for _, _, d in self._waiters.pop(name, ()):
-                if not d.called:
-                    d.callback(None)
+            for waiter in self._waiters.pop(name, ()):
+                for message, d in waiter[3]:
+                    d.callback(message)
 
     # -- history ---------------------------------------------------------------------------
 
     def _snapshot(self, room: str, since: int | None, epoch: str | None) -> Deferred[Any]:
-        keys = self.layout.room(room)
+        try:
+            generation = self._generationNow()
+        except Unavailable as e:
+            return fail(e)
+        self._markActive(room)
         return self.link.run(
             SNAPSHOT,
-            [keys.epoch, keys.seq, keys.log, self.layout.rooms, keys.gen, self.layout.generation],
+            self._keysOf(room).history,
             [
                 self._newEpoch(),
+                generation,
                 self._roomTtlMs,
-                room,
                 "" if since is None else since,
                 epoch or "",
                 self._history,
@@ -489,9 +672,12 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         self, room: str, since: int, limit: int
     ) -> Deferred[tuple[str | None, tuple[Message, ...]]]:
         """C{(epoch, messages after since)}; C{(None, ())} for a room Redis does not hold."""
-        keys = self.layout.room(room)
+        try:
+            generation = self._generationNow()
+        except Unavailable as e:
+            return fail(e)
         d = self.link.run(
-            HISTORY, [*keys.history, self.layout.generation], [since, limit, self._history]
+            HISTORY, self._keysOf(room).history, [since, limit, self._history, generation]
         )
         return d.addCallback(lambda raw: historyOf(room, raw))
 
@@ -612,6 +798,13 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
                         ],
                     )
                 )
+            active, self._active = self._active, set()
+            if active:
+                waits.append(self.link.run(INDEX, [self.layout.rooms], sorted(active)))
+                for room in active - set(self._feeds):  # (TICK refreshes the subscribed)
+                    waits.append(
+                        self.link.run(TOUCH, self._keysOf(room).history, [self._roomTtlMs])
+                    )
             await DeferredList(waits, consumeErrors=True)
             if self.link.up:
                 await self._syncDirty()

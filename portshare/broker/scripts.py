@@ -11,9 +11,15 @@ Theory of operation:
  - A room's messages live in a Redis Stream whose entry IDs are C{<offset>-0}: the offset
    I{is} the stream ID, so reading "everything after offset 41" is C{XRANGE log 42-0 +} with no
    scan and no secondary index.  One Lua script (L{PUBLISH}) creates the room's epoch when it is
-   missing, increments the room's sequence, appends the entry (trimmed to about C{history}
-   entries) and publishes it on the room's pub/sub channel, all atomically: offsets are unique
-   and gapless, and every instance receives a room's messages in offset order.
+   missing, advances the room's sequence by a batch of messages, appends their entries
+   (trimmed to about C{history} entries) and publishes the batch on the room's pub/sub channel,
+   all atomically: offsets are unique and gapless, and every instance receives a room's
+   messages in offset order.  It does only what must be atomic: the room TTLs and the rooms
+   index are refreshed by each instance's periodic upkeep (L{TOUCH}, L{INDEX}).
+ - Every script of a room takes only the room's keys (all under its C{{room}} hash tag: one
+   Redis Cluster slot); the generation is passed in (ARGV), read once per connection by
+   L{SERVER}.  (The presence scripts still read the instances' heartbeat keys, and L{ROOMS}
+   reads every listed room: those two are what a cluster mode must redesign.)
  - Presence: every instance keeps its own members of a room in its own set
    (C{P:{room}:here:<id>}) and proves it is alive by refreshing C{P:instance:<id>} (a key with
    a TTL) on a heartbeat.  A nick is present while a live instance lists it; C{join} is
@@ -60,21 +66,29 @@ def _load(name: str) -> Script:
     return Script(name, _read(name))
 
 
-#: KEYS epoch seq log rooms gen generation;
-#: ARGV newEpoch maxlen roomTtlMs room channel nick text ts body -> {epoch, offset}
+#: KEYS epoch seq log gen; ARGV newEpoch maxlen generation roomTtlMs channel body, then
+#: nick text ts for each of n messages -> {epoch, offset of the first}.  One call per batch
+#: of a room's messages (L{portshare.broker.codec.batchBody}); one PUBLISH per batch
 PUBLISH = _load("publish")
 
-#: KEYS epoch seq log rooms gen generation;
-#: ARGV newEpoch roomTtlMs room since clientEpoch history
+#: KEYS epoch seq log gen; ARGV newEpoch generation roomTtlMs since clientEpoch history
 #: -> {epoch, last, entries}; since '' reads nothing (a join without since, a subscription)
 SNAPSHOT = _load("snapshot")
 
-#: KEYS epoch seq log gen generation; ARGV since limit history -> {epoch or false, entries}
+#: KEYS epoch seq log gen; ARGV since limit history generation -> {epoch or false, entries}
 HISTORY = _load("history")
 
-#: KEYS epoch seq log gen generation; ARGV knownEpoch delivered count history
+#: KEYS epoch seq log gen; ARGV knownEpoch delivered count history generation
 #: -> {epoch or false, last, entries after delivered (from 1 when the epoch is not known)}
 CATCH_UP = _load("catch-up")
+
+#: KEYS a room's keys; ARGV roomTtlMs -> how many: the periodic TTL refresh of the rooms
+#: an instance was active in (moved out of PUBLISH, which ran it on every message)
+TOUCH = _load("touch")
+
+#: KEYS rooms; ARGV room... -> how many: mark rooms active now (Redis time) in the rooms index,
+#: a separate call (the index is a global key: no room's script may touch it in a cluster)
+INDEX = _load("index")
 
 #: KEYS here; ARGV base id nick channel gcTtlMs -> whether a join was announced
 ENTER = _load("enter")
@@ -103,4 +117,18 @@ ROOMS = _load("rooms")
 #: generation is bumped and every room's history from before it counts as lost (new epochs).
 SERVER = _load("server")
 
-SCRIPTS = (SERVER, PUBLISH, SNAPSHOT, HISTORY, CATCH_UP, ENTER, EXIT, SYNC, MEMBERS, TICK, ROOMS)
+SCRIPTS = (
+    SERVER,
+    PUBLISH,
+    SNAPSHOT,
+    HISTORY,
+    CATCH_UP,
+    ENTER,
+    EXIT,
+    SYNC,
+    MEMBERS,
+    TICK,
+    ROOMS,
+    TOUCH,
+    INDEX,
+)

@@ -37,6 +37,8 @@ from portshare.service import Settings
 from portshare.testing._doubles import SynchronousThreads
 from portshare.testing._memory import (
     CLOSE,
+    PING,
+    PONG,
     TEXT,
     MemoryConnection,
     clientFrame,
@@ -57,6 +59,7 @@ from portshare.wire import (
 )
 
 _E = TypeVar("_E")
+_C = TypeVar("_C", bound="ChatClient")
 
 
 class ChatError(Exception):
@@ -307,6 +310,8 @@ class WebSocketClient(ChatClient):
         for opcode, payload in serverFrames(data):
             if opcode == TEXT:
                 self._event(payload)
+            elif opcode == PING and self._closed is None:
+                self._connection.send(clientFrame(payload, opcode=PONG))  # as a browser does
             elif opcode == CLOSE and self._closed is None:
                 self._closed = (closeCode(payload), payload[2:].decode("utf-8", "replace"))
                 self._connection.send(clientFrame(payload[:2], opcode=CLOSE))
@@ -448,6 +453,8 @@ class MemoryChat:
         self.prefix = "".join("/" + p.decode("ascii") for p in prefix)
         self._peers = itertools.count(40000)
         self._connections: list[MemoryConnection] = []
+        #: the chat clients opened, which read (and answer pings) while time passes
+        self._clients: list[ChatClient] = []
         self._stopped = False
         self.chat.service.startService()
 
@@ -468,8 +475,32 @@ class MemoryChat:
         return signToken(secret, user, expires=self.clock.seconds() + lifetime, **claims)
 
     def advance(self, seconds: float) -> None:
-        """Let C{seconds} pass: timers, timeouts, presence batches, expiries fire."""
-        self.clock.advance(seconds)
+        """
+        Let C{seconds} pass: timers, timeouts, presence batches, expiries fire, each at its
+        time.  Between them the open clients read what they were sent and answer the
+        server's keepalive pings, as live browsers do, so a long C{advance} does not drop
+        them for silence (a client that should stay silent: close it, or use L{connection}).
+        """
+        target = self.clock.seconds() + seconds
+        for _ in range(100_000):  # bounded: a timer that re-arms at once cannot spin here
+            due = [c.getTime() for c in self.clock.getDelayedCalls()]
+            upcoming = min((t for t in due if t <= target), default=None)
+            if upcoming is None:
+                break
+            self.clock.advance(max(0.0, upcoming - self.clock.seconds()))
+            self._pump()
+        self.clock.advance(max(0.0, target - self.clock.seconds()))
+        self._pump()
+
+    def _pump(self) -> None:
+        """Let every open client read (and pong), and forget the ones that are gone."""
+        alive = []
+        for client in self._clients:
+            if client._connection.lost:
+                continue
+            client._read()
+            alive.append(client)
+        self._clients = alive
 
     def connection(self, peer: str = "127.0.0.1") -> MemoryConnection:
         """A raw connection to the port, for bytes of the test's own making."""
@@ -483,24 +514,39 @@ class MemoryChat:
         *,
         origin: str | None = None,
         headers: dict[str, str] | None = None,
+        cookies: dict[str, str] | None = None,
         peer: str = "127.0.0.1",
     ) -> WebSocketClient:
-        """Open a chat WebSocket (C{/ws} under the chat's prefix by default)."""
+        """
+        Open a chat WebSocket (C{/ws} under the chat's prefix by default).
+
+        @param cookies: sent in a C{Cookie} header, as a browser sends the cookies of the
+            page's origin (a token cookie the application set at login, C{--token-cookie}).
+        """
         c = self.connection(peer)
-        c.send(_upgradeRequest(path or self.prefix + "/ws", "websocket", origin, headers, True))
-        return WebSocketClient(c)
+        more = _withCookies(headers, cookies)
+        c.send(_upgradeRequest(path or self.prefix + "/ws", "websocket", origin, more, True))
+        return self._kept(WebSocketClient(c))
 
     def lines(
         self,
         path: str | None = None,
         *,
         headers: dict[str, str] | None = None,
+        cookies: dict[str, str] | None = None,
         peer: str = "127.0.0.1",
     ) -> LinesClient:
-        """Open a chat connection over the line protocol (C{Upgrade: portshare-lines})."""
+        """Open a chat connection over the line protocol (C{Upgrade: portshare-lines});
+        C{cookies} as for L{websocket}."""
         c = self.connection(peer)
-        c.send(_upgradeRequest(path or self.prefix + "/ws", LINES, None, headers))
-        return LinesClient(c)
+        more = _withCookies(headers, cookies)
+        c.send(_upgradeRequest(path or self.prefix + "/ws", LINES, None, more))
+        return self._kept(LinesClient(c))
+
+    def _kept(self, client: _C) -> _C:
+        """C{client}, kept to read (and answer pings) as time passes (L{advance})."""
+        self._clients.append(client)
+        return client
 
     def sse(
         self,
@@ -509,13 +555,15 @@ class MemoryChat:
         since: int | None = None,
         lastEventId: str | None = None,
         headers: dict[str, str] | None = None,
+        cookies: dict[str, str] | None = None,
         peer: str = "127.0.0.1",
     ) -> SseClient:
-        """Open C{GET /sse?room=...} (the chat's prefix first)."""
+        """Open C{GET /sse?room=...} (the chat's prefix first); C{cookies} as for
+        L{websocket}."""
         query = [("room", r) for r in rooms] + (
             [("since", str(since))] if since is not None else []
         )
-        more = dict(headers or {})
+        more = _withCookies(headers, cookies)
         if lastEventId is not None:
             more["Last-Event-ID"] = lastEventId
         c = self.connection(peer)
@@ -530,6 +578,7 @@ class MemoryChat:
         body: bytes = b"",
         json: Any = None,
         headers: dict[str, str] | None = None,
+        cookies: dict[str, str] | None = None,
         peer: str = "127.0.0.1",
     ) -> HTTPResponse:
         """
@@ -537,10 +586,11 @@ class MemoryChat:
         (C{/api/...} under the prefix), C{/healthz}, the application's pages.
 
         @param json: a body to send as C{application/json}.
+        @param cookies: sent in a C{Cookie} header (as for L{websocket}).
         @raise NoReply: the response is not complete (an application answering later:
             advance the clock, or use L{connection} and read it yourself).
         """
-        more = dict(headers or {})
+        more = _withCookies(headers, cookies)
         if json is not None:
             body = orjson.dumps(json)
             more.setdefault("Content-Type", "application/json")
@@ -578,6 +628,15 @@ class MemoryChat:
                     failures[0].raiseException()
         finally:
             self._loop.__exit__(None, None, None)
+
+
+def _withCookies(headers: dict[str, str] | None, cookies: dict[str, str] | None) -> dict[str, str]:
+    """C{headers}, with C{cookies} in one C{Cookie} header (after any the test gave)."""
+    more = dict(headers or {})
+    if cookies:
+        given = [more["Cookie"]] if "Cookie" in more else []
+        more["Cookie"] = "; ".join(given + [f"{k}={v}" for k, v in cookies.items()])
+    return more
 
 
 def _upgradeRequest(
@@ -775,6 +834,7 @@ class _InstanceBroker:
         return succeed(None)
 
     def stop(self) -> Deferred[None]:
+        self._plane.answerers.pop(self, None)  # a stopped instance answers no command
         return succeed(None)
 
     def subscribe(self, room: str, listener: IRoomListener) -> Deferred[None]:

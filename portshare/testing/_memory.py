@@ -123,6 +123,9 @@ class MemoryConnection:
         self.protocol.makeConnection(self.transport)
 
     def send(self, data: bytes) -> None:
+        """The client sends C{data}; once the connection is gone it goes nowhere."""
+        if self.lost:
+            return
         self.transport.protocol.dataReceived(data)  # type: ignore[attr-defined]
 
     lost = False

@@ -10,23 +10,27 @@ end
 
 -- the room's epoch; nil when the room has none, or lacks its sequence (a history without
 -- both means nothing any more), or when its history is from before the current generation
--- (Redis restarted from a dataset that may have lost writes: see KeyLayout.generation)
-local function current(epochKey, seqKey, genKey, generationKey)
+-- (Redis restarted from a dataset that may have lost writes: see KeyLayout.generation).  The
+-- generation is the caller's (ARGV), read once per connection: a room's script touches only
+-- the room's keys (one Redis Cluster slot)
+local function current(epochKey, seqKey, genKey, generation)
   local epoch = redis.call('GET', epochKey)
   if not epoch or redis.call('EXISTS', seqKey) == 0 then return nil end
-  local generation = redis.call('GET', generationKey) or '0'
   if (redis.call('GET', genKey) or '0') ~= generation then return nil end
   return epoch
 end
 
--- the room's epoch, a new one (with sequence 0 and no history) when it has no current one
-local function ensure(epochKey, seqKey, logKey, genKey, generationKey, newEpoch)
-  local epoch = current(epochKey, seqKey, genKey, generationKey)
+-- the room's epoch, a new one (with sequence 0 and no history) when it has no current one;
+-- a new room's keys get the room TTL (ttl ms; 0: none) at once, later refreshes are the
+-- instances' periodic upkeep (touch.lua)
+local function ensure(epochKey, seqKey, logKey, genKey, generation, newEpoch, ttl)
+  local epoch = current(epochKey, seqKey, genKey, generation)
   if epoch then return epoch, false end
   redis.call('DEL', logKey)
   redis.call('SET', epochKey, newEpoch)
   redis.call('SET', seqKey, 0)
-  redis.call('SET', genKey, redis.call('GET', generationKey) or '0')
+  redis.call('SET', genKey, generation)
+  touch(epochKey, ttl); touch(seqKey, ttl); touch(genKey, ttl)
   return newEpoch, true
 end
 

@@ -1,4 +1,4 @@
-local epoch = current(KEYS[1], KEYS[2], KEYS[4], KEYS[5])
+local epoch = current(KEYS[1], KEYS[2], KEYS[4], ARGV[5])
 if not epoch then return {false, 0, {}} end
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local from = tonumber(ARGV[2]) + 1

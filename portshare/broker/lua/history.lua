@@ -1,4 +1,4 @@
-local epoch = current(KEYS[1], KEYS[2], KEYS[4], KEYS[5])
+local epoch = current(KEYS[1], KEYS[2], KEYS[4], ARGV[4])
 if not epoch then return {false, {}} end
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local from = math.max(tonumber(ARGV[1]) + 1, last - tonumber(ARGV[3]) + 1)

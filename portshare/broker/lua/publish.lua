@@ -1,9 +1,17 @@
-local epoch = ensure(KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6], ARGV[1])
-local offset = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], offset .. '-0',
-           'n', ARGV[6], 't', ARGV[7], 'ts', ARGV[8])
-local ttl = tonumber(ARGV[3])
-touch(KEYS[1], ttl); touch(KEYS[2], ttl); touch(KEYS[3], ttl); touch(KEYS[5], ttl)
-redis.call('ZADD', KEYS[4], nowMs(), ARGV[4])
-redis.call('PUBLISH', ARGV[5], 'm|' .. epoch .. '|' .. offset .. '|' .. ARGV[8] .. '|' .. ARGV[9])
-return {epoch, offset}
+local epoch, created = ensure(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[3], ARGV[1],
+                              tonumber(ARGV[4]))
+local n = (#ARGV - 6) / 3
+local last = redis.call('INCRBY', KEYS[2], n)
+local first = last - n + 1
+for i = 0, n - 1 do
+  local a = 7 + 3 * i
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], (first + i) .. '-0',
+             'n', ARGV[a], 't', ARGV[a + 1], 'ts', ARGV[a + 2])
+end
+if created then touch(KEYS[3], tonumber(ARGV[4])) end
+if n == 1 then
+  redis.call('PUBLISH', ARGV[5], 'm|' .. epoch .. '|' .. first .. '|' .. ARGV[9] .. '|' .. ARGV[6])
+else
+  redis.call('PUBLISH', ARGV[5], 'b|' .. epoch .. '|' .. first .. '|' .. n .. '|' .. ARGV[6])
+end
+return {epoch, first}
