@@ -506,3 +506,33 @@ async def test_ownPublishesDeliveredOnceFromTheReply(brokers: Callable[..., Any]
     for listener in (here, there):
         assert [m.offset for m in listener.delivered] == list(range(1, 36))
     assert sorted(acked) == list(range(1, 36))
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(30)
+@pytest_twisted.ensureDeferred
+async def test_usersSurviveRedis(brokers: Callable[..., Any]) -> None:
+    """
+    A message's user (or its absence) survives Redis, alone and in a batch: in the
+    publisher's ack and own delivery, in another instance's live delivery, in history and in
+    a replay.
+    """
+    a, b = await brokers(history=50), await brokers(history=50)
+    here, there = RecordingListener(), RecordingListener()
+    await a.subscribe("users", here)
+    await b.subscribe("users", there)
+    alone = await within(a.publish("users", "ann", "one", 1, user="auth0|ann"))
+    batch = [
+        a.publish("users", "ann", "two", 2, user="auth0|ann"),
+        a.publish("users", "guest-1", "three", 3),
+        a.publish("users", "bob", "four", 4, user='b|"ob"'),
+    ]
+    acks = [alone, *[await within(d) for d in batch]]
+    expected = ["auth0|ann", "auth0|ann", None, 'b|"ob"']
+    assert [m.user for m in acks] == expected
+    await eventually(lambda: len(there.delivered) == 4, what="delivery on b")
+    assert there.delivered == acks
+    assert here.delivered == acks
+    assert [m.user for m in (await b.history("users", 0, 10))[1]] == expected
+    replay = await b.replay("users", 0, None)
+    assert [m.user for m in replay.messages] == expected

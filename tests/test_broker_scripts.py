@@ -19,7 +19,7 @@ from portshare.broker.scripts import SCRIPTS
 #: leaner PUBLISH; the generation passed in; TOUCH and INDEX added; see CHANGELOG.md).
 PINNED_SHA1 = {
     "server": "30112767be818dd8d968495f6a0440235a0d478e",
-    "publish": "7c5ea7dd8febfd7f72a7838abd42c65bf3d31633",
+    "publish": "926c27c9d0c11e24d8651c7c1f5137cb710ef6bc",
     "snapshot": "c1da90a3c42de16e5c061a0e07c8e7997c88b7c2",
     "history": "6ca807a8b30ba7c8ed91a6d74253fda9ec77e621",
     "catch-up": "6a3171f8e42b5f9d0a6cf182cb28788eb96a0ce7",

@@ -46,6 +46,7 @@ class KeyLayout:
         P:{room}:epoch         STRING  the room's epoch
         P:{room}:seq           STRING  the room's last offset
         P:{room}:log           STREAM  the history; entry ID <offset>-0, fields n, t, ts
+                                       and u (the sender's user id, if any)
         P:{room}:gen           STRING  the generation the room's epoch belongs to
         P:{room}:here          SET     instances with members in the room
         P:{room}:here:<id>     SET     the nicks instance <id> has in the room

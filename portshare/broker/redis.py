@@ -116,6 +116,9 @@ KEYS_CACHED = 4096
 
 _UNAVAILABLE = "the message broker is not available"
 
+#: a publish waiting in the outbox: (nick, text, ts, user, its Deferred)
+_Queued = tuple[str, str, int, "str | None", Deferred[Message]]
+
 
 def _newEpoch() -> str:
     return secrets.token_hex(6)
@@ -188,8 +191,8 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         self._heartbeat.clock = reactor
         #: the generation, once read on the current connection (None: not yet)
         self._generationArg: str | None = None
-        #: this turn's publishes, by room: (nick, text, ts, Deferred)
-        self._outbox: dict[str, list[tuple[str, str, int, Deferred[Message]]]] = {}
+        #: this turn's publishes, by room: (nick, text, ts, user, Deferred)
+        self._outbox: dict[str, list[_Queued]] = {}
         self._flushing = False
         #: rooms published to or joined since the last heartbeat
         self._active: set[str] = set()
@@ -502,7 +505,7 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         queued = self._outbox.get(room)
         if queued is None:
             queued = self._outbox[room] = []
-        queued.append((nick, text, ts, d))
+        queued.append((nick, text, ts, user, d))
         if not self._flushing:
             self._flushing = True
             self._reactor.callLater(0, self._flush)
@@ -515,9 +518,7 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
             for i in range(0, len(queued), PUBLISH_BATCH):
                 self._publishBatch(room, queued[i : i + PUBLISH_BATCH])
 
-    def _publishBatch(
-        self, room: str, queued: list[tuple[str, str, int, Deferred[Message]]]
-    ) -> None:
+    def _publishBatch(self, room: str, queued: list[_Queued]) -> None:
         try:
             generation = self._generationNow()
         except Unavailable as e:
@@ -527,29 +528,20 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         self._markActive(room)
         keys = self._keysOf(room)
         if len(queued) == 1:
-            nick, text, ts, _ = queued[0]
-            args: list[Any] = [
-                self._newEpoch(),
-                self._history,
-                generation,
-                self._roomTtlMs,
-                keys.channel,
-                messageBody(nick, text),
-                nick,
-                text,
-                ts,
-            ]
+            nick, text, ts, user, _ = queued[0]
+            body = messageBody(nick, text, user)
         else:
-            args = [
-                self._newEpoch(),
-                self._history,
-                generation,
-                self._roomTtlMs,
-                keys.channel,
-                batchBody([(nick, text, ts) for nick, text, ts, _ in queued]),
-            ]
-            for nick, text, ts, _ in queued:
-                args += (nick, text, ts)
+            body = batchBody([(nick, text, ts, user) for nick, text, ts, user, _ in queued])
+        args: list[Any] = [
+            self._newEpoch(),
+            self._history,
+            generation,
+            self._roomTtlMs,
+            keys.channel,
+            body,
+        ]
+        for nick, text, ts, user, _ in queued:
+            args += (nick, text, ts, user or "")
         d = self.link.run(PUBLISH, keys.history, args)
         d.addCallbacks(
             self._published,
@@ -558,13 +550,11 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
             errbackArgs=(queued,),
         )
 
-    def _published(
-        self, raw: Sequence[Any], room: str, queued: list[tuple[str, str, int, Deferred[Message]]]
-    ) -> None:
+    def _published(self, raw: Sequence[Any], room: str, queued: list[_Queued]) -> None:
         epoch, first = str(raw[0]), int(raw[1])
         acks = [
-            (Message(room=room, offset=first + i, ts=ts, nick=nick, text=text), d)
-            for i, (nick, text, ts, d) in enumerate(queued)
+            (Message(room=room, offset=first + i, ts=ts, nick=nick, text=text, user=user), d)
+            for i, (nick, text, ts, user, d) in enumerate(queued)
         ]
         last = first + len(acks) - 1
         feed = self._feeds.get(room)
@@ -588,9 +578,7 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         if self._sweep is None:
             self._sweep = self._reactor.callLater(self.url.timeout, self._sweepWaiters)
 
-    def _publishFailed(
-        self, failure: Failure, queued: list[tuple[str, str, int, Deferred[Message]]]
-    ) -> None:
+    def _publishFailed(self, failure: Failure, queued: list[_Queued]) -> None:
         for *_, d in queued:
             d.errback(Unavailable(_UNAVAILABLE))
 

@@ -67,7 +67,8 @@ def _load(name: str) -> Script:
 
 
 #: KEYS epoch seq log gen; ARGV newEpoch maxlen generation roomTtlMs channel body, then
-#: nick text ts for each of n messages -> {epoch, offset of the first}.  One call per batch
+#: nick text ts user ('' for an anonymous sender: no C{u} field in its entry) for each of n
+#: messages -> {epoch, offset of the first}.  One call per batch
 #: of a room's messages (L{portshare.broker.codec.batchBody}); one PUBLISH per batch
 PUBLISH = _load("publish")
 
