@@ -143,6 +143,24 @@ class ParsingTests(SynchronousTestCase):
             parsePayload("r", "p|leave|z"), Presence(room="r", event="leave", nick="z")
         )
 
+    def test_payloadUserPresence(self) -> None:
+        """
+        An authenticated member's presence (C{u|event|["nick","user"]}, as the scripts'
+        cjson writes it: '/' escaped) carries its user; a malformed one is refused.
+        """
+        self.assertEqual(
+            parsePayload("r", 'u|join|["a|b","auth0\\/x|1"]'),
+            Presence(room="r", event="join", nick="a|b", user="auth0/x|1"),
+        )
+        self.assertEqual(
+            parsePayload("r", b'u|leave|["z","u"]'),
+            Presence(room="r", event="leave", nick="z", user="u"),
+        )
+        for payload in ('u|wave|["a","u"]', 'u|join|["","u"]', 'u|join|["a"]', 'u|join|["a",1]',
+                        "u|join|a", "u|join|", 'u|join|["a","u","v"]'):  # fmt: skip
+            with self.assertRaises(ValueError, msg=payload):
+                parsePayload("r", payload)
+
     def test_badPayloads(self) -> None:
         """Anything else is refused."""
         for payload in ("", "x|y", "m|e|notanumber|1|[]", "m|e|1|1|{}", "p|wave|ann", "p|join|"):

@@ -27,6 +27,9 @@ class KeyLayoutTests(SynchronousTestCase):
             ),
         )
         self.assertEqual(keys.history, [keys.epoch, keys.seq, keys.log, keys.gen])
+        # the scripts build the users hash from the here key (_common.lua's usersOf)
+        self.assertEqual(keys.users, "p:{lobby}:users")
+        self.assertEqual(keys.users, keys.here[: -len("here")] + "users")
 
     def test_globalKeys(self) -> None:
         """The rooms index and instance keys live under the prefix."""

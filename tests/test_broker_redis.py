@@ -536,3 +536,68 @@ async def test_usersSurviveRedis(brokers: Callable[..., Any]) -> None:
     assert [m.user for m in (await b.history("users", 0, 10))[1]] == expected
     replay = await b.replay("users", 0, None)
     assert [m.user for m in replay.messages] == expected
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_presenceUsersAcrossInstances(
+    brokers: Callable[..., Any], redisServer: RedisServer
+) -> None:
+    """
+    An authenticated member's join and leave carry its user on every instance, whichever
+    instance announces them: its own (enter, exit) and the reaping of a silent instance's
+    members; an anonymous member's carry none, and the users hash forgets whoever left.
+    """
+    ttl = 0.9
+    query = f"?presence_ttl={ttl}"
+    a, b = await brokers(query=query), await brokers(query=query)
+    la, lb = RecordingListener(), RecordingListener()
+    await a.subscribe("pu", la)
+    await b.subscribe("pu", lb)
+    await a.enter("pu", "ann", user="auth0|ann/1")
+    await b.enter("pu", "guest-1")
+    await b.enter("pu", "ann", user="auth0|ann/1")  # ann on b too: no second join
+    await a.exit("pu", "ann")  # still on b: no leave
+    await b.exit("pu", "ann")
+    await b.enter("pu", "ghost", user="g")
+    join = [
+        Presence(room="pu", event="join", nick="ann", user="auth0|ann/1"),
+        Presence(room="pu", event="join", nick="guest-1"),
+        Presence(room="pu", event="leave", nick="ann", user="auth0|ann/1"),
+        Presence(room="pu", event="join", nick="ghost", user="g"),
+    ]
+    await eventually(lambda: len(la.delivered) == 4 and len(lb.delivered) == 4, 5, "presence")
+    assert la.delivered == lb.delivered == join
+    # b goes silent: a reaps its members, each with its user (or none)
+    b._heartbeat.stop()
+    await b.link.stop()
+    await eventually(lambda: len(la.delivered) == 6, 3 * ttl + 3, "the reaped leaves")
+    assert la.delivered[4:] == [
+        Presence(room="pu", event="leave", nick="ghost", user="g"),
+        Presence(room="pu", event="leave", nick="guest-1"),
+    ]
+    assert await raw(redisServer, "HGETALL", "portshare:{pu}:users") == []
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_presenceUsersWrittenOnResync(brokers: Callable[..., Any]) -> None:
+    """
+    A member counted while the instance's link is down joins, with its user, when the
+    resynchronisation (SYNC) writes it to Redis.
+    """
+    a, b = await brokers(), await brokers()
+    listener = RecordingListener()
+    await a.subscribe("rs", listener)
+    b.link.command.transport.abortConnection()
+    await eventually(lambda: b.unavailableReason is not None, 5, "b down")
+    await b.enter("rs", "carol", user="auth0|carol")
+    await b.enter("rs", "dan")
+    await within(b.whenReady())
+    await eventually(lambda: len(listener.delivered) == 2, 5, "the joins")
+    assert listener.delivered == [
+        Presence(room="rs", event="join", nick="carol", user="auth0|carol"),
+        Presence(room="rs", event="join", nick="dan"),
+    ]

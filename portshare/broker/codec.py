@@ -112,7 +112,9 @@ def parsePayload(room: str, payload: Any) -> Published | PublishedBatch | Presen
     Parse what a room's channel carries: C{m|epoch|offset|ts|["nick","text"]} (one message;
     C{["nick","text","user"]} for an authenticated sender's), C{b|epoch|first|n|[[ts,"nick",
     "text"],...]} (a batch of n, from offset C{first} on; each message may carry its user as
-    a fourth element), or C{p|join|nick} / C{p|leave|nick}.
+    a fourth element), C{p|join|nick} / C{p|leave|nick} (an anonymous member), or
+    C{u|join|["nick","user"]} / C{u|leave|["nick","user"]} (an authenticated one; written
+    by the presence scripts from the room's users hash).
 
     @raise ValueError: for anything else.
     """
@@ -157,6 +159,14 @@ def parsePayload(room: str, payload: Any) -> Published | PublishedBatch | Presen
         _, event, nick = ([*text.split("|", 2), "", ""])[:3]
         if event in ("join", "leave") and nick:
             return Presence(room=room, event=event, nick=nick)  # type: ignore[arg-type]
+    if kind == "u|":
+        _, event, body = ([*text.split("|", 2), "", ""])[:3]
+        try:
+            nick, user = orjson.loads(body)
+        except (ValueError, TypeError):
+            nick = user = None
+        if event in ("join", "leave") and type(nick) is str and nick and type(user) is str:
+            return Presence(room=room, event=event, nick=nick, user=user)  # type: ignore[arg-type]
     raise ValueError(f"bad payload on {room}: {text[:80]!r}")
 
 

@@ -26,6 +26,7 @@ class RoomKeys:
     gen: str
     here: str
     channel: str
+    users: str
 
     @property
     def history(self) -> list[str]:
@@ -50,6 +51,8 @@ class KeyLayout:
         P:{room}:gen           STRING  the generation the room's epoch belongs to
         P:{room}:here          SET     instances with members in the room
         P:{room}:here:<id>     SET     the nicks instance <id> has in the room
+        P:{room}:users         HASH    nick -> user id, for the authenticated members present
+                                       (the scripts build it from the here key: usersOf)
         P:{room}:events        channel messages and presence of the room
     """
 
@@ -89,6 +92,7 @@ class KeyLayout:
             gen=f"{tag}:gen",
             here=f"{tag}:here",
             channel=f"{tag}:events",
+            users=f"{tag}:users",
         )
 
     def roomOfChannel(self, channel: str) -> str | None:

@@ -181,6 +181,9 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         #: [(message, Deferred)]) by room
         self._waiters: dict[str, list[tuple[str, int, float, list[Any]]]] = {}
         self._presence = PresenceBook()
+        #: the user id of each authenticated (room, nick) this instance counts, for the
+        #: presence scripts (L{ENTER}, L{SYNC}) to name it in the room's users hash
+        self._users: dict[tuple[str, str], str] = {}
         self._dirty: set[str] = set()
         self._ready = False
         self._beaten = False
@@ -675,12 +678,15 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         """Count C{nick} in C{room} here; list it in Redis when it is new to this instance."""
         if not self._presence.enter(room, nick):
             return succeed(None)
+        if user is not None:
+            self._users[(room, nick)] = user
         return self._presenceChange(ENTER, room, nick)
 
     def exit(self, room: str, nick: str) -> Deferred[None]:
         """Count one join of C{nick} less; unlist it when this instance has no more."""
         if not self._presence.exit(room, nick):
             return succeed(None)
+        self._users.pop((room, nick), None)
         return self._presenceChange(EXIT, room, nick)
 
     def _presenceChange(self, script: Script, room: str, nick: str) -> Deferred[None]:
@@ -690,7 +696,7 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         keys = self.layout.room(room)
         args: list[Any] = [self.layout.base, self.instanceId, nick, keys.channel]
         if script is ENTER:
-            args.append(self._gcTtlMs)
+            args += (self._gcTtlMs, self._users.get((room, nick), ""))
         d = self.link.run(script, [keys.here], args)
 
         def failed(_: Failure) -> None:
@@ -700,7 +706,10 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
 
     def _syncArgs(self, room: str, nicks: Sequence[str]) -> list[Any]:
         keys = self.layout.room(room)
-        return [self.layout.base, self.instanceId, keys.channel, self._gcTtlMs, *nicks]
+        args: list[Any] = [self.layout.base, self.instanceId, keys.channel, self._gcTtlMs]
+        for nick in nicks:
+            args += (nick, self._users.get((room, nick), ""))
+        return args
 
     async def _syncDirty(self) -> None:
         dirty, self._dirty = self._dirty, set()
