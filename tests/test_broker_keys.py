@@ -45,3 +45,7 @@ class KeyLayoutTests(SynchronousTestCase):
             self.assertEqual(layout.roomOfChannel(layout.room(room).channel), room)
         self.assertIsNone(layout.roomOfChannel("q:{a}:events"))
         self.assertIsNone(layout.roomOfChannel("p:{a}:log"))
+        # the server API's channels are no room's
+        self.assertEqual((layout.control, layout.reply("i1")), ("p:control", "p:reply:i1"))
+        self.assertIsNone(layout.roomOfChannel(layout.control))
+        self.assertIsNone(layout.roomOfChannel(layout.reply("{a}:events")))

@@ -54,6 +54,8 @@ class KeyLayout:
         P:{room}:users         HASH    nick -> user id, for the authenticated members present
                                        (the scripts build it from the here key: usersOf)
         P:{room}:events        channel messages and presence of the room
+        P:control              channel the server API's commands, to every instance
+        P:reply:<id>           channel the answers to instance <id>'s commands
     """
 
     prefix: str = "portshare"
@@ -77,6 +79,15 @@ class KeyLayout:
     def generation(self) -> str:
         """The generation counter (see the layout above)."""
         return f"{self.prefix}:generation"
+
+    @property
+    def control(self) -> str:
+        """The channel of the server API's commands (L{portshare.broker.control})."""
+        return f"{self.prefix}:control"
+
+    def reply(self, instanceId: str) -> str:
+        """The channel where instance C{instanceId} gathers the answers to its commands."""
+        return f"{self.prefix}:reply:{instanceId}"
 
     def instance(self, instanceId: str) -> str:
         """The heartbeat key of instance C{instanceId}."""

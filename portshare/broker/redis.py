@@ -80,7 +80,15 @@ from portshare.broker.codec import (
     replayOf,
     roomsOf,
 )
-from portshare.broker.commands import LocalCommands
+from portshare.broker.commands import Answerer
+from portshare.broker.control import (
+    Answer,
+    Gathering,
+    Request,
+    answerPayload,
+    parseControl,
+    requestPayload,
+)
 from portshare.broker.feed import LIVE, LOST, STARTING, RoomFeed, Step
 from portshare.broker.keys import KeyLayout, RoomKeys
 from portshare.broker.link import Backoff, Link, Refused, openConnection
@@ -113,6 +121,10 @@ CATCH_UP_CONCURRENCY = 16
 PUBLISH_BATCH = 64
 #: rooms whose keys are kept built (L{RedisBroker._keysOf})
 KEYS_CACHED = 4096
+#: server API commands gathering answers at once, at most (past that: L{Unavailable})
+MAX_COMMANDS = 64
+#: answers kept per command at most (instances)
+MAX_ANSWERS = 1024
 
 _UNAVAILABLE = "the message broker is not available"
 
@@ -130,7 +142,7 @@ def _instanceId() -> str:
 
 
 @implementer(IBroker)
-class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
+class RedisBroker:
     """
     An L{IBroker} shared by every instance that uses the same Redis (and key prefix).
 
@@ -202,6 +214,12 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         self._keys: dict[str, RoomKeys] = {}
         self._channelRooms: dict[str, str] = {}
         self._sweep: Any = None
+        #: answers this instance's server API commands (the hub's)
+        self._answerer: Answerer | None = None
+        #: this instance's commands in flight, by request id: their answers so far, the
+        #: Deferred to fire, the deadline's timer
+        self._commands: dict[str, tuple[Gathering, Deferred[list[dict[str, Any]]], Any]] = {}
+        self._replyChannel = self.layout.reply(self.instanceId)
 
     # -- availability ---------------------------------------------------------------------
 
@@ -256,6 +274,8 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
             d.callback(None)
         self._readyWaiters = []
         self._releaseWaiters(None)
+        for requestId in list(self._commands):
+            self._commandDone(requestId)
         if self._sweep is not None and self._sweep.active():
             self._sweep.cancel()
         self._sweep = None
@@ -275,6 +295,7 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         subscriber.onMessage = self._channelMessage
         await self._checkServer()
         await self._beat()
+        await subscriber.subscribeTo([self.layout.control, self._replyChannel])
         feeds = list(self._feeds.values())
         for feed in feeds:
             feed.resubscribed()
@@ -396,6 +417,8 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
                 self._channelRooms[channel] = room
         feed = self._feeds.get(room) if room is not None else None
         if feed is None or room is None:
+            if channel == self.layout.control or channel == self._replyChannel:
+                self._controlMessage(payload)
             return
         if isDelivered(payload, feed.epoch, feed.delivered) and feed.state == LIVE:
             return  # (delivered from the publish reply, on this instance)
@@ -807,3 +830,93 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
                 await self._syncDirty()
         except Exception:
             pass  # the link reconnects; the next heartbeat tries again
+
+    # -- the server API's commands (see L{portshare.broker.control}) ----------------------
+
+    def answerCommands(self, answerer: Answerer) -> None:
+        """This instance answers the commands of every instance with C{answerer}."""
+        self._answerer = answerer
+
+    def command(self, message: dict[str, Any]) -> Deferred[list[dict[str, Any]]]:
+        """
+        Publish C{message} on the control channel; fires with the answers of the instances
+        that received it, once all answered or after the URL's C{timeout} (a silent
+        instance is not waited for longer).
+        @raise Unavailable: (as a failure) while the link is down, when too many commands
+            are in flight, or when Redis did not take the request.
+        """
+        if not self.link.up:
+            return fail(Unavailable(_UNAVAILABLE))
+        if len(self._commands) >= MAX_COMMANDS:
+            return fail(Unavailable("too many server API commands are in flight"))
+        requestId = secrets.token_hex(8)
+        d: Deferred[list[dict[str, Any]]] = Deferred()
+        timer = self._reactor.callLater(self.url.timeout, self._commandDone, requestId)
+        self._commands[requestId] = (Gathering(MAX_ANSWERS), d, timer)
+        sent = self.link.execute(
+            "PUBLISH",
+            self.layout.control,
+            requestPayload(Request(requestId, self.instanceId, message)),
+        )
+        sent.addCallbacks(
+            self._commandSent,
+            self._commandFailed,
+            callbackArgs=(requestId,),
+            errbackArgs=(requestId,),
+        )
+        return d
+
+    def _commandSent(self, receivers: Any, requestId: str) -> None:
+        pending = self._commands.get(requestId)
+        if pending is not None and pending[0].sent(int(receivers)):
+            self._commandDone(requestId)
+
+    def _commandFailed(self, failure: Failure, requestId: str) -> None:
+        pending = self._commands.pop(requestId, None)
+        if pending is not None:
+            if pending[2].active():
+                pending[2].cancel()
+            pending[1].errback(Unavailable(_UNAVAILABLE))
+
+    def _commandDone(self, requestId: str) -> None:
+        """Fire a command with the answers it has: all came, its deadline, or stop."""
+        pending = self._commands.pop(requestId, None)
+        if pending is None:
+            return
+        gathering, d, timer = pending
+        if timer.active():
+            timer.cancel()
+        if not gathering.done:
+            self.log.info(
+                "a server API command got {got} of {expected} answers in time",
+                got=len(gathering.answers),
+                expected="?" if gathering.expected is None else gathering.expected,
+            )
+        d.callback(gathering.result())
+
+    def _controlMessage(self, payload: Any) -> None:
+        """A request on the control channel, or an answer on this instance's reply channel."""
+        try:
+            event = parseControl(payload)
+        except ValueError as e:
+            self.log.warn("ignored on the control channels: {why}", why=str(e))
+            return
+        if type(event) is Answer:
+            pending = self._commands.get(event.id)
+            if pending is not None and pending[0].received(event):
+                self._commandDone(event.id)
+            return
+        assert type(event) is Request
+        answer: dict[str, Any] = {}
+        if self._answerer is not None:
+            try:
+                answer = self._answerer(event.command)
+            except Exception as e:
+                self.log.failure("answering a server API command failed")
+                answer = {"error": f"{type(e).__name__}: {e}"}
+        reply = self.link.execute(
+            "PUBLISH",
+            self.layout.reply(event.origin),
+            answerPayload(Answer(event.id, self.instanceId, answer)),
+        )
+        reply.addErrback(lambda _: None)  # the publisher's deadline covers a lost answer
