@@ -19,9 +19,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from portshare.broker import IBroker
+from portshare.broker.control import (
+    Answer,
+    Request,
+    answerPayload,
+    parseControl,
+    requestPayload,
+)
 from portshare.broker.link import Backoff
 from portshare.broker.memory import MemoryBroker
-from portshare.broker.redis import RedisBroker
+from portshare.broker.redis import MAX_COMMANDS, RedisBroker
 from portshare.broker.url import parseBrokerURL
 from portshare.errors import Unavailable
 from portshare.wire import Message, Presence
@@ -51,9 +58,12 @@ class FakeRedis:
         self.onMessage: Any = None
         self._lost: list[Deferred[Any]] = []
 
+    #: what PUBLISH answers: how many subscribers received the message
+    receivers = 1
+
     def execute_command(self, *args: Any) -> Deferred[Any]:
         self.sent.append(args)
-        return succeed("OK")
+        return succeed(self.receivers if args[0] == "PUBLISH" else "OK")
 
     def eval(self, script: str, keys: list[str], args: list[Any]) -> Deferred[Any]:
         self.sent.append(("EVAL", keys[0]))
@@ -204,6 +214,146 @@ class ClockTests(SynchronousTestCase):
         connector.clock.advance(0.1)
         self.successResultOf(broker.stop())
         self.assertEqual(connector.clock.getDelayedCalls(), [])
+
+
+class CommandTests(SynchronousTestCase):
+    """
+    The server API's commands over pub/sub, on a Clock with fake connections: gathered
+    until every receiver answered, never past the timeout, bounded, robust to junk.
+    """
+
+    def setUp(self) -> None:
+        self.broker, self.connector = clockBroker()
+        self.connector.refusing = False
+        self.successResultOf(self.broker.start())
+        self.command = self.connector.opened[0]
+        self.asked: list[dict[str, Any]] = []
+
+        def answerer(message: dict[str, Any]) -> dict[str, Any]:
+            self.asked.append(message)
+            return {"connections": 1}
+
+        self.broker.answerCommands(answerer)
+
+    def published(self, channel: str) -> list[str]:
+        return [args[2] for args in self.command.sent if args[:2] == ("PUBLISH", channel)]
+
+    def test_subscribesTheControlChannels(self) -> None:
+        """The subscriber listens to the control channel and to this instance's replies."""
+        self.assertIn(
+            ("SUBSCRIBE", "portshare:control", "portshare:reply:me"),
+            self.connector.opened[1].sent,
+        )
+
+    def test_gatheredUntilEveryReceiverAnswered(self) -> None:
+        """
+        A command is published once on the control channel; this instance answers it when
+        it comes back (on this instance's reply channel), like any other; the command fires
+        once as many instances answered as PUBLISH counted, a duplicate answer ignored.
+        """
+        self.command.receivers = 2
+        d = self.broker.command({"op": "members", "room": "r"})
+        [request] = self.published("portshare:control")
+        self.assertNoResult(d)
+        self.broker._channelMessage("portshare:control", request)
+        self.assertEqual(self.asked, [{"op": "members", "room": "r"}])
+        [mine] = self.published("portshare:reply:me")
+        self.broker._channelMessage("portshare:reply:me", mine)
+        self.broker._channelMessage("portshare:reply:me", mine)  # a duplicate
+        self.assertNoResult(d)
+        other = answerPayload(Answer(parseControl(request).id, "other", {"connections": 2}))
+        self.broker._channelMessage("portshare:reply:me", other)
+        self.assertEqual(self.successResultOf(d), [{"connections": 1}, {"connections": 2}])
+        self.assertEqual(self.connector.clock.getDelayedCalls(), [self.broker._heartbeat.call])
+
+    def test_answersBeforeThePublishReply(self) -> None:
+        """Answers may arrive before PUBLISH's reply (another connection): they count."""
+        pending: Deferred[Any] = Deferred()
+        self.command.execute_command = lambda *args: pending  # type: ignore[method-assign]
+        d = self.broker.command({"op": "members", "room": "r"})
+        requestId = next(iter(self.broker._commands))
+        answer = answerPayload(Answer(requestId, "other", {"n": 1}))
+        self.broker._channelMessage("portshare:reply:me", answer)
+        self.assertNoResult(d)
+        pending.callback(1)
+        self.assertEqual(self.successResultOf(d), [{"n": 1}])
+
+    def test_silentInstanceIsNotWaitedForPastTheTimeout(self) -> None:
+        """
+        An instance that received the command but never answers delays it until the URL's
+        timeout (5 s by default), not longer: then it fires with the answers it has.
+        """
+        self.command.receivers = 2
+        d = self.broker.command({"op": "disconnect", "user": "u"})
+        [request] = self.published("portshare:control")
+        self.broker._channelMessage("portshare:control", request)
+        self.broker._channelMessage("portshare:reply:me", self.published("portshare:reply:me")[0])
+        self.connector.clock.advance(4.9)
+        self.assertNoResult(d)
+        self.connector.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(d), [{"connections": 1}])
+        self.assertEqual(self.broker._commands, {})
+
+    def test_noReceiverAtAll(self) -> None:
+        """PUBLISH counting no receiver (not even this one yet) fires at once, empty."""
+        self.command.receivers = 0
+        self.assertEqual(self.successResultOf(self.broker.command({"op": "x"})), [])
+
+    def test_boundedInFlight(self) -> None:
+        """Past MAX_COMMANDS in flight, a command is refused at once; the others time out."""
+        self.command.receivers = 2
+        waiting = [self.broker.command({"op": "x"}) for _ in range(MAX_COMMANDS)]
+        self.failureResultOf(self.broker.command({"op": "x"}), Unavailable)
+        self.connector.clock.advance(5)
+        self.assertEqual([self.successResultOf(d) for d in waiting], [[]] * MAX_COMMANDS)
+        self.assertNoResult(self.broker.command({"op": "x"}))  # room again: accepted, waiting
+        self.assertEqual(len(self.broker._commands), 1)
+
+    def test_unavailableWhileDown(self) -> None:
+        """With the link down a command fails at once; a failed PUBLISH fails it too."""
+        self.command.execute_command = lambda *args: fail(  # type: ignore[method-assign]
+            ConnectionError("lost")
+        )
+        self.failureResultOf(self.broker.command({"op": "x"}), Unavailable)
+        self.assertEqual(self.broker._commands, {})
+        self.connector.refusing = True
+        self.command.lose()
+        self.connector.opened[1].lose()
+        self.failureResultOf(self.broker.command({"op": "x"}), Unavailable)
+
+    def test_junkIsIgnored(self) -> None:
+        """
+        What is not a control message on the control channels is ignored: no answer, no
+        exception; an answer to no command of ours is ignored too.
+        """
+        for junk in ("", "q|", "q|[]", 'q|{"id":"1","from":"x","command":[]}',
+                     'q|{"id":"","from":"x","command":{}}', "a|{", "p|join|x",
+                     answerPayload(Answer("unknown", "x", {}))):  # fmt: skip
+            self.broker._channelMessage("portshare:control", junk)
+            self.broker._channelMessage("portshare:reply:me", junk)
+        self.assertEqual(self.published("portshare:reply:me"), [])
+        self.assertEqual(self.asked, [])
+
+    def test_failingAnswererStillAnswers(self) -> None:
+        """An answerer that raises still answers (with the error), so no one waits for it."""
+
+        def broken(message: dict[str, Any]) -> dict[str, Any]:
+            raise KeyError("user")
+
+        self.broker.answerCommands(broken)
+        request = requestPayload(Request("r1", "other", {"op": "disconnect"}))
+        self.broker._channelMessage("portshare:control", request)
+        [answer] = self.published("portshare:reply:other")
+        self.assertEqual(parseControl(answer), Answer("r1", "me", {"error": "KeyError: 'user'"}))
+        self.flushLoggedErrors(KeyError)
+
+    def test_stopFiresCommandsInFlight(self) -> None:
+        """Stopping the broker fires the commands in flight with what they have."""
+        self.command.receivers = 3
+        d = self.broker.command({"op": "x"})
+        self.successResultOf(self.broker.stop())
+        self.assertEqual(self.successResultOf(d), [])
+        self.assertEqual(self.connector.clock.getDelayedCalls(), [])
 
 
 # -- against a real redis-server -----------------------------------------------------------------

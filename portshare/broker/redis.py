@@ -42,6 +42,11 @@ Theory of operation:
    period a room is listed in the rooms index at once (L{INDEX}); every heartbeat lists the
    period's active rooms again and refreshes their TTLs (L{TOUCH}), so the per-message
    script does neither.
+ - The server API's commands (L{RedisBroker.command}) go to every instance over pub/sub
+   (L{portshare.broker.control}): published on the control channel, answered by every
+   instance that receives it (this one too) on the publisher's reply channel, gathered until
+   as many answers came as C{PUBLISH} counted receivers, or the URL's C{timeout} passed (an
+   instance that went silent).  At most L{MAX_COMMANDS} are in flight.
 """
 
 from __future__ import annotations
@@ -868,7 +873,9 @@ class RedisBroker:
 
     def _commandSent(self, receivers: Any, requestId: str) -> None:
         pending = self._commands.get(requestId)
-        if pending is not None and pending[0].sent(int(receivers)):
+        if pending is None or type(receivers) is not int:
+            return  # (not a count: the deadline fires it)
+        if pending[0].sent(receivers):
             self._commandDone(requestId)
 
     def _commandFailed(self, failure: Failure, requestId: str) -> None:
