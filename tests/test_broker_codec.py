@@ -54,7 +54,7 @@ class ParsingTests(SynchronousTestCase):
 
     def test_payloadBatch(self) -> None:
         """A batch carries consecutive offsets from its first; nicks and texts survive."""
-        items = [("ann|x", 'say "|" \u00e9\U0001f600\n', 7), ("bob", "", 8)]
+        items = [("ann|x", 'say "|" \u00e9\U0001f600\n', 7, None), ("bob", "", 8, None)]
         payload = f"b|e1|12|2|{batchBody(items)}"
         self.assertEqual(
             parsePayload("r", payload),
@@ -67,6 +67,53 @@ class ParsingTests(SynchronousTestCase):
             ),
         )
 
+    def test_entriesWithUser(self) -> None:
+        """An entry's optional C{u} field is its message's user; without it, anonymous."""
+        raw = [
+            ["7-0", ["n", "ann", "t", "hi", "ts", "1", "u", "auth0|ann"]],
+            [b"8-0", [b"n", b"b", b"t", b"", b"ts", b"5"]],
+        ]
+        self.assertEqual(
+            [m.user for m in parseEntries("r", raw)],
+            ["auth0|ann", None],
+        )
+
+    def test_payloadMessageWithUser(self) -> None:
+        """
+        An authenticated sender's message carries its user (any characters); the payload of
+        an anonymous one keeps the old two-element shape, which older instances read.
+        """
+        user = 'auth0|"x"\u00e9'
+        payload = f"m|e1|12|99|{messageBody('ann', 'hi', user)}"
+        self.assertEqual(
+            parsePayload("r", payload),
+            Published("e1", Message(room="r", offset=12, ts=99, nick="ann", text="hi", user=user)),
+        )
+        self.assertEqual(messageBody("ann", "hi"), '["ann","hi"]')
+        self.assertIsNone(parsePayload("r", 'm|e1|1|2|["a","b"]').message.user)  # type: ignore[union-attr]
+
+    def test_payloadBatchWithUsers(self) -> None:
+        """In a batch, each message has its own user or none; the old shape is still read."""
+        items = [("ann", "a", 7, "u1"), ("bob", "b", 8, None), ("cy", "c", 9, "u|3")]
+        batch = parsePayload("r", f"b|e1|12|3|{batchBody(items)}")
+        self.assertEqual([m.user for m in batch.messages], ["u1", None, "u|3"])  # type: ignore[union-attr]
+        self.assertEqual(batchBody([("a", "b", 1, None)]), '[[1,"a","b"]]')
+        old = parsePayload("r", 'b|e1|1|2|[[1,"a","b"],[2,"c","d"]]')
+        self.assertEqual([m.user for m in old.messages], [None, None])  # type: ignore[union-attr]
+
+    def test_badUsers(self) -> None:
+        """A user that is not one string is refused, in a single message and in a batch."""
+        for payload in (
+            'm|e|1|1|["a","b",1]',
+            'm|e|1|1|["a","b","u","v"]',
+            'm|e|1|1|["a","b",null]',
+            'b|e|1|1|[[1,"a","b",2]]',
+            'b|e|1|1|[[1,"a","b","u","v"]]',
+            'm|e|1|1|[1,"b"]',
+        ):
+            with self.assertRaises(ValueError, msg=payload):
+                parsePayload("r", payload)
+
     def test_badBatches(self) -> None:
         """A batch that is not a list of [ts, nick, text] (or is empty) is refused."""
         one = '[[1,"a","b"]]'
@@ -77,7 +124,7 @@ class ParsingTests(SynchronousTestCase):
 
     def test_isDelivered(self) -> None:
         """A payload is recognised as delivered from its head: epoch, and last offset."""
-        body = batchBody([("a", "b", 1), ("c", "d", 2)])
+        body = batchBody([("a", "b", 1, None), ("c", "d", 2, "u|1")])
         self.assertTrue(isDelivered(f"b|e|4|2|{body}", "e", 5))
         self.assertFalse(isDelivered(f"b|e|4|2|{body}", "e", 4))  # offset 5 is not yet
         self.assertFalse(isDelivered(f"b|e|4|2|{body}", "f", 9))  # another epoch
@@ -95,6 +142,24 @@ class ParsingTests(SynchronousTestCase):
         self.assertEqual(
             parsePayload("r", "p|leave|z"), Presence(room="r", event="leave", nick="z")
         )
+
+    def test_payloadUserPresence(self) -> None:
+        """
+        An authenticated member's presence (C{u|event|["nick","user"]}, as the scripts'
+        cjson writes it: '/' escaped) carries its user; a malformed one is refused.
+        """
+        self.assertEqual(
+            parsePayload("r", 'u|join|["a|b","auth0\\/x|1"]'),
+            Presence(room="r", event="join", nick="a|b", user="auth0/x|1"),
+        )
+        self.assertEqual(
+            parsePayload("r", b'u|leave|["z","u"]'),
+            Presence(room="r", event="leave", nick="z", user="u"),
+        )
+        for payload in ('u|wave|["a","u"]', 'u|join|["","u"]', 'u|join|["a"]', 'u|join|["a",1]',
+                        "u|join|a", "u|join|", 'u|join|["a","u","v"]'):  # fmt: skip
+            with self.assertRaises(ValueError, msg=payload):
+                parsePayload("r", payload)
 
     def test_badPayloads(self) -> None:
         """Anything else is refused."""

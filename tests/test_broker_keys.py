@@ -27,6 +27,9 @@ class KeyLayoutTests(SynchronousTestCase):
             ),
         )
         self.assertEqual(keys.history, [keys.epoch, keys.seq, keys.log, keys.gen])
+        # the scripts build the users hash from the here key (_common.lua's usersOf)
+        self.assertEqual(keys.users, "p:{lobby}:users")
+        self.assertEqual(keys.users, keys.here[: -len("here")] + "users")
 
     def test_globalKeys(self) -> None:
         """The rooms index and instance keys live under the prefix."""
@@ -42,3 +45,7 @@ class KeyLayoutTests(SynchronousTestCase):
             self.assertEqual(layout.roomOfChannel(layout.room(room).channel), room)
         self.assertIsNone(layout.roomOfChannel("q:{a}:events"))
         self.assertIsNone(layout.roomOfChannel("p:{a}:log"))
+        # the server API's channels are no room's
+        self.assertEqual((layout.control, layout.reply("i1")), ("p:control", "p:reply:i1"))
+        self.assertIsNone(layout.roomOfChannel(layout.control))
+        self.assertIsNone(layout.roomOfChannel(layout.reply("{a}:events")))

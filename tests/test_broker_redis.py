@@ -19,9 +19,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from portshare.broker import IBroker
+from portshare.broker.control import (
+    Answer,
+    Request,
+    answerPayload,
+    parseControl,
+    requestPayload,
+)
 from portshare.broker.link import Backoff
 from portshare.broker.memory import MemoryBroker
-from portshare.broker.redis import RedisBroker
+from portshare.broker.redis import MAX_COMMANDS, RedisBroker
 from portshare.broker.url import parseBrokerURL
 from portshare.errors import Unavailable
 from portshare.wire import Message, Presence
@@ -51,9 +58,12 @@ class FakeRedis:
         self.onMessage: Any = None
         self._lost: list[Deferred[Any]] = []
 
+    #: what PUBLISH answers: how many subscribers received the message
+    receivers = 1
+
     def execute_command(self, *args: Any) -> Deferred[Any]:
         self.sent.append(args)
-        return succeed("OK")
+        return succeed(self.receivers if args[0] == "PUBLISH" else "OK")
 
     def eval(self, script: str, keys: list[str], args: list[Any]) -> Deferred[Any]:
         self.sent.append(("EVAL", keys[0]))
@@ -204,6 +214,146 @@ class ClockTests(SynchronousTestCase):
         connector.clock.advance(0.1)
         self.successResultOf(broker.stop())
         self.assertEqual(connector.clock.getDelayedCalls(), [])
+
+
+class CommandTests(SynchronousTestCase):
+    """
+    The server API's commands over pub/sub, on a Clock with fake connections: gathered
+    until every receiver answered, never past the timeout, bounded, robust to junk.
+    """
+
+    def setUp(self) -> None:
+        self.broker, self.connector = clockBroker()
+        self.connector.refusing = False
+        self.successResultOf(self.broker.start())
+        self.command = self.connector.opened[0]
+        self.asked: list[dict[str, Any]] = []
+
+        def answerer(message: dict[str, Any]) -> dict[str, Any]:
+            self.asked.append(message)
+            return {"connections": 1}
+
+        self.broker.answerCommands(answerer)
+
+    def published(self, channel: str) -> list[str]:
+        return [args[2] for args in self.command.sent if args[:2] == ("PUBLISH", channel)]
+
+    def test_subscribesTheControlChannels(self) -> None:
+        """The subscriber listens to the control channel and to this instance's replies."""
+        self.assertIn(
+            ("SUBSCRIBE", "portshare:control", "portshare:reply:me"),
+            self.connector.opened[1].sent,
+        )
+
+    def test_gatheredUntilEveryReceiverAnswered(self) -> None:
+        """
+        A command is published once on the control channel; this instance answers it when
+        it comes back (on this instance's reply channel), like any other; the command fires
+        once as many instances answered as PUBLISH counted, a duplicate answer ignored.
+        """
+        self.command.receivers = 2
+        d = self.broker.command({"op": "members", "room": "r"})
+        [request] = self.published("portshare:control")
+        self.assertNoResult(d)
+        self.broker._channelMessage("portshare:control", request)
+        self.assertEqual(self.asked, [{"op": "members", "room": "r"}])
+        [mine] = self.published("portshare:reply:me")
+        self.broker._channelMessage("portshare:reply:me", mine)
+        self.broker._channelMessage("portshare:reply:me", mine)  # a duplicate
+        self.assertNoResult(d)
+        other = answerPayload(Answer(parseControl(request).id, "other", {"connections": 2}))
+        self.broker._channelMessage("portshare:reply:me", other)
+        self.assertEqual(self.successResultOf(d), [{"connections": 1}, {"connections": 2}])
+        self.assertEqual(self.connector.clock.getDelayedCalls(), [self.broker._heartbeat.call])
+
+    def test_answersBeforeThePublishReply(self) -> None:
+        """Answers may arrive before PUBLISH's reply (another connection): they count."""
+        pending: Deferred[Any] = Deferred()
+        self.command.execute_command = lambda *args: pending  # type: ignore[method-assign]
+        d = self.broker.command({"op": "members", "room": "r"})
+        requestId = next(iter(self.broker._commands))
+        answer = answerPayload(Answer(requestId, "other", {"n": 1}))
+        self.broker._channelMessage("portshare:reply:me", answer)
+        self.assertNoResult(d)
+        pending.callback(1)
+        self.assertEqual(self.successResultOf(d), [{"n": 1}])
+
+    def test_silentInstanceIsNotWaitedForPastTheTimeout(self) -> None:
+        """
+        An instance that received the command but never answers delays it until the URL's
+        timeout (5 s by default), not longer: then it fires with the answers it has.
+        """
+        self.command.receivers = 2
+        d = self.broker.command({"op": "disconnect", "user": "u"})
+        [request] = self.published("portshare:control")
+        self.broker._channelMessage("portshare:control", request)
+        self.broker._channelMessage("portshare:reply:me", self.published("portshare:reply:me")[0])
+        self.connector.clock.advance(4.9)
+        self.assertNoResult(d)
+        self.connector.clock.advance(0.1)
+        self.assertEqual(self.successResultOf(d), [{"connections": 1}])
+        self.assertEqual(self.broker._commands, {})
+
+    def test_noReceiverAtAll(self) -> None:
+        """PUBLISH counting no receiver (not even this one yet) fires at once, empty."""
+        self.command.receivers = 0
+        self.assertEqual(self.successResultOf(self.broker.command({"op": "x"})), [])
+
+    def test_boundedInFlight(self) -> None:
+        """Past MAX_COMMANDS in flight, a command is refused at once; the others time out."""
+        self.command.receivers = 2
+        waiting = [self.broker.command({"op": "x"}) for _ in range(MAX_COMMANDS)]
+        self.failureResultOf(self.broker.command({"op": "x"}), Unavailable)
+        self.connector.clock.advance(5)
+        self.assertEqual([self.successResultOf(d) for d in waiting], [[]] * MAX_COMMANDS)
+        self.assertNoResult(self.broker.command({"op": "x"}))  # room again: accepted, waiting
+        self.assertEqual(len(self.broker._commands), 1)
+
+    def test_unavailableWhileDown(self) -> None:
+        """With the link down a command fails at once; a failed PUBLISH fails it too."""
+        self.command.execute_command = lambda *args: fail(  # type: ignore[method-assign]
+            ConnectionError("lost")
+        )
+        self.failureResultOf(self.broker.command({"op": "x"}), Unavailable)
+        self.assertEqual(self.broker._commands, {})
+        self.connector.refusing = True
+        self.command.lose()
+        self.connector.opened[1].lose()
+        self.failureResultOf(self.broker.command({"op": "x"}), Unavailable)
+
+    def test_junkIsIgnored(self) -> None:
+        """
+        What is not a control message on the control channels is ignored: no answer, no
+        exception; an answer to no command of ours is ignored too.
+        """
+        for junk in ("", "q|", "q|[]", 'q|{"id":"1","from":"x","command":[]}',
+                     'q|{"id":"","from":"x","command":{}}', "a|{", "p|join|x",
+                     answerPayload(Answer("unknown", "x", {}))):  # fmt: skip
+            self.broker._channelMessage("portshare:control", junk)
+            self.broker._channelMessage("portshare:reply:me", junk)
+        self.assertEqual(self.published("portshare:reply:me"), [])
+        self.assertEqual(self.asked, [])
+
+    def test_failingAnswererStillAnswers(self) -> None:
+        """An answerer that raises still answers (with the error), so no one waits for it."""
+
+        def broken(message: dict[str, Any]) -> dict[str, Any]:
+            raise KeyError("user")
+
+        self.broker.answerCommands(broken)
+        request = requestPayload(Request("r1", "other", {"op": "disconnect"}))
+        self.broker._channelMessage("portshare:control", request)
+        [answer] = self.published("portshare:reply:other")
+        self.assertEqual(parseControl(answer), Answer("r1", "me", {"error": "KeyError: 'user'"}))
+        self.flushLoggedErrors(KeyError)
+
+    def test_stopFiresCommandsInFlight(self) -> None:
+        """Stopping the broker fires the commands in flight with what they have."""
+        self.command.receivers = 3
+        d = self.broker.command({"op": "x"})
+        self.successResultOf(self.broker.stop())
+        self.assertEqual(self.successResultOf(d), [])
+        self.assertEqual(self.connector.clock.getDelayedCalls(), [])
 
 
 # -- against a real redis-server -----------------------------------------------------------------
@@ -506,3 +656,98 @@ async def test_ownPublishesDeliveredOnceFromTheReply(brokers: Callable[..., Any]
     for listener in (here, there):
         assert [m.offset for m in listener.delivered] == list(range(1, 36))
     assert sorted(acked) == list(range(1, 36))
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(30)
+@pytest_twisted.ensureDeferred
+async def test_usersSurviveRedis(brokers: Callable[..., Any]) -> None:
+    """
+    A message's user (or its absence) survives Redis, alone and in a batch: in the
+    publisher's ack and own delivery, in another instance's live delivery, in history and in
+    a replay.
+    """
+    a, b = await brokers(history=50), await brokers(history=50)
+    here, there = RecordingListener(), RecordingListener()
+    await a.subscribe("users", here)
+    await b.subscribe("users", there)
+    alone = await within(a.publish("users", "ann", "one", 1, user="auth0|ann"))
+    batch = [
+        a.publish("users", "ann", "two", 2, user="auth0|ann"),
+        a.publish("users", "guest-1", "three", 3),
+        a.publish("users", "bob", "four", 4, user='b|"ob"'),
+    ]
+    acks = [alone, *[await within(d) for d in batch]]
+    expected = ["auth0|ann", "auth0|ann", None, 'b|"ob"']
+    assert [m.user for m in acks] == expected
+    await eventually(lambda: len(there.delivered) == 4, what="delivery on b")
+    assert there.delivered == acks
+    assert here.delivered == acks
+    assert [m.user for m in (await b.history("users", 0, 10))[1]] == expected
+    replay = await b.replay("users", 0, None)
+    assert [m.user for m in replay.messages] == expected
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_presenceUsersAcrossInstances(
+    brokers: Callable[..., Any], redisServer: RedisServer
+) -> None:
+    """
+    An authenticated member's join and leave carry its user on every instance, whichever
+    instance announces them: its own (enter, exit) and the reaping of a silent instance's
+    members; an anonymous member's carry none, and the users hash forgets whoever left.
+    """
+    ttl = 0.9
+    query = f"?presence_ttl={ttl}"
+    a, b = await brokers(query=query), await brokers(query=query)
+    la, lb = RecordingListener(), RecordingListener()
+    await a.subscribe("pu", la)
+    await b.subscribe("pu", lb)
+    await a.enter("pu", "ann", user="auth0|ann/1")
+    await b.enter("pu", "guest-1")
+    await b.enter("pu", "ann", user="auth0|ann/1")  # ann on b too: no second join
+    await a.exit("pu", "ann")  # still on b: no leave
+    await b.exit("pu", "ann")
+    await b.enter("pu", "ghost", user="g")
+    join = [
+        Presence(room="pu", event="join", nick="ann", user="auth0|ann/1"),
+        Presence(room="pu", event="join", nick="guest-1"),
+        Presence(room="pu", event="leave", nick="ann", user="auth0|ann/1"),
+        Presence(room="pu", event="join", nick="ghost", user="g"),
+    ]
+    await eventually(lambda: len(la.delivered) == 4 and len(lb.delivered) == 4, 5, "presence")
+    assert la.delivered == lb.delivered == join
+    # b goes silent: a reaps its members, each with its user (or none)
+    b._heartbeat.stop()
+    await b.link.stop()
+    await eventually(lambda: len(la.delivered) == 6, 3 * ttl + 3, "the reaped leaves")
+    assert la.delivered[4:] == [
+        Presence(room="pu", event="leave", nick="ghost", user="g"),
+        Presence(room="pu", event="leave", nick="guest-1"),
+    ]
+    assert await raw(redisServer, "HGETALL", "portshare:{pu}:users") == []
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_presenceUsersWrittenOnResync(brokers: Callable[..., Any]) -> None:
+    """
+    A member counted while the instance's link is down joins, with its user, when the
+    resynchronisation (SYNC) writes it to Redis.
+    """
+    a, b = await brokers(), await brokers()
+    listener = RecordingListener()
+    await a.subscribe("rs", listener)
+    b.link.command.transport.abortConnection()
+    await eventually(lambda: b.unavailableReason is not None, 5, "b down")
+    await b.enter("rs", "carol", user="auth0|carol")
+    await b.enter("rs", "dan")
+    await within(b.whenReady())
+    await eventually(lambda: len(listener.delivered) == 2, 5, "the joins")
+    assert listener.delivered == [
+        Presence(room="rs", event="join", nick="carol", user="auth0|carol"),
+        Presence(room="rs", event="join", nick="dan"),
+    ]

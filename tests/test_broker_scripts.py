@@ -16,21 +16,23 @@ from portshare.broker.scripts import SCRIPTS
 #: script by this SHA1 (EVALSHA): a change here is a change of what Redis runs, never a mere
 #: move.  History: first computed from the scripts written as Python strings in
 #: portshare/broker/rediscore.py at 59ef69d; changed by issue 16's throughput work (a batched,
-#: leaner PUBLISH; the generation passed in; TOUCH and INDEX added; see CHANGELOG.md).
+#: leaner PUBLISH; the generation passed in; TOUCH and INDEX added; see CHANGELOG.md);
+#: changed by issue 15 (a message's user in PUBLISH's ARGV and entries; presence users: the
+#: users hash and announce() in the prelude).
 PINNED_SHA1 = {
-    "server": "30112767be818dd8d968495f6a0440235a0d478e",
-    "publish": "7c5ea7dd8febfd7f72a7838abd42c65bf3d31633",
-    "snapshot": "c1da90a3c42de16e5c061a0e07c8e7997c88b7c2",
-    "history": "6ca807a8b30ba7c8ed91a6d74253fda9ec77e621",
-    "catch-up": "6a3171f8e42b5f9d0a6cf182cb28788eb96a0ce7",
-    "enter": "57836297a1912f2e66d8404b360eecf8e32450ea",
-    "exit": "9235c30ae64ad19d410ab796be66fc98f760b2fc",
-    "sync": "b6890f5a5fecfc2a1bed709ba1e7ca65e35008d4",
-    "members": "117f932ca76a6ab92cc9dd458cd32eb8c65a98a0",
-    "tick": "0776f8b95d2d4c9d88e927feeb0bb8498303c38a",
-    "rooms": "917b285cadd6ee9b992ee9ed32da7a6469eb899a",
-    "touch": "6ae9857b251b295d66684ff79a7d5b2076fd8fad",
-    "index": "adc4a257c05abe0ee097d867e991b6bb1d555ab8",
+    "server": "6b33e1dfd5331a400a8ae2209f6da5e83480e1a6",
+    "publish": "b2b3218d0932554a22b3662b00be517a7d174ddb",
+    "snapshot": "97a76e771f38317cc47020e0b0ef275bbdd5e7ab",
+    "history": "f99fd19a030fd2e5603d8864ec99c67ff1b78d03",
+    "catch-up": "efb0268f3436b3dbfec536e0656013a9830e31c2",
+    "enter": "4a9c1b0ccc8d55d601b8f65c63256214fbac2db1",
+    "exit": "a11d6021bc8fdaeb4ae64c6cbfd6b0c761cfedba",
+    "sync": "fe16d5b5ee34431d9d0a0e022c63e2075f47d167",
+    "members": "b334a7f01b0e5a9b8b2d703523bab1fabdd567e0",
+    "tick": "9b63223f781039f7d18e01c9368023a555937404",
+    "rooms": "0a4e91d15f5344c34998e7e443b4dda332138b64",
+    "touch": "8e23ca11f433d72a0988cbcd56c650c4b6f48cc6",
+    "index": "d5cac172cf5f0efe3ab4e2c37736c78c2b32921f",
 }
 
 

@@ -49,6 +49,7 @@ def parseEntries(room: str, raw: Any) -> tuple[Message, ...]:
                     ts=int(_text(fields["ts"])),
                     nick=_text(fields["n"]),
                     text=_text(fields["t"]),
+                    user=_text(fields["u"]) if "u" in fields else None,
                 )
             )
         except (KeyError, ValueError) as e:
@@ -56,17 +57,38 @@ def parseEntries(room: str, raw: Any) -> tuple[Message, ...]:
     return tuple(messages)
 
 
-def messageBody(nick: str, text: str) -> str:
-    """The part of a published message's payload that the publisher encodes."""
-    return orjson.dumps([nick, text]).decode("utf-8")
+def messageBody(nick: str, text: str, user: str | None = None) -> str:
+    """
+    The part of a published message's payload that the publisher encodes: C{["nick",
+    "text"]}, or C{["nick", "text", "user"]} for an authenticated sender's message (the
+    two-element shape stays what an anonymous message is, so older instances still read it).
+    """
+    if user is None:
+        return orjson.dumps([nick, text]).decode("utf-8")
+    return orjson.dumps([nick, text, user]).decode("utf-8")
 
 
-def batchBody(items: Sequence[tuple[str, str, int]]) -> str:
+def batchBody(items: Sequence[tuple[str, str, int, str | None]]) -> str:
     """
     The part of a published batch's payload (several messages to one room, one PUBLISH)
-    that the publisher encodes: C{[[ts, nick, text], ...]} for C{(nick, text, ts)} items.
+    that the publisher encodes: C{[[ts, nick, text], ...]} for C{(nick, text, ts, user)}
+    items, with C{user} as a fourth element of the messages that have one.
     """
-    return orjson.dumps([[ts, nick, text] for nick, text, ts in items]).decode("utf-8")
+    return orjson.dumps(
+        [
+            [ts, nick, text] if user is None else [ts, nick, text, user]
+            for nick, text, ts, user in items
+        ]
+    ).decode("utf-8")
+
+
+def _userOf(rest: Sequence[Any]) -> str | None:
+    """The optional trailing user of a payload's message, checked: C{[]} or C{["user"]}."""
+    if not rest:
+        return None
+    if len(rest) != 1 or type(rest[0]) is not str:
+        raise TypeError("not a user")
+    return rest[0]  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +109,12 @@ class PublishedBatch:
 
 def parsePayload(room: str, payload: Any) -> Published | PublishedBatch | Presence:
     """
-    Parse what a room's channel carries: C{m|epoch|offset|ts|["nick","text"]} (one message),
-    C{b|epoch|first|n|[[ts,"nick","text"],...]} (a batch of n, from offset C{first} on), or
-    C{p|join|nick} / C{p|leave|nick}.
+    Parse what a room's channel carries: C{m|epoch|offset|ts|["nick","text"]} (one message;
+    C{["nick","text","user"]} for an authenticated sender's), C{b|epoch|first|n|[[ts,"nick",
+    "text"],...]} (a batch of n, from offset C{first} on; each message may carry its user as
+    a fourth element), C{p|join|nick} / C{p|leave|nick} (an anonymous member), or
+    C{u|join|["nick","user"]} / C{u|leave|["nick","user"]} (an authenticated one; written
+    by the presence scripts from the room's users hash).
 
     @raise ValueError: for anything else.
     """
@@ -100,10 +125,19 @@ def parsePayload(room: str, payload: Any) -> Published | PublishedBatch | Presen
             _, epoch, first, count, body = text.split("|", 4)
             start = int(first)
             messages = []
-            for i, (ts, nick, said) in enumerate(orjson.loads(body)):
+            for i, (ts, nick, said, *rest) in enumerate(orjson.loads(body)):
                 if not (type(ts) is int and type(nick) is str and type(said) is str):
                     raise TypeError("not [ts, nick, text]")
-                messages.append(Message(room=room, offset=start + i, ts=ts, nick=nick, text=said))
+                messages.append(
+                    Message(
+                        room=room,
+                        offset=start + i,
+                        ts=ts,
+                        nick=nick,
+                        text=said,
+                        user=_userOf(rest),
+                    )
+                )
         except (ValueError, TypeError) as e:
             raise ValueError(f"bad batch payload on {room}: {text[:80]!r}") from e
         if not messages or len(messages) != int(count):
@@ -112,8 +146,12 @@ def parsePayload(room: str, payload: Any) -> Published | PublishedBatch | Presen
     if kind == "m|":
         try:
             _, epoch, offset, ts, body = text.split("|", 4)
-            nick, said = orjson.loads(body)
-            message = Message(room=room, offset=int(offset), ts=int(ts), nick=nick, text=said)
+            nick, said, *rest = orjson.loads(body)
+            if not (type(nick) is str and type(said) is str):
+                raise TypeError("not [nick, text]")
+            message = Message(
+                room=room, offset=int(offset), ts=int(ts), nick=nick, text=said, user=_userOf(rest)
+            )
         except (ValueError, TypeError) as e:
             raise ValueError(f"bad message payload on {room}: {text[:80]!r}") from e
         return Published(epoch, message)
@@ -121,6 +159,14 @@ def parsePayload(room: str, payload: Any) -> Published | PublishedBatch | Presen
         _, event, nick = ([*text.split("|", 2), "", ""])[:3]
         if event in ("join", "leave") and nick:
             return Presence(room=room, event=event, nick=nick)  # type: ignore[arg-type]
+    if kind == "u|":
+        _, event, body = ([*text.split("|", 2), "", ""])[:3]
+        try:
+            nick, user = orjson.loads(body)
+        except (ValueError, TypeError):
+            nick = user = None
+        if event in ("join", "leave") and type(nick) is str and nick and type(user) is str:
+            return Presence(room=room, event=event, nick=nick, user=user)  # type: ignore[arg-type]
     raise ValueError(f"bad payload on {room}: {text[:80]!r}")
 
 

@@ -26,6 +26,7 @@ class RoomKeys:
     gen: str
     here: str
     channel: str
+    users: str
 
     @property
     def history(self) -> list[str]:
@@ -46,10 +47,15 @@ class KeyLayout:
         P:{room}:epoch         STRING  the room's epoch
         P:{room}:seq           STRING  the room's last offset
         P:{room}:log           STREAM  the history; entry ID <offset>-0, fields n, t, ts
+                                       and u (the sender's user id, if any)
         P:{room}:gen           STRING  the generation the room's epoch belongs to
         P:{room}:here          SET     instances with members in the room
         P:{room}:here:<id>     SET     the nicks instance <id> has in the room
+        P:{room}:users         HASH    nick -> user id, for the authenticated members present
+                                       (the scripts build it from the here key: usersOf)
         P:{room}:events        channel messages and presence of the room
+        P:control              channel the server API's commands, to every instance
+        P:reply:<id>           channel the answers to instance <id>'s commands
     """
 
     prefix: str = "portshare"
@@ -74,6 +80,15 @@ class KeyLayout:
         """The generation counter (see the layout above)."""
         return f"{self.prefix}:generation"
 
+    @property
+    def control(self) -> str:
+        """The channel of the server API's commands (L{portshare.broker.control})."""
+        return f"{self.prefix}:control"
+
+    def reply(self, instanceId: str) -> str:
+        """The channel where instance C{instanceId} gathers the answers to its commands."""
+        return f"{self.prefix}:reply:{instanceId}"
+
     def instance(self, instanceId: str) -> str:
         """The heartbeat key of instance C{instanceId}."""
         return f"{self.prefix}:instance:{instanceId}"
@@ -88,6 +103,7 @@ class KeyLayout:
             gen=f"{tag}:gen",
             here=f"{tag}:here",
             channel=f"{tag}:events",
+            users=f"{tag}:users",
         )
 
     def roomOfChannel(self, channel: str) -> str | None:

@@ -42,6 +42,11 @@ Theory of operation:
    period a room is listed in the rooms index at once (L{INDEX}); every heartbeat lists the
    period's active rooms again and refreshes their TTLs (L{TOUCH}), so the per-message
    script does neither.
+ - The server API's commands (L{RedisBroker.command}) go to every instance over pub/sub
+   (L{portshare.broker.control}): published on the control channel, answered by every
+   instance that receives it (this one too) on the publisher's reply channel, gathered until
+   as many answers came as C{PUBLISH} counted receivers, or the URL's C{timeout} passed (an
+   instance that went silent).  At most L{MAX_COMMANDS} are in flight.
 """
 
 from __future__ import annotations
@@ -80,7 +85,15 @@ from portshare.broker.codec import (
     replayOf,
     roomsOf,
 )
-from portshare.broker.commands import LocalCommands
+from portshare.broker.commands import Answerer
+from portshare.broker.control import (
+    Answer,
+    Gathering,
+    Request,
+    answerPayload,
+    parseControl,
+    requestPayload,
+)
 from portshare.broker.feed import LIVE, LOST, STARTING, RoomFeed, Step
 from portshare.broker.keys import KeyLayout, RoomKeys
 from portshare.broker.link import Backoff, Link, Refused, openConnection
@@ -113,8 +126,15 @@ CATCH_UP_CONCURRENCY = 16
 PUBLISH_BATCH = 64
 #: rooms whose keys are kept built (L{RedisBroker._keysOf})
 KEYS_CACHED = 4096
+#: server API commands gathering answers at once, at most (past that: L{Unavailable})
+MAX_COMMANDS = 64
+#: answers kept per command at most (instances)
+MAX_ANSWERS = 1024
 
 _UNAVAILABLE = "the message broker is not available"
+
+#: a publish waiting in the outbox: (nick, text, ts, user, its Deferred)
+_Queued = tuple[str, str, int, "str | None", Deferred[Message]]
 
 
 def _newEpoch() -> str:
@@ -127,7 +147,7 @@ def _instanceId() -> str:
 
 
 @implementer(IBroker)
-class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
+class RedisBroker:
     """
     An L{IBroker} shared by every instance that uses the same Redis (and key prefix).
 
@@ -178,6 +198,9 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         #: [(message, Deferred)]) by room
         self._waiters: dict[str, list[tuple[str, int, float, list[Any]]]] = {}
         self._presence = PresenceBook()
+        #: the user id of each authenticated (room, nick) this instance counts, for the
+        #: presence scripts (L{ENTER}, L{SYNC}) to name it in the room's users hash
+        self._users: dict[tuple[str, str], str] = {}
         self._dirty: set[str] = set()
         self._ready = False
         self._beaten = False
@@ -188,14 +211,20 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         self._heartbeat.clock = reactor
         #: the generation, once read on the current connection (None: not yet)
         self._generationArg: str | None = None
-        #: this turn's publishes, by room: (nick, text, ts, Deferred)
-        self._outbox: dict[str, list[tuple[str, str, int, Deferred[Message]]]] = {}
+        #: this turn's publishes, by room: (nick, text, ts, user, Deferred)
+        self._outbox: dict[str, list[_Queued]] = {}
         self._flushing = False
         #: rooms published to or joined since the last heartbeat
         self._active: set[str] = set()
         self._keys: dict[str, RoomKeys] = {}
         self._channelRooms: dict[str, str] = {}
         self._sweep: Any = None
+        #: answers this instance's server API commands (the hub's)
+        self._answerer: Answerer | None = None
+        #: this instance's commands in flight, by request id: their answers so far, the
+        #: Deferred to fire, the deadline's timer
+        self._commands: dict[str, tuple[Gathering, Deferred[list[dict[str, Any]]], Any]] = {}
+        self._replyChannel = self.layout.reply(self.instanceId)
 
     # -- availability ---------------------------------------------------------------------
 
@@ -250,6 +279,8 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
             d.callback(None)
         self._readyWaiters = []
         self._releaseWaiters(None)
+        for requestId in list(self._commands):
+            self._commandDone(requestId)
         if self._sweep is not None and self._sweep.active():
             self._sweep.cancel()
         self._sweep = None
@@ -269,6 +300,7 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         subscriber.onMessage = self._channelMessage
         await self._checkServer()
         await self._beat()
+        await subscriber.subscribeTo([self.layout.control, self._replyChannel])
         feeds = list(self._feeds.values())
         for feed in feeds:
             feed.resubscribed()
@@ -390,6 +422,8 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
                 self._channelRooms[channel] = room
         feed = self._feeds.get(room) if room is not None else None
         if feed is None or room is None:
+            if channel == self.layout.control or channel == self._replyChannel:
+                self._controlMessage(payload)
             return
         if isDelivered(payload, feed.epoch, feed.delivered) and feed.state == LIVE:
             return  # (delivered from the publish reply, on this instance)
@@ -502,7 +536,7 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         queued = self._outbox.get(room)
         if queued is None:
             queued = self._outbox[room] = []
-        queued.append((nick, text, ts, d))
+        queued.append((nick, text, ts, user, d))
         if not self._flushing:
             self._flushing = True
             self._reactor.callLater(0, self._flush)
@@ -515,9 +549,7 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
             for i in range(0, len(queued), PUBLISH_BATCH):
                 self._publishBatch(room, queued[i : i + PUBLISH_BATCH])
 
-    def _publishBatch(
-        self, room: str, queued: list[tuple[str, str, int, Deferred[Message]]]
-    ) -> None:
+    def _publishBatch(self, room: str, queued: list[_Queued]) -> None:
         try:
             generation = self._generationNow()
         except Unavailable as e:
@@ -527,29 +559,20 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         self._markActive(room)
         keys = self._keysOf(room)
         if len(queued) == 1:
-            nick, text, ts, _ = queued[0]
-            args: list[Any] = [
-                self._newEpoch(),
-                self._history,
-                generation,
-                self._roomTtlMs,
-                keys.channel,
-                messageBody(nick, text),
-                nick,
-                text,
-                ts,
-            ]
+            nick, text, ts, user, _ = queued[0]
+            body = messageBody(nick, text, user)
         else:
-            args = [
-                self._newEpoch(),
-                self._history,
-                generation,
-                self._roomTtlMs,
-                keys.channel,
-                batchBody([(nick, text, ts) for nick, text, ts, _ in queued]),
-            ]
-            for nick, text, ts, _ in queued:
-                args += (nick, text, ts)
+            body = batchBody([(nick, text, ts, user) for nick, text, ts, user, _ in queued])
+        args: list[Any] = [
+            self._newEpoch(),
+            self._history,
+            generation,
+            self._roomTtlMs,
+            keys.channel,
+            body,
+        ]
+        for nick, text, ts, user, _ in queued:
+            args += (nick, text, ts, user or "")
         d = self.link.run(PUBLISH, keys.history, args)
         d.addCallbacks(
             self._published,
@@ -558,13 +581,11 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
             errbackArgs=(queued,),
         )
 
-    def _published(
-        self, raw: Sequence[Any], room: str, queued: list[tuple[str, str, int, Deferred[Message]]]
-    ) -> None:
+    def _published(self, raw: Sequence[Any], room: str, queued: list[_Queued]) -> None:
         epoch, first = str(raw[0]), int(raw[1])
         acks = [
-            (Message(room=room, offset=first + i, ts=ts, nick=nick, text=text), d)
-            for i, (nick, text, ts, d) in enumerate(queued)
+            (Message(room=room, offset=first + i, ts=ts, nick=nick, text=text, user=user), d)
+            for i, (nick, text, ts, user, d) in enumerate(queued)
         ]
         last = first + len(acks) - 1
         feed = self._feeds.get(room)
@@ -588,9 +609,7 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         if self._sweep is None:
             self._sweep = self._reactor.callLater(self.url.timeout, self._sweepWaiters)
 
-    def _publishFailed(
-        self, failure: Failure, queued: list[tuple[str, str, int, Deferred[Message]]]
-    ) -> None:
+    def _publishFailed(self, failure: Failure, queued: list[_Queued]) -> None:
         for *_, d in queued:
             d.errback(Unavailable(_UNAVAILABLE))
 
@@ -687,12 +706,15 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         """Count C{nick} in C{room} here; list it in Redis when it is new to this instance."""
         if not self._presence.enter(room, nick):
             return succeed(None)
+        if user is not None:
+            self._users[(room, nick)] = user
         return self._presenceChange(ENTER, room, nick)
 
     def exit(self, room: str, nick: str) -> Deferred[None]:
         """Count one join of C{nick} less; unlist it when this instance has no more."""
         if not self._presence.exit(room, nick):
             return succeed(None)
+        self._users.pop((room, nick), None)
         return self._presenceChange(EXIT, room, nick)
 
     def _presenceChange(self, script: Script, room: str, nick: str) -> Deferred[None]:
@@ -702,7 +724,7 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
         keys = self.layout.room(room)
         args: list[Any] = [self.layout.base, self.instanceId, nick, keys.channel]
         if script is ENTER:
-            args.append(self._gcTtlMs)
+            args += (self._gcTtlMs, self._users.get((room, nick), ""))
         d = self.link.run(script, [keys.here], args)
 
         def failed(_: Failure) -> None:
@@ -712,7 +734,10 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
 
     def _syncArgs(self, room: str, nicks: Sequence[str]) -> list[Any]:
         keys = self.layout.room(room)
-        return [self.layout.base, self.instanceId, keys.channel, self._gcTtlMs, *nicks]
+        args: list[Any] = [self.layout.base, self.instanceId, keys.channel, self._gcTtlMs]
+        for nick in nicks:
+            args += (nick, self._users.get((room, nick), ""))
+        return args
 
     async def _syncDirty(self) -> None:
         dirty, self._dirty = self._dirty, set()
@@ -810,3 +835,95 @@ class RedisBroker(LocalCommands):  # TODO(issue 15): commands over pub/sub
                 await self._syncDirty()
         except Exception:
             pass  # the link reconnects; the next heartbeat tries again
+
+    # -- the server API's commands (see L{portshare.broker.control}) ----------------------
+
+    def answerCommands(self, answerer: Answerer) -> None:
+        """This instance answers the commands of every instance with C{answerer}."""
+        self._answerer = answerer
+
+    def command(self, message: dict[str, Any]) -> Deferred[list[dict[str, Any]]]:
+        """
+        Publish C{message} on the control channel; fires with the answers of the instances
+        that received it, once all answered or after the URL's C{timeout} (a silent
+        instance is not waited for longer).
+        @raise Unavailable: (as a failure) while the link is down, when too many commands
+            are in flight, or when Redis did not take the request.
+        """
+        if not self.link.up:
+            return fail(Unavailable(_UNAVAILABLE))
+        if len(self._commands) >= MAX_COMMANDS:
+            return fail(Unavailable("too many server API commands are in flight"))
+        requestId = secrets.token_hex(8)
+        d: Deferred[list[dict[str, Any]]] = Deferred()
+        timer = self._reactor.callLater(self.url.timeout, self._commandDone, requestId)
+        self._commands[requestId] = (Gathering(MAX_ANSWERS), d, timer)
+        sent = self.link.execute(
+            "PUBLISH",
+            self.layout.control,
+            requestPayload(Request(requestId, self.instanceId, message)),
+        )
+        sent.addCallbacks(
+            self._commandSent,
+            self._commandFailed,
+            callbackArgs=(requestId,),
+            errbackArgs=(requestId,),
+        )
+        return d
+
+    def _commandSent(self, receivers: Any, requestId: str) -> None:
+        pending = self._commands.get(requestId)
+        if pending is None or type(receivers) is not int:
+            return  # (not a count: the deadline fires it)
+        if pending[0].sent(receivers):
+            self._commandDone(requestId)
+
+    def _commandFailed(self, failure: Failure, requestId: str) -> None:
+        pending = self._commands.pop(requestId, None)
+        if pending is not None:
+            if pending[2].active():
+                pending[2].cancel()
+            pending[1].errback(Unavailable(_UNAVAILABLE))
+
+    def _commandDone(self, requestId: str) -> None:
+        """Fire a command with the answers it has: all came, its deadline, or stop."""
+        pending = self._commands.pop(requestId, None)
+        if pending is None:
+            return
+        gathering, d, timer = pending
+        if timer.active():
+            timer.cancel()
+        if not gathering.done:
+            self.log.info(
+                "a server API command got {got} of {expected} answers in time",
+                got=len(gathering.answers),
+                expected="?" if gathering.expected is None else gathering.expected,
+            )
+        d.callback(gathering.result())
+
+    def _controlMessage(self, payload: Any) -> None:
+        """A request on the control channel, or an answer on this instance's reply channel."""
+        try:
+            event = parseControl(payload)
+        except ValueError as e:
+            self.log.warn("ignored on the control channels: {why}", why=str(e))
+            return
+        if type(event) is Answer:
+            pending = self._commands.get(event.id)
+            if pending is not None and pending[0].received(event):
+                self._commandDone(event.id)
+            return
+        assert type(event) is Request
+        answer: dict[str, Any] = {}
+        if self._answerer is not None:
+            try:
+                answer = self._answerer(event.command)
+            except Exception as e:
+                self.log.failure("answering a server API command failed")
+                answer = {"error": f"{type(e).__name__}: {e}"}
+        reply = self.link.execute(
+            "PUBLISH",
+            self.layout.reply(event.origin),
+            answerPayload(Answer(event.id, self.instanceId, answer)),
+        )
+        reply.addErrback(lambda _: None)  # the publisher's deadline covers a lost answer

@@ -28,6 +28,11 @@ Theory of operation:
    Instances whose key has expired are reaped (their nicks announced as leaving where no live
    instance still lists them) by any script that reads the room's presence, and by every live
    instance's periodic L{TICK} of its rooms.
+ - Presence users: the user id of an authenticated member is kept in the room's users hash
+   (C{P:{room}:users}, nick -> user), written by L{ENTER} and L{SYNC}, read by every script
+   that announces a join or leave (C{_common.lua}'s C{announce}, reaping included: a dead
+   instance's members leave with their users) and forgotten on the leave.  An authenticated
+   member's event is C{u|join|["nick","user"]}; an anonymous one's stays C{p|join|nick}.
 """
 
 from __future__ import annotations
@@ -67,7 +72,8 @@ def _load(name: str) -> Script:
 
 
 #: KEYS epoch seq log gen; ARGV newEpoch maxlen generation roomTtlMs channel body, then
-#: nick text ts for each of n messages -> {epoch, offset of the first}.  One call per batch
+#: nick text ts user ('' for an anonymous sender: no C{u} field in its entry) for each of n
+#: messages -> {epoch, offset of the first}.  One call per batch
 #: of a room's messages (L{portshare.broker.codec.batchBody}); one PUBLISH per batch
 PUBLISH = _load("publish")
 
@@ -90,14 +96,16 @@ TOUCH = _load("touch")
 #: a separate call (the index is a global key: no room's script may touch it in a cluster)
 INDEX = _load("index")
 
-#: KEYS here; ARGV base id nick channel gcTtlMs -> whether a join was announced
+#: KEYS here; ARGV base id nick channel gcTtlMs user ('' : anonymous) -> whether a join was
+#: announced (with the user, kept in the room's users hash, when there is one)
 ENTER = _load("enter")
 
 #: KEYS here; ARGV base id nick channel -> whether a leave was announced
 EXIT = _load("exit")
 
-#: KEYS here; ARGV base id channel gcTtlMs nick... : make this instance's set exactly the
-#: nicks given, announcing the differences -> {joins, leaves}
+#: KEYS here; ARGV base id channel gcTtlMs, then nick user ('' : anonymous) for each nick:
+#: make this instance's set exactly the nicks given (naming their users), announcing the
+#: differences -> {joins, leaves}
 SYNC = _load("sync")
 
 #: KEYS here; ARGV base channel cap -> {count, nicks (at most cap; cap -1: all)}

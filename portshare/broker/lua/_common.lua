@@ -58,6 +58,33 @@ local function elsewhere(here, base, self, nick)
   return false
 end
 
+-- the room's hash nick -> user id of its authenticated members, beside its here set
+-- (P:{room}:here -> P:{room}:users)
+local function usersOf(here)
+  return string.sub(here, 1, -5) .. 'users'
+end
+
+-- publish a join or leave of nick on the room's channel: 'p|event|nick' for an anonymous
+-- member, 'u|event|["nick","user"]' for one the users hash names (forgotten on its leave)
+local function announce(here, channel, event, nick)
+  local users = usersOf(here)
+  local user = redis.call('HGET', users, nick)
+  if event == 'leave' then redis.call('HDEL', users, nick) end
+  if user then
+    redis.call('PUBLISH', channel, 'u|' .. event .. '|' .. cjson.encode({nick, user}))
+  else
+    redis.call('PUBLISH', channel, 'p|' .. event .. '|' .. nick)
+  end
+end
+
+-- name nick's user in the users hash ('' : an anonymous member, not named), kept ttl ms
+local function nameUser(here, nick, user, ttl)
+  if user == '' then return end
+  local users = usersOf(here)
+  redis.call('HSET', users, nick, user)
+  touch(users, ttl)
+end
+
 -- forget the instances whose heartbeat expired; announce the nicks they leave
 local function reap(here, base, channel)
   local gone = {}
@@ -74,7 +101,7 @@ local function reap(here, base, channel)
     if not elsewhere(here, base, '', nick) then table.insert(left, nick) end
   end
   table.sort(left)
-  for _, nick in ipairs(left) do redis.call('PUBLISH', channel, 'p|leave|' .. nick) end
+  for _, nick in ipairs(left) do announce(here, channel, 'leave', nick) end
   return #left
 end
 
