@@ -214,7 +214,10 @@ def closeWithCode(protocol: WebSocketProtocol, code: int, reason: str) -> None:
     (policy) and 1013 (try again later), which its own protocol code sends this way.
     """
     if protocol.state in (WebSocketProtocol.STATE_OPEN, WebSocketProtocol.STATE_CONNECTING):
-        protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123], isReply=False)
+        # at most 123 bytes (RFC 6455 5.5), cut on a character boundary: the client rejects a
+        # close reason that is not valid UTF-8
+        reasonUtf8 = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
+        protocol.sendCloseFrame(code=code, reasonUtf8=reasonUtf8, isReply=False)
 
 
 class PortshareFactory(WebSocketServerFactory):

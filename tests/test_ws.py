@@ -252,6 +252,19 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
         self.assertEqual([closeCode(p) for op, p in c.frames() if op == CLOSE], [1001])
 
 
+    def test_longReasonCutOnACharacter(self) -> None:
+        """A close reason over 123 bytes is cut on a character boundary: the frame's reason
+        stays valid UTF-8 (a client drops the connection on one that is not)."""
+        from portshare.ws import closeWithCode
+
+        c = MemoryConnection(self.service)
+        c.handshake(protocols="portshare.chat.v1")
+        closeWithCode(c.protocol.wrappedProtocol, 4000, "é" * 100)  # 200 bytes
+        (payload,) = [p for op, p in c.frames() if op == CLOSE]
+        reason = payload[2:]
+        self.assertEqual(reason.decode("utf-8"), "é" * 61)  # 122 bytes: 123 would split one
+
+
 class CloseCodeTests(ServiceMixin, SynchronousTestCase):
     """
     How a client's close is answered, counted in /metrics and logged: the client's code is
