@@ -19,32 +19,46 @@ __version__ = "0.1.0"
 
 #: each public name, and the internal module it comes from
 _PUBLIC = {
+    "ALLOW": "portshare.policy",
+    "AllowAll": "portshare.policy",
     "BadRequest": "portshare.errors",
     "Chat": "portshare.embedding",
+    "Forbidden": "portshare.errors",
+    "IPolicy": "portshare.policy",
+    "Identity": "portshare.identity",
     "Limits": "portshare.limits",
     "Message": "portshare.wire",
     "PortshareError": "portshare.errors",
     "Presence": "portshare.wire",
     "PresenceBatch": "portshare.wire",
-    "RemoteError": "portshare.errors",
-    "TooLarge": "portshare.errors",
+    "Principal": "portshare.policy",
     "ProxyApp": "portshare.apps",
+    "RemoteError": "portshare.errors",
     "ResourceApp": "portshare.apps",
     "RoomEvent": "portshare.rooms",
     "Settings": "portshare.service",
     "Subscription": "portshare.hub",
+    "TooLarge": "portshare.errors",
+    "Unauthorized": "portshare.errors",
     "Unavailable": "portshare.errors",
+    "Verdict": "portshare.policy",
     "WsgiApp": "portshare.apps",
 }
 
 __all__ = [
+    "ALLOW",
+    "AllowAll",
     "BadRequest",
     "Chat",
+    "Forbidden",
+    "IPolicy",
+    "Identity",
     "Limits",
     "Message",
     "PortshareError",
     "Presence",
     "PresenceBatch",
+    "Principal",
     "ProxyApp",
     "RemoteError",
     "ResourceApp",
@@ -52,7 +66,9 @@ __all__ = [
     "Settings",
     "Subscription",
     "TooLarge",
+    "Unauthorized",
     "Unavailable",
+    "Verdict",
     "WsgiApp",
     "__version__",
 ]
@@ -60,9 +76,19 @@ __all__ = [
 if TYPE_CHECKING:
     from portshare.apps import ProxyApp, ResourceApp, WsgiApp
     from portshare.embedding import Chat
-    from portshare.errors import BadRequest, PortshareError, RemoteError, TooLarge, Unavailable
+    from portshare.errors import (
+        BadRequest,
+        Forbidden,
+        PortshareError,
+        RemoteError,
+        TooLarge,
+        Unauthorized,
+        Unavailable,
+    )
     from portshare.hub import Subscription
+    from portshare.identity import Identity
     from portshare.limits import Limits
+    from portshare.policy import ALLOW, AllowAll, IPolicy, Principal, Verdict
     from portshare.rooms import RoomEvent
     from portshare.service import Settings
     from portshare.wire import Message, Presence, PresenceBatch

@@ -74,7 +74,7 @@ class TestSnippets:
         """The parser finds the page's programs and commands (so the tests below can fail)."""
         assert set(programs()) == {"mysite.py", "myapp.tac"}
         assert len(blocks("sh")) == 2
-        assert {"announceDeploy", "auditRoom", "testAnnouncement"} <= set(snippets())
+        assert {"announceDeploy", "auditRoom", "testAnnouncement", "MembersOnly"} <= set(snippets())
 
     def test_announceDeploy(self) -> None:
         """The publishing snippet says its text in lobby and prints the offset it got."""
@@ -99,6 +99,29 @@ class TestSnippets:
         subscription.cancel()
         chat.publish("lobby", "unseen", nick="ops")
         assert log == ["subscribed", "ann joins", "#1 ops: hi"]
+
+    def test_membersOnlyPolicy(self) -> None:
+        """The policy block: a guest may join the lobby but not a staff room, nor say
+        anything; a signed-in user's say is rewritten."""
+        from portshare.testing import ChatError, MemoryChat
+
+        policy = snippets()["MembersOnly"]()
+        secret = b"the-application-secret-of-32-bytes+"
+        with MemoryChat(policy=policy, auth="optional", jwtSecret=secret) as memory:
+            guest = memory.websocket()
+            guest.join("lobby", nick="guest")
+            for attempt in (lambda: guest.join("staff-ops"), lambda: guest.say("lobby", "hi")):
+                try:
+                    attempt()
+                except ChatError as e:
+                    assert e.code == "forbidden"
+                else:
+                    raise AssertionError("the policy let a guest through")
+            token = memory.token("u-1", name="ada")
+            ada = memory.websocket(headers={"Authorization": "Bearer " + token})
+            ada.join("staff-ops")
+            ada.say("staff-ops", "darn")
+            assert [m.text for m in ada.messages()] == ["d***"]
 
     def test_testAnnouncement(self) -> None:
         """The page's own test of an application passes (and checks what it says)."""
