@@ -251,7 +251,6 @@ class ChatEndpointTests(ServiceMixin, SynchronousTestCase):
         self.service.stopService()
         self.assertEqual([closeCode(p) for op, p in c.frames() if op == CLOSE], [1001])
 
-
     def test_longReasonCutOnACharacter(self) -> None:
         """A close reason over 123 bytes is cut on a character boundary: the frame's reason
         stays valid UTF-8 (a client drops the connection on one that is not)."""
