@@ -398,8 +398,10 @@ class Options(usage.Options):
             "memory",
             "Where offsets, history and presence live: memory (this process only), or a "
             "Redis shared by several instances: redis://[:password@]host:port/db, "
-            "rediss://... (TLS) or unix:///path/redis.sock?db=N; query parameters prefix, "
-            "presence_ttl, room_ttl, timeout, durable (see docs/scaling.md).",
+            "rediss://... (TLS), unix:///path/redis.sock?db=N, or Redis Sentinel: "
+            "redis+sentinel://[password@]host:26379,host:26379/master_name/db; query "
+            "parameters prefix, presence_ttl, room_ttl, timeout, durable, and "
+            "sentinel_password, sentinel_timeout (see docs/scaling.md).",
         ],
         [
             "workers",

@@ -101,8 +101,8 @@ class IBroker(Interface):
 def buildBroker(url: str, reactor: Any, history: int, maxRooms: int) -> IBroker:
     """
     The broker a C{--broker} URL names: the in-memory broker for C{memory}, the Redis
-    broker (L{portshare.broker.redis}, imported only then) for C{redis://}, C{rediss://} and
-    C{unix://}.
+    broker (L{portshare.broker.redis}, imported only then) for C{redis://}, C{rediss://},
+    C{unix://} and C{redis+sentinel://} (the master found through the sentinels).
 
     @param history: messages kept per room.
     @param maxRooms: rooms kept (in memory) or listed (Redis) at most.

@@ -149,6 +149,9 @@ class Link:
         with its protocol once it is usable (after AUTH and SELECT).
     @param onUp: called when both are open; returns a Deferred (the resynchronisation).
     @param onDown: called with a short reason when they are lost.
+    @param locate: when given, called before each attempt (Redis Sentinel: ask the sentinels
+        for the master's address); the connections are opened once its Deferred fires, and
+        the attempt waits its backoff when it fails.
     """
 
     log = Logger()
@@ -161,6 +164,7 @@ class Link:
         onDown: Callable[[str], None],
         backoff: Backoff,
         where: str,
+        locate: Callable[[], Deferred[Any]] | None = None,
     ) -> None:
         self._clock = clock
         self._connect = connect
@@ -174,6 +178,7 @@ class Link:
         self.reason = f"connecting to redis at {where}"
         self._retry: Any = None
         self.attempts = 0
+        self._locate = locate
 
     @property
     def up(self) -> bool:
@@ -189,6 +194,19 @@ class Link:
         self._retry = None
         self.state = "connecting"
         self.attempts += 1
+        if self._locate is None:
+            self._connectBoth()
+            return
+        located = self._locate()
+        located.addCallbacks(lambda _: self._connectBoth(), self._notLocated)
+
+    def _notLocated(self, failure: Failure) -> None:
+        if self.state != "stopped":
+            self._wait(f"no redis master known through {self.where}: {_describeFailure(failure)}")
+
+    def _connectBoth(self) -> None:
+        if self.state == "stopped":
+            return
         d = DeferredList(
             [self._connect("command"), self._connect("subscriber")], consumeErrors=True
         )
@@ -287,6 +305,7 @@ class Link:
         if failure.check(Unavailable):
             return failure
         if failure.check(ResponseError):
+            self._demoted(str(failure.value))
             self.log.warn("redis refused {what}: {why}", what=what, why=_describeFailure(failure))
         elif not failure.check(ConnectionError):
             self.log.failure("redis {what} failed", failure, what=what)
@@ -304,9 +323,18 @@ class Link:
             d: Deferred[Any] = self._commandConnection().execute_command(*command)
         except Exception:
             return fail()  # Unavailable, or lost and the link does not know yet
-        return d.addErrback(_refused)
+        return d.addErrback(self._refused)
 
+    def _refused(self, failure: Failure) -> None:
+        failure.trap(ResponseError)
+        self._demoted(str(failure.value))
+        raise Refused(str(failure.value)) from failure.value
 
-def _refused(failure: Failure) -> None:
-    failure.trap(ResponseError)
-    raise Refused(str(failure.value)) from failure.value
+    def _demoted(self, message: str) -> None:
+        """
+        A C{-READONLY} refusal: the server was demoted to a replica (a Sentinel failover
+        while the connection stayed open); drop the link, so the next attempt finds the
+        master again and resynchronises.
+        """
+        if message.startswith("READONLY") and self.state == "up":
+            self.drop(f"redis at {self.where} is a read-only replica now")

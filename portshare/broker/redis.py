@@ -113,6 +113,7 @@ from portshare.broker.scripts import (
     TOUCH,
     Script,
 )
+from portshare.broker.sentinel import SentinelConnector, Sentinels, askSentinel
 from portshare.broker.url import BrokerURL
 from portshare.chat import PresenceBook, Replay, RoomInfo
 from portshare.errors import Unavailable
@@ -183,6 +184,12 @@ class RedisBroker:
         self._presenceTtlMs = int(url.presenceTtl * 1000)
         self._gcTtlMs = 3 * self._presenceTtlMs
         self._roomTtlMs = int(url.roomTtl * 1000)
+        locate: Callable[[], Deferred[Any]] | None = None
+        if connect is None and url.scheme == "redis+sentinel":
+            assert url.masterName is not None
+            sentinels = Sentinels(url.sentinels, url.masterName, partial(askSentinel, reactor, url))
+            connector = SentinelConnector(reactor, url, self.instanceId, sentinels, openConnection)
+            connect, locate = connector.connect, connector.locate
         self.link = Link(
             reactor,
             connect or partial(openConnection, reactor, url, self.instanceId),
@@ -190,6 +197,7 @@ class RedisBroker:
             self._linkDown,
             backoff or Backoff(),
             url.describe(),
+            locate=locate,
         )
         self._feeds: dict[str, RoomFeed] = {}
         self._listeners: dict[str, IRoomListener] = {}
