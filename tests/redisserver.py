@@ -27,14 +27,15 @@ def freePort() -> int:
 
 
 class _Process(protocol.ProcessProtocol):
-    def __init__(self) -> None:
+    def __init__(self, ready: bytes = READY) -> None:
+        self.readyLine = ready
         self.output = b""
         self.ready: Deferred[None] = Deferred()
         self.ended: Deferred[None] = Deferred()
 
     def outReceived(self, data: bytes) -> None:
         self.output = (self.output + data)[-20000:]
-        if READY in self.output and not self.ready.called:
+        if self.readyLine in self.output and not self.ready.called:
             self.ready.callback(None)
 
     errReceived = outReceived
@@ -52,6 +53,9 @@ class RedisServer:
     @ivar url: the C{--broker} URL of this server.
     """
 
+    #: what the server logs once it accepts clients
+    readyLine = READY
+
     def __init__(self, directory: Path, port: int | None = None, *extra: str) -> None:
         self.directory = directory
         self.port = port or freePort()
@@ -68,8 +72,21 @@ class RedisServer:
     async def start(self, timeout: float = 15.0) -> None:
         """Start the server and wait (at most C{timeout} seconds) until it accepts clients."""
         assert not self.running
-        process = self._process = _Process()
-        args = [
+        process = self._process = _Process(self.readyLine)
+        args = self._args()
+        self._transport = reactor.spawnProcess(  # type: ignore[attr-defined]
+            process, REDIS_SERVER, args, env={}, path=str(self.directory)
+        )
+        process.ready.addTimeout(timeout, reactor)
+        await process.ready
+
+    @property
+    def pid(self) -> int | None:
+        """The process's id while it runs (only this process is ever signalled)."""
+        return self._transport.pid if self.running else None
+
+    def _args(self) -> list[str]:
+        return [
             REDIS_SERVER,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
@@ -82,11 +99,6 @@ class RedisServer:
             "--loglevel", "notice",
             *self.extra,
         ]  # fmt: skip
-        self._transport = reactor.spawnProcess(  # type: ignore[attr-defined]
-            process, REDIS_SERVER, args, env={}, path=str(self.directory)
-        )
-        process.ready.addTimeout(timeout, reactor)
-        await process.ready
 
     async def stop(self, signal: str = "TERM", timeout: float = 15.0) -> None:
         """Stop the server (C{KILL}: as a crash) and wait until it has exited."""
@@ -101,6 +113,35 @@ class RedisServer:
         """Stop and start again on the same port (with an empty dataset)."""
         await self.stop(signal)
         await self.start()
+
+
+class SentinelServer(RedisServer):
+    """
+    One C{redis-server --sentinel} monitoring the master on C{masterPort} under C{name},
+    with short failover timings (a master silent for C{downAfterMs} is down; a quorum of 2).
+    Its config file is its own (Sentinel rewrites it), in C{directory}.
+    """
+
+    readyLine = b"+monitor master"
+
+    def __init__(
+        self, directory: Path, masterPort: int, name: str = "mymaster", downAfterMs: int = 1000
+    ) -> None:
+        super().__init__(directory)
+        self.url = f"127.0.0.1:{self.port}"
+        self.config = directory / "sentinel.conf"
+        self.config.write_text(
+            f"port {self.port}\n"
+            "bind 127.0.0.1\n"
+            f"dir {directory}\n"
+            f"sentinel monitor {name} 127.0.0.1 {masterPort} 2\n"
+            f"sentinel down-after-milliseconds {name} {downAfterMs}\n"
+            f"sentinel failover-timeout {name} 10000\n"
+            f"sentinel parallel-syncs {name} 1\n"
+        )
+
+    def _args(self) -> list[str]:
+        return [REDIS_SERVER, str(self.config), "--sentinel", "--daemonize", "no"]
 
 
 async def rawCommand(port: int, *command: Any) -> Any:

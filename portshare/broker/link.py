@@ -245,6 +245,7 @@ class Link:
 
     def drop(self, reason: str | None = None) -> None:
         """Close both connections and try again later."""
+        self.state = "waiting"  # (a connection lost by the abort below is this drop's)
         for other in (self.command, self.subscriber):
             if other is not None and other.transport is not None:
                 other.transport.abortConnection()
