@@ -15,6 +15,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from portshare.broker.link import Backoff, Link
@@ -329,20 +330,51 @@ class _Live(dict):  # type: ignore[type-arg]
 
 
 class BrokerTests(SynchronousTestCase):
-    """The Redis broker uses the sentinels for a redis+sentinel:// URL."""
+    """The Redis broker asks the sentinels of a redis+sentinel:// URL, over real protocols."""
 
-    def test_unavailableWhileNoMasterIsKnown(self) -> None:
-        """Until a master is found, the broker is unavailable and says why."""
-        clock = Clock()
+    def test_asksInTurnThenConnectsToTheMaster(self) -> None:
+        """
+        A silent sentinel is given up after sentinel_timeout; while none answers the broker
+        is unavailable and says why; the one that answers (after AUTH with the sentinels'
+        password) sends both connections to the master it names.
+        """
+        reactor = MemoryReactorClock()
         broker = RedisBroker(
-            parseBrokerURL("redis+sentinel://127.0.0.1:1/mymaster?sentinel_timeout=0.1"),
-            clock,
+            parseBrokerURL(
+                "redis+sentinel://127.0.0.1:1,127.0.0.1:2/mymaster"
+                "?sentinel_timeout=0.1&sentinel_password=s3cret&timeout=1"
+            ),
+            reactor,
             history=10,
             maxRooms=10,
+            backoff=Backoff(0.5, 1.0, jitter=0),
         )
-        self.assertIsNotNone(broker.link._locate)
+        broker.start()
+        self.assertEqual([c[:2] for c in reactor.tcpClients], [("127.0.0.1", 1)])
+        reactor.advance(0.1)  # the first is silent
+        self.assertEqual([c[:2] for c in reactor.tcpClients][1:], [("127.0.0.1", 2)])
+        reactor.advance(0.1)  # and so is the second
+        self.assertIn("no redis master known", broker.unavailableReason or "")
+        self.assertIn("127.0.0.1:2:", broker.unavailableReason or "")
         self.failureResultOf(broker.publish("room", "ann", "hi", 1)).trap(Unavailable)
-        self.assertIn("redis+sentinel://127.0.0.1:1/mymaster/0", broker.unavailableReason or "")
+        reactor.advance(0.5)  # the backoff: ask again, the first answers this time
+        host, port, factory, *_ = reactor.tcpClients[2]
+        self.assertEqual((host, port), ("127.0.0.1", 1))
+        sentinel = factory.buildProtocol(None)
+        transport = StringTransport()
+        sentinel.makeConnection(transport)
+        self.assertEqual(
+            transport.value(),
+            b"*2\r\n$4\r\nAUTH\r\n$6\r\ns3cret\r\n",
+        )
+        sentinel.dataReceived(b"+OK\r\n")
+        self.assertIn(b"get-master-addr-by-name", transport.value())
+        self.assertIn(b"mymaster", transport.value())
+        sentinel.dataReceived(b"*2\r\n$8\r\n10.0.0.7\r\n$4\r\n6390\r\n")
+        self.assertTrue(transport.disconnecting or transport.disconnected)
+        # (MemoryReactorClock's resolver answers 127.0.0.1 for every name: the port tells)
+        self.assertEqual([c[1] for c in reactor.tcpClients[3:]], [6390, 6390])
+        self.successResultOf(broker.stop())
 
 
 # -- a real failover -----------------------------------------------------------------------------

@@ -71,6 +71,83 @@ class ParseBrokerURLTests(SynchronousTestCase):
             self.assertIn(expected, str(raised.exception), text)
 
 
+class SentinelURLTests(SynchronousTestCase):
+    """redis+sentinel:// URLs: the sentinels, the master's name and db, or a clear refusal."""
+
+    def test_everything(self) -> None:
+        """Sentinels (default port 26379, IPv6 in brackets), credentials, name, db, query."""
+        url = parseBrokerURL(
+            "redis+sentinel://p%40ss@s1:26380,[::1]:26381,s3/my-master.1/3"
+            "?sentinel_password=x%26y&sentinel_timeout=0.25&prefix=chat"
+        )
+        self.assertEqual(
+            (url.scheme, url.sentinels, url.masterName, url.db, url.password, url.username),
+            (
+                "redis+sentinel",
+                (("s1", 26380), ("::1", 26381), ("s3", 26379)),
+                "my-master.1",
+                3,
+                "p@ss",
+                None,
+            ),
+        )
+        self.assertEqual((url.sentinelPassword, url.sentinelTimeout), ("x&y", 0.25))
+        self.assertEqual((url.host, url.port, url.prefix, url.shared), (None, None, "chat", True))
+
+    def test_credentials(self) -> None:
+        """A lone userinfo is the master's password; user:password and :password as redis://."""
+        self.assertEqual(
+            parseBrokerURL("redis+sentinel://u:pw@s/m").username,
+            "u",
+        )
+        self.assertEqual(parseBrokerURL("redis+sentinel://:pw@s/m").password, "pw")
+        self.assertEqual(parseBrokerURL("redis+sentinel://s/m").password, None)
+
+    def test_describeHidesPasswords(self) -> None:
+        """describe() lists the sentinels and the name, never a password."""
+        url = parseBrokerURL("redis+sentinel://pw@s1,[::1]:2/m?sentinel_password=spw")
+        self.assertEqual(url.describe(), "redis+sentinel://s1:26379,[::1]:2/m/0")
+        self.assertNotIn("pw", repr(url))
+
+    def test_refused(self) -> None:
+        """Malformed and hostile sentinel URLs are refused, each with its explanation."""
+        cases = {
+            "redis+sentinel://s1:26379": "name the master",
+            "redis+sentinel://s1:26379/": "name the master",
+            "redis+sentinel:///m": "empty sentinel address",
+            "redis+sentinel://s1,,s2/m": "empty sentinel address",
+            "redis+sentinel://s1,/m": "empty sentinel address",
+            "redis+sentinel://s1:0/m": "must be 1 to 65535",
+            "redis+sentinel://s1:65536/m": "must be 1 to 65535",
+            "redis+sentinel://s1:-1/m": "must be 1 to 65535",
+            "redis+sentinel://s1:２６/m": "must be 1 to 65535",
+            "redis+sentinel://s1:1:2/m": "must be 1 to 65535",
+            "redis+sentinel://s%201/m": "is not a sentinel address",
+            "redis+sentinel://s_1\x00/m": "is not a sentinel address",
+            "redis+sentinel://[::1/m": "is not a broker URL",
+            "redis+sentinel://[zz]:1/m": "is not a broker URL",
+            "redis+sentinel://[::1]x/m": "is not a sentinel address",
+            "redis+sentinel://s/m/x": "database must be a number",
+            "redis+sentinel://s/m/-1": "database must be a number",
+            "redis+sentinel://s/m/0/1": "/master_name or /master_name/db",
+            "redis+sentinel://s/m/": "/master_name or /master_name/db",
+            "redis+sentinel://s/m%0aSHUTDOWN": "master name must be",
+            "redis+sentinel://s/m%20n": "master name must be",
+            "redis+sentinel://s/" + "m" * 129: "master name must be",
+            "redis+sentinel://s/m?db=1": "give the database as the path",
+            "redis+sentinel://s/m?sentinel_timeout=0": "sentinel_timeout must be positive",
+            "redis+sentinel://s/m?sentinel_timeout=x": "sentinel_timeout must be a number",
+            "redis+sentinel://s/m?colour=red": "unknown parameter 'colour'",
+            "redis://h?sentinel_password=x": "only for redis+sentinel",
+            "unix:///r.sock?sentinel_timeout=1": "only for redis+sentinel",
+            "redis+sentinel://" + ",".join(f"s{i}" for i in range(17)) + "/m": "at most 16",
+        }
+        for text, expected in cases.items():
+            with self.assertRaises(ValueError, msg=text) as raised:
+                parseBrokerURL(text)
+            self.assertIn(expected, str(raised.exception), text)
+
+
 class BrokerURLTests(SynchronousTestCase):
     """The URL object hides credentials."""
 
