@@ -57,7 +57,7 @@ class AnswersTests(SynchronousTestCase):
             ["h", "65536"],
             ["h", "-1"],
             ["h", "1e3"],
-            ["h", "١٢"],  # (non-ASCII digits)
+            ["h", "\u0661\u0662"],  # (non-ASCII digits)
             [b"h", "1"],
             ["h", 1],
             ["h h", "1"],

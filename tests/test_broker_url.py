@@ -120,7 +120,7 @@ class SentinelURLTests(SynchronousTestCase):
             "redis+sentinel://s1:0/m": "must be 1 to 65535",
             "redis+sentinel://s1:65536/m": "must be 1 to 65535",
             "redis+sentinel://s1:-1/m": "must be 1 to 65535",
-            "redis+sentinel://s1:２６/m": "must be 1 to 65535",
+            "redis+sentinel://s1:\uff12\uff16/m": "must be 1 to 65535",  # (full-width digits)
             "redis+sentinel://s1:1:2/m": "must be 1 to 65535",
             "redis+sentinel://s%201/m": "is not a sentinel address",
             "redis+sentinel://s_1\x00/m": "is not a sentinel address",
