@@ -36,7 +36,6 @@ from portshare.serverapi import (
     UsersResource,
     optionalUser,
 )
-from portshare.users import principalOf
 from portshare.wire import validNick, validRoom, validText
 
 __all__ = ["SAFE_METHODS", "ApiPolicy", "ApiResource", "buildApi"]
@@ -132,8 +131,8 @@ class MessagesResource(ApiResource):
         address = self.guard.clientHost(request)
 
         def authenticated(identity: Any) -> Any:
-            principal = principalOf(identity, identity.nick, address)
-            check = hub.gate.publish(principal, room, text)  # the token's grants, the rules
+            # the token's grants, the rules
+            check = hub.gate.publish(identity, identity.nick, address, room, text)
             said = check if check is not None else None
             if said is None:
                 return hub.publish(room, identity.nick, text, user=identity.user)

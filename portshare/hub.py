@@ -41,7 +41,7 @@ from portshare.joining import Abandon, Exit, Joining, joinedReply
 from portshare.limits import Limits
 from portshare.metrics import Metrics
 from portshare.rooms import LIVE, IFrontEnd, IMember, RoomEvent, RoomFanout
-from portshare.users import Gatekeeper, principalOf
+from portshare.users import Gatekeeper
 from portshare.wire import (
     Ack,
     Auth,
@@ -307,8 +307,9 @@ class Hub:
             raise TooLarge(f"a connection may join at most {self.limits.roomsPerConnection} rooms")
         if command.nick is not None:
             self._checkNick(session, command.nick)
-        principal = principalOf(session.identity, command.nick or session.nick, session.address)
-        check = self.gate.join(principal, room)  # raises Forbidden for the token's grants
+        check = self.gate.join(  # raises Forbidden for the token's grants
+            session.identity, command.nick or session.nick, session.address, room
+        )
         if check is None:
             self._joinAllowed(session, command)
             return
@@ -487,8 +488,9 @@ class Hub:
             raise NotJoined(f"join {room} before saying anything there")
         if room in session.mute:
             raise errors.Forbidden(f"your token does not allow saying anything in {room}")
-        principal = principalOf(session.identity, session.nick, session.address)
-        check = self.gate.publish(principal, room, command.text)  # the token's grants
+        check = self.gate.publish(  # raises Forbidden for the token's grants
+            session.identity, session.nick, session.address, room, command.text
+        )
         if check is None and not session.says:
             self._publishSaid(session, command, command.text)
             return
@@ -530,9 +532,7 @@ class Hub:
     def _brokerPublish(
         self, room: str, nick: str, text: str, user: str | None
     ) -> Deferred[Message]:
-        if user is None:  # (every broker takes this form)
-            return self.broker.publish(room, nick, text, self.now())
-        return self.broker.publish(room, nick, text, self.now(), user=user)
+        return self.broker.publish(room, nick, text, self.now(), user)
 
     def _nick(self, session: Session, command: Nick) -> None:
         self._checkNick(session, command.nick)
@@ -751,9 +751,7 @@ class Hub:
         self.broker.exit(room, nick).addErrback(self._logFailure, "exit")
 
     def _enter(self, room: str, nick: str, user: str | None) -> Deferred[Any]:
-        if user is None:  # (every broker takes this form)
-            return self.broker.enter(room, nick)
-        return self.broker.enter(room, nick, user=user)
+        return self.broker.enter(room, nick, user)
 
     def _logFailure(self, failure: Failure, what: str) -> None:
         self.log.failure("broker {what} failed", failure, what=what)

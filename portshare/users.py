@@ -127,30 +127,34 @@ class Gatekeeper:
         assert self.authenticator is not None
         return self.authenticator.rules.deadline(identity)
 
-    def join(self, principal: Principal, room: str) -> Deferred[None] | None:
+    def join(
+        self, identity: Identity | None, nick: str, address: str, room: str
+    ) -> Deferred[None] | None:
         """
-        Whether C{principal} may join C{room}: the token's grants (raise L{Forbidden}), then
-        the application's rule (a Deferred), or C{None} at once when there is no rule.
+        Whether a connection (C{identity}, or anonymous; C{nick}; C{address}) may join
+        C{room}: the token's grants (raise L{Forbidden}), then the application's rule (a
+        Deferred), or C{None} at once when there is no rule: then no L{Principal} is made.
         """
-        identity = principal.identity
         if identity is not None and not identity.mayJoin(room):
             raise Forbidden(f"your token does not allow joining {room}")
         if self.authorization is None:
             return None
-        return self.authorization.join(principal, room)
+        return self.authorization.join(principalOf(identity, nick, address), room)
 
-    def publish(self, principal: Principal, room: str, text: str) -> Deferred[str] | None:
+    def publish(
+        self, identity: Identity | None, nick: str, address: str, room: str, text: str
+    ) -> Deferred[str] | None:
         """
-        Whether C{principal} may say C{text} in C{room}: the token's grants, then the
+        Whether a connection may say C{text} in C{room}: the token's grants, then the
         application's rule, whose Deferred fires with the text to publish (a rewrite, or
-        C{text}); C{None} at once when there is no rule.
+        C{text}); C{None} at once when there is no rule (the path of every say of a chat
+        without one: nothing is allocated for it).
         """
-        identity = principal.identity
         if identity is not None and not identity.mayPublish(room):
             raise Forbidden(f"your token does not allow saying anything in {room}")
         if self.authorization is None:
             return None
-        return self.authorization.publish(principal, room, text)
+        return self.authorization.publish(principalOf(identity, nick, address), room, text)
 
 
 def principalOf(identity: Identity | None, nick: str, address: str) -> Principal:

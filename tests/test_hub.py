@@ -484,7 +484,9 @@ class AsyncJoinTests(HubTestMixin, SynchronousTestCase):
 
 
 class FailingBroker(MemoryBroker):
-    def publish(self, room: str, nick: str, text: str, ts: int) -> Deferred[Any]:
+    def publish(
+        self, room: str, nick: str, text: str, ts: int, user: str | None = None
+    ) -> Deferred[Any]:
         return fail(RuntimeError("connection refused"))
 
 
