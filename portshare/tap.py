@@ -528,11 +528,11 @@ class Options(usage.Options):
         self["hook-headers"] = {}
         if self["hook-header-file"] is not None:
             self["hook-headers"] = _readHeaders(self["hook-header-file"])
-        self._checkUsers()
         try:
             self["broker-url"] = parseBrokerURL(self["broker"])
         except ValueError as e:
             raise usage.UsageError(f"--broker: {e}") from None
+        self._checkUsers()
         if self["broker-url"].shared and importlib.util.find_spec("hiredis") is None:
             raise usage.UsageError(
                 "--broker redis needs the redis extra: pip install 'portshare[redis]'"
@@ -545,21 +545,12 @@ class Options(usage.Options):
             raise usage.UsageError(str(e)) from None
 
     def _checkUsers(self) -> None:
-        """The options of users and hooks, as one-line usage errors."""
+        """
+        The options of users and hooks, as one-line usage errors: the service's own checks
+        (L{Settings}), on the settings these options make, naming the options.
+        """
         try:
-            Settings(
-                auth=self["auth"],
-                authTimeout=self["auth-timeout"],
-                jwtSecret=self["jwt-secret"],
-                jwtPublicKey=self["jwt-public-key"],
-                jwksUrl=self["jwks-url"],
-                jwtLeeway=self["jwt-leeway"],
-                tokenCookie=self["token-cookie"],
-                hookUrl=self["hook-url"],
-                hookTimeout=self["hook-timeout"],
-                hookMaxInFlight=self["hook-max-in-flight"],
-                hookJoinCache=self["hook-join-cache"],
-            )
+            self.settings()
         except ValueError as e:
             raise usage.UsageError(_optionNames(str(e))) from None
         if self["jwt-secret"] is not None or self["jwt-public-key"] is not None:
