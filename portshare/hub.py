@@ -313,10 +313,10 @@ class Hub:
         if check is None:
             self._joinAllowed(session, command)
             return
-        session.authorizing.add(room)
+        session.authorizingStarted(room)
 
         def answered(result: object) -> object:
-            session.authorizing.discard(room)
+            session.authorizingDone(room)
             return result
 
         check.addBoth(answered)
@@ -451,7 +451,7 @@ class Hub:
 
     def _removeFromRoom(self, session: Session, room: str) -> None:
         session.rooms.discard(room)
-        session.serverRooms.discard(room)
+        session.joinedByServer(room, joined=False)
         session.mute.discard(room)
         fanout = self._rooms.get(room)
         if fanout is None:
@@ -713,7 +713,7 @@ class Hub:
                     # connection's subscriptions and presence, whoever asks
                     raise TooLarge(f"a connection may join at most {most} rooms")
                 self._joinNow(session, Join(room=room), byServer=True)
-                session.serverRooms.add(room)
+                session.joinedByServer(room)
             except RemoteError as e:
                 self._refuse(session, e, None)
         return len(sessions)
